@@ -1,0 +1,34 @@
+# Quick start: `make repro` (install + run the pipeline), `make test` (install + run the tests).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: setup test lint repro bench clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned to the CPU-capable wheels this project is tested with
+	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(INSTALLED)
+
+setup: $(INSTALLED)
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest -q
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check amad stages deploy tests
+	$(BIN)/ruff format --check amad stages deploy tests
+
+repro: $(INSTALLED)
+	$(BIN)/dvc repro
+
+bench: $(INSTALLED)
+	$(BIN)/python -m amad.bench.losses
+
+clean:
+	rm -rf $(VENV)

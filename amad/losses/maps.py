@@ -1,0 +1,107 @@
+"""Shared helpers for losses on attention maps: input checks, row-wise KL and masked means.
+
+All attention losses take probabilities shaped ``[B, H, q, k]`` and an optional boolean
+``query_mask`` shaped ``[B, q]`` (True for real query rows). Half-precision inputs are computed
+in float32 so that the losses behave identically under autocast.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+REDUCTIONS = ("none", "mean", "sum")
+
+
+def check_reduction(reduction: str) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def reduce(per_item: Tensor, reduction: str) -> Tensor:
+    """Apply ``reduction`` ("none" | "mean" | "sum") to a per-item loss tensor."""
+    check_reduction(reduction)
+    if reduction == "none":
+        return per_item
+    if reduction == "sum":
+        return per_item.sum()
+    return per_item.mean()
+
+
+def loss_dtype(*tensors: Tensor) -> torch.dtype:
+    """float64 if any input is float64, else float32 (half and bfloat16 are upcast)."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def check_maps(teacher: Tensor, student: Tensor, query_mask: Tensor | None) -> None:
+    """Validate a teacher / student pair of attention maps and an optional query mask."""
+    if teacher.dim() != 4 or student.dim() != 4:
+        raise ValueError(
+            "attention maps must be [B, H, q, k]; got teacher "
+            f"{tuple(teacher.shape)} and student {tuple(student.shape)}"
+        )
+    t_batch, _, t_q, t_k = teacher.shape
+    s_batch, _, s_q, s_k = student.shape
+    if (t_batch, t_q, t_k) != (s_batch, s_q, s_k):
+        raise ValueError(
+            "teacher and student maps must agree on batch, query and key sizes; got teacher "
+            f"{tuple(teacher.shape)} and student {tuple(student.shape)}"
+        )
+    if query_mask is not None:
+        if query_mask.dtype != torch.bool:
+            raise TypeError(f"query_mask must be a bool tensor, got {query_mask.dtype}")
+        if tuple(query_mask.shape) != (t_batch, t_q):
+            raise ValueError(f"query_mask must be [B, q] = {(t_batch, t_q)}, got {tuple(query_mask.shape)}")
+
+
+def log_floor(dtype: torch.dtype) -> float:
+    """Smallest probability whose log is taken as-is; smaller ones are clamped to it.
+
+    ``sqrt(tiny)`` keeps ``log`` and its gradient ``1/p`` finite (about 1e19 in float32) for maps
+    with exact zeros, and is far below any probability that changes a loss value.
+    """
+    return torch.finfo(dtype).tiny ** 0.5
+
+
+def row_kl(target: Tensor, prediction: Tensor) -> Tensor:
+    """``KL(target || prediction)`` along the last dim; terms with ``target == 0`` contribute 0.
+
+    Args:
+        target: probabilities ``[..., k]``.
+        prediction: probabilities ``[..., k]``.
+
+    Returns:
+        ``[...]``, one divergence per row.
+    """
+    floor = log_floor(target.dtype)
+    log_ratio = target.clamp_min(floor).log() - prediction.clamp_min(floor).log()
+    return (target * log_ratio).sum(-1)
+
+
+def masked_row_mean(per_row: Tensor, query_mask: Tensor | None) -> Tensor:
+    """Mean over query rows (last dim) counting only rows where ``query_mask`` is True.
+
+    Args:
+        per_row: ``[B, H, q]``.
+        query_mask: ``[B, q]`` bool or None (all rows valid).
+
+    Returns:
+        ``[B, H]``; a sample with no valid row gives 0.
+    """
+    if query_mask is None:
+        return per_row.mean(-1)
+    weights = query_mask.to(per_row.dtype)  # (B, q)
+    valid_rows = weights.sum(-1).clamp_min(1.0)  # (B,)
+    return (per_row * weights[:, None, :]).sum(-1) / valid_rows[:, None]
+
+
+def zero_masked_rows(maps: Tensor, query_mask: Tensor | None) -> Tensor:
+    """Set the rows of padding queries to 0 so that flattened maps hold only valid rows.
+
+    Args:
+        maps: ``[B, H, q, k]``.
+        query_mask: ``[B, q]`` bool or None.
+    """
+    if query_mask is None:
+        return maps
+    return maps * query_mask[:, None, :, None].to(maps.dtype)

@@ -1,0 +1,288 @@
+"""Golden values and properties of the attention distillation losses (DESIGN.md, "The method")."""
+
+import pytest
+import reference
+import torch
+from conftest import random_maps
+
+from amad.losses import (
+    AttentionProjection,
+    alignment_weights,
+    amad_loss,
+    logit_kd_loss,
+    one_to_one_loss,
+    relation_loss,
+    task_loss,
+)
+
+# The paper's toy case: 3 teacher heads, 2 student heads, 3x3 maps (rows sum to 1).
+TOY_TEACHER = torch.tensor(
+    [
+        [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]],
+        [[0.1, 0.1, 0.8], [0.3, 0.3, 0.4], [0.5, 0.25, 0.25]],
+        [[1 / 3, 1 / 3, 1 / 3]] * 3,
+    ],
+    dtype=torch.float64,
+)[None]
+TOY_STUDENT = torch.tensor(
+    [
+        [[0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.3, 0.6]],
+        [[0.2, 0.2, 0.6], [0.25, 0.25, 0.5], [0.4, 0.4, 0.2]],
+    ],
+    dtype=torch.float64,
+)[None]
+
+GOLDEN_WEIGHTS = {
+    1.0: [[0.6009928431, 0.3990071569], [0.3948543940, 0.6051456060], [0.4762864740, 0.5237135260]],
+    0.1: [[0.9836338206, 0.0163661794], [0.0137955139, 0.9862044861], [0.2790350354, 0.7209649646]],
+}
+GOLDEN_LOSSES = {
+    (1.0, "kl"): [0.1308495768, 0.1586797995, 0.0259013135],
+    (1.0, "mse"): [0.1737701593, 0.2297072552, 0.0492910677],
+    (1.0, "token"): [0.1288229890, 0.1513487200, 0.0247771410],
+    (0.1, "kl"): [0.0401291678, 0.0548395662, 0.0230309573],
+    (0.1, "mse"): [0.0361483076, 0.0814468076, 0.0497799021],
+    (0.1, "token"): [0.0369443509, 0.0507004806, 0.0172450088],
+}
+VARIANTS = ("kl", "mse", "token")
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.1])
+def test_toy_alignment_weights_golden(temperature):
+    weights = alignment_weights(TOY_TEACHER, TOY_STUDENT, temperature=temperature)
+    assert weights.shape == (1, 3, 2)
+    torch.testing.assert_close(weights[0], torch.tensor(GOLDEN_WEIGHTS[temperature], dtype=torch.float64))
+    torch.testing.assert_close(weights.sum(-1), torch.ones(1, 3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(("temperature", "variant"), list(GOLDEN_LOSSES))
+def test_toy_amad_loss_golden(temperature, variant):
+    per_head = amad_loss(TOY_TEACHER, TOY_STUDENT, variant=variant, temperature=temperature, reduction="none")
+    expected = torch.tensor([GOLDEN_LOSSES[temperature, variant]], dtype=torch.float64)
+    torch.testing.assert_close(per_head, expected)
+    torch.testing.assert_close(
+        amad_loss(TOY_TEACHER, TOY_STUDENT, variant=variant, temperature=temperature), expected.mean()
+    )
+    torch.testing.assert_close(
+        amad_loss(TOY_TEACHER, TOY_STUDENT, variant=variant, temperature=temperature, reduction="sum"),
+        expected.sum(),
+    )
+
+
+def test_toy_one_to_one_golden():
+    # row KLs of (T0, S0) and (T1, S1), worked by hand: e.g. row 0 of head 0 is
+    # 0.7 ln(0.7/0.6) + 0.2 ln(0.2/0.3) + 0.1 ln(1) = 0.026813
+    expected = torch.tensor([[0.0406197549, 0.0538361639]], dtype=torch.float64)
+    torch.testing.assert_close(one_to_one_loss(TOY_TEACHER, TOY_STUDENT, reduction="none"), expected)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("temperature", [1.0, 0.3])
+def test_matches_loop_reference_with_mask(variant, temperature):
+    teacher = random_maps(2, 4, 5, 6, seed=1, sharpness=2.0)
+    student = random_maps(2, 3, 5, 6, seed=2, sharpness=2.0)
+    mask = torch.tensor([[True, True, True, False, False], [True, True, True, True, True]])
+    got = amad_loss(teacher, student, variant=variant, temperature=temperature, query_mask=mask, reduction="none")
+    expected = reference.amad(teacher, student, variant, temperature, mask)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(
+        alignment_weights(teacher, student, temperature=temperature, query_mask=mask),
+        reference.weights(teacher, student, temperature, mask),
+    )
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_invariant_to_student_head_permutation(variant):
+    teacher = random_maps(3, 6, 7, 7, seed=3, sharpness=3.0)
+    student = random_maps(3, 3, 7, 7, seed=4, sharpness=3.0)
+    permuted = student[:, [2, 0, 1]]
+    for temperature in (1.0, 0.2):
+        torch.testing.assert_close(
+            amad_loss(teacher, student, variant=variant, temperature=temperature, reduction="none"),
+            amad_loss(teacher, permuted, variant=variant, temperature=temperature, reduction="none"),
+        )
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_identical_heads_give_zero_loss(variant):
+    shared = random_maps(2, 1, 6, 6, seed=5, sharpness=2.0)
+    teacher, student = shared.expand(2, 4, 6, 6), shared.expand(2, 2, 6, 6)
+    loss = amad_loss(teacher, student, variant=variant, reduction="none")
+    torch.testing.assert_close(loss, torch.zeros(2, 4, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert one_to_one_loss(teacher, student) == pytest.approx(0.0, abs=1e-12)
+    assert one_to_one_loss(teacher, student, head_mismatch="mean_pool") == pytest.approx(0.0, abs=1e-12)
+
+
+def test_each_teacher_head_in_student_is_near_zero_at_low_temperature():
+    teacher = random_maps(1, 3, 5, 5, seed=6, sharpness=4.0)
+    loss = amad_loss(teacher, teacher[:, [2, 0, 1]], temperature=1e-3)
+    assert float(loss) < 1e-8
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_masked_rows_do_not_contribute(variant):
+    teacher = random_maps(2, 4, 6, 6, seed=7)
+    student = random_maps(2, 2, 6, 6, seed=8)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[:, 4:] = False
+    masked = amad_loss(teacher, student, variant=variant, query_mask=mask, reduction="none")
+    truncated = amad_loss(teacher[:, :, :4], student[:, :, :4], variant=variant, reduction="none")
+    torch.testing.assert_close(masked, truncated)
+    scrambled = student.clone()
+    scrambled[:, :, 4:] = random_maps(2, 2, 2, 6, seed=9)
+    torch.testing.assert_close(
+        amad_loss(teacher, scrambled, variant=variant, query_mask=mask, reduction="none"), masked
+    )
+    torch.testing.assert_close(
+        one_to_one_loss(teacher, student, query_mask=mask, reduction="none"),
+        one_to_one_loss(teacher[:, :, :4], student[:, :, :4], reduction="none"),
+    )
+
+
+def test_sample_without_valid_rows_gives_zero():
+    teacher, student = random_maps(2, 2, 3, 3, seed=10), random_maps(2, 2, 3, 3, seed=11)
+    mask = torch.tensor([[False, False, False], [True, True, True]])
+    for variant in VARIANTS:
+        loss = amad_loss(teacher, student, variant=variant, query_mask=mask, reduction="none")
+        assert torch.all(loss[0] == 0) and torch.all(loss[1] > 0)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradcheck_float64(variant):
+    teacher = random_maps(2, 3, 4, 5, seed=12).requires_grad_()
+    student = random_maps(2, 2, 4, 5, seed=13).requires_grad_()
+    temperature = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True, True, True, False], [True, True, True, True]])
+
+    def loss(t, s, tau):
+        return amad_loss(t, s, variant=variant, temperature=tau, query_mask=mask, reduction="none")
+
+    assert torch.autograd.gradcheck(loss, (teacher, student, temperature))
+
+
+def test_gradcheck_baselines_float64():
+    teacher = random_maps(2, 4, 3, 3, seed=14).requires_grad_()
+    student = random_maps(2, 2, 3, 3, seed=15).requires_grad_()
+    for policy in ("truncate", "mean_pool"):
+        assert torch.autograd.gradcheck(
+            lambda t, s, policy=policy: one_to_one_loss(t, s, head_mismatch=policy), (teacher, student)
+        )
+    qkv_t = tuple(torch.randn(2, 4, 3, 2, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    qkv_s = tuple(torch.randn(2, 2, 3, 2, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    assert torch.autograd.gradcheck(
+        lambda *x: relation_loss(x[:3], x[3:], num_relation_heads=2), (*qkv_t, *qkv_s)
+    )
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_near_one_hot_maps_with_exact_zeros_are_finite(variant, dtype):
+    teacher = torch.zeros(2, 4, 5, 5, dtype=dtype)
+    teacher[..., 0] = 1.0  # exact one-hot rows
+    teacher[:, 1] = torch.eye(5, dtype=dtype)
+    student_logits = torch.full((2, 2, 5, 5), -200.0, dtype=dtype)
+    student_logits[..., 1] = 200.0  # softmax underflows to exact zeros
+    student_logits = student_logits.requires_grad_()
+    loss = amad_loss(teacher, student_logits.softmax(-1), variant=variant)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(student_logits.grad).all()
+
+
+def test_float16_inputs_are_computed_in_float32():
+    teacher = random_maps(1, 2, 4, 4, seed=16, dtype=torch.float32)
+    student = random_maps(1, 2, 4, 4, seed=17, dtype=torch.float32)
+    half = amad_loss(teacher.half(), student.bfloat16())
+    assert half.dtype == torch.float32
+    assert float(half) == pytest.approx(float(amad_loss(teacher, student)), rel=2e-2)
+
+
+def test_mean_pool_and_truncate_pair_the_documented_heads():
+    teacher = random_maps(1, 4, 3, 3, seed=18)
+    student = random_maps(1, 2, 3, 3, seed=19)
+    pooled = torch.stack([teacher[:, 0:2].mean(1), teacher[:, 2:4].mean(1)], 1)
+    torch.testing.assert_close(
+        one_to_one_loss(teacher, student, head_mismatch="mean_pool"), one_to_one_loss(pooled, student)
+    )
+    torch.testing.assert_close(one_to_one_loss(teacher, student), one_to_one_loss(teacher[:, :2], student))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: amad_loss(random_maps(1, 2, 3, 3, seed=0), random_maps(1, 2, 3, 4, seed=0)), "agree"),
+        (lambda: amad_loss(random_maps(1, 2, 3, 3, seed=0), random_maps(1, 2, 3, 3, seed=0), variant="x"), "variant"),
+        (lambda: amad_loss(random_maps(1, 2, 3, 3, seed=0), random_maps(1, 2, 3, 3, seed=0), temperature=0), "> 0"),
+        (lambda: amad_loss(random_maps(1, 2, 3, 3, seed=0), random_maps(1, 2, 3, 3, seed=0), reduction="avg"), "reduction"),
+        (lambda: one_to_one_loss(random_maps(1, 3, 3, 3, seed=0), random_maps(1, 2, 3, 3, seed=0), head_mismatch="mean_pool"), "divide"),
+        (lambda: one_to_one_loss(random_maps(1, 2, 3, 3, seed=0), random_maps(1, 3, 3, 3, seed=0)), "at least"),
+        (lambda: AttentionProjection(197 * 197), "small maps"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(call, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        call()
+
+
+def test_projection_variant_learns_and_starts_as_mse():
+    teacher = random_maps(2, 3, 4, 4, seed=20)
+    student = random_maps(2, 2, 4, 4, seed=21)
+    projection = AttentionProjection(16).double()
+    torch.testing.assert_close(
+        amad_loss(teacher, student, variant="projection", projection=projection),
+        amad_loss(teacher, student, variant="mse"),
+    )
+    optimiser = torch.optim.SGD(projection.parameters(), lr=0.5)
+    first = None
+    for _ in range(20):
+        loss = amad_loss(teacher, student, variant="projection", projection=projection)
+        first = first if first is not None else loss.item()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert float(loss) < first
+
+
+def test_relation_loss_is_zero_for_regrouped_heads_and_positive_otherwise():
+    generator = torch.Generator().manual_seed(22)
+    teacher = tuple(torch.randn(2, 4, 6, 8, generator=generator, dtype=torch.float64) for _ in range(3))
+    # the same vectors seen as 2 heads of width 16: identical once re-split into relation heads
+    regrouped = tuple(t.transpose(1, 2).reshape(2, 6, 2, 16).transpose(1, 2) for t in teacher)
+    assert float(relation_loss(teacher, regrouped, num_relation_heads=4)) == pytest.approx(0.0, abs=1e-12)
+    other = tuple(torch.randn(2, 2, 6, 16, generator=generator, dtype=torch.float64) for _ in range(3))
+    assert float(relation_loss(teacher, other, num_relation_heads=4)) > 0
+
+
+def test_relation_loss_matches_manual_and_respects_masks():
+    generator = torch.Generator().manual_seed(23)
+    teacher = tuple(torch.randn(1, 2, 4, 2, generator=generator, dtype=torch.float64) for _ in range(3))
+    student = tuple(torch.randn(1, 1, 4, 4, generator=generator, dtype=torch.float64) for _ in range(3))
+    mask = torch.tensor([[True, True, True, False]])
+    got = relation_loss(teacher, student, num_relation_heads=1, relations=("kk",), query_mask=mask, key_mask=mask)
+    t = teacher[1][0].transpose(0, 1).reshape(4, 4)[:3]  # heads concatenated, valid tokens only
+    s = student[1][0, 0][:3]
+    t_rel, s_rel = ((x @ x.T / 2.0).softmax(-1) for x in (t, s))
+    expected = sum(reference.kl_row(t_rel[r], s_rel[r]) for r in range(3)) / 3
+    assert float(got) == pytest.approx(expected, rel=1e-10)
+    with pytest.raises(ValueError, match="divide"):
+        relation_loss(teacher, student, num_relation_heads=3)
+
+
+def test_logit_kd_golden_and_temperature_scaling():
+    student = torch.tensor([[1.0, 2.0, 0.5]])
+    teacher = torch.tensor([[2.0, 0.0, 1.0]])
+    for temperature in (1.0, 4.0):
+        p_t = (teacher / temperature).softmax(-1)[0]
+        p_s = (student / temperature).softmax(-1)[0]
+        expected = temperature**2 * reference.kl_row(p_t, p_s)
+        assert float(logit_kd_loss(student, teacher, temperature=temperature)) == pytest.approx(expected, rel=1e-5)
+    assert float(logit_kd_loss(teacher, teacher)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_task_loss_hard_and_soft_targets():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    hard = task_loss(logits, torch.tensor([0, 1]))
+    soft = task_loss(logits, torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.3, 0.0]]))
+    torch.testing.assert_close(hard, soft)
+    only_first = task_loss(logits, torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    torch.testing.assert_close(only_first, task_loss(logits[:1], torch.tensor([0])))
