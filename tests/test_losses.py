@@ -240,7 +240,7 @@ def test_projection_variant_learns_and_starts_as_mse():
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-    assert float(loss) < first
+    assert loss.item() < first
 
 
 def test_relation_loss_is_zero_for_regrouped_heads_and_positive_otherwise():
