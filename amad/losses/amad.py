@@ -23,8 +23,10 @@ from amad.losses.maps import (
     masked_row_mean,
     reduce,
     row_kl,
+    row_mean_weights,
     zero_masked_rows,
 )
+from amad.losses.mixture_kl import mixture_kl
 
 VARIANTS = ("kl", "mse", "token", "projection")
 _NORM_EPS = 1e-12
@@ -39,20 +41,34 @@ def _check_temperature(temperature: float | Tensor) -> None:
         raise ValueError(f"temperature must be > 0, got {temperature}")
 
 
-def _head_cosines(teacher_flat: Tensor, student_flat: Tensor) -> Tensor:
-    """Cosine similarity of every teacher head with every student head.
+def _masked_norms(maps: Tensor, query_mask: Tensor | None) -> Tensor:
+    """Norm of each head's map over its valid query rows: ``[B, H, q, k]`` -> ``[B, H]``."""
+    row_norms_sq = torch.linalg.vector_norm(maps, dim=-1).square()  # (B, H, q)
+    if query_mask is not None:
+        row_norms_sq = row_norms_sq * query_mask[:, None, :].to(maps.dtype)
+    return row_norms_sq.sum(-1).sqrt()
+
+
+def _head_cosines(teacher: Tensor, student: Tensor, query_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Cosine of every teacher head with every student head, on maps flattened over valid rows.
+
+    Only the (smaller) student is copied to zero its padding rows; the teacher is read in place.
 
     Args:
-        teacher_flat: ``[B, Ht, D]`` flattened maps.
-        student_flat: ``[B, Hs, D]`` flattened maps.
+        teacher: ``[B, Ht, q, k]``.
+        student: ``[B, Hs, q, k]``.
+        query_mask: ``[B, q]`` bool or None.
 
     Returns:
-        ``[B, Ht, Hs]``.
+        cosines ``[B, Ht, Hs]`` and the masked, flattened student ``[B, Hs, q*k]``.
     """
-    dots = teacher_flat @ student_flat.transpose(1, 2)  # (B, Ht, Hs)
-    teacher_norm = teacher_flat.norm(dim=-1)  # (B, Ht)
+    student_flat = zero_masked_rows(student, query_mask).flatten(2)  # (B, Hs, q*k)
+    # student-major product: its backward writes the student's gradient contiguously
+    dots = (student_flat @ teacher.flatten(2).transpose(1, 2)).transpose(1, 2)  # (B, Ht, Hs)
+    teacher_norm = _masked_norms(teacher, query_mask)  # (B, Ht)
     student_norm = student_flat.norm(dim=-1)  # (B, Hs)
-    return dots / (teacher_norm[:, :, None] * student_norm[:, None, :]).clamp_min(_NORM_EPS)
+    cosines = dots / (teacher_norm[:, :, None] * student_norm[:, None, :]).clamp_min(_NORM_EPS)
+    return cosines, student_flat
 
 
 def alignment_weights(
@@ -79,9 +95,8 @@ def alignment_weights(
     check_maps(teacher, student, query_mask)
     _check_temperature(temperature)
     dtype = loss_dtype(teacher, student)
-    teacher_flat = zero_masked_rows(teacher.to(dtype), query_mask).flatten(2)  # (B, Ht, q*k)
-    student_flat = zero_masked_rows(student.to(dtype), query_mask).flatten(2)  # (B, Hs, q*k)
-    return torch.softmax(_head_cosines(teacher_flat, student_flat) / temperature, dim=-1)
+    cosines, _ = _head_cosines(teacher.to(dtype), student.to(dtype), query_mask)
+    return torch.softmax(cosines / temperature, dim=-1)
 
 
 def token_alignment_weights(
@@ -134,18 +149,20 @@ class AttentionProjection(nn.Module):
         return torch.relu(self.linear(flat)).view_as(maps)
 
 
-def _mse_alignment(teacher_flat: Tensor, student_flat: Tensor, temperature: float | Tensor) -> tuple:
+def _mse_alignment(
+    teacher: Tensor, student: Tensor, temperature: float | Tensor, query_mask: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """Eq. 4-6 without materialising the mixture.
 
     ``||t^ - sum_j a_j s^_j||^2 = |t^|^2 - 2 sum_j a_j cos_j + a^T G a`` with ``G = S^ S^T``.
     Returns (per-item loss ``[B, Ht]``, weights ``[B, Ht, Hs]``).
     """
-    cosines = _head_cosines(teacher_flat, student_flat)  # (B, Ht, Hs)
+    cosines, student_flat = _head_cosines(teacher, student, query_mask)  # (B, Ht, Hs), (B, Hs, q*k)
     weights = torch.softmax(cosines / temperature, dim=-1)  # (B, Ht, Hs)
     student_norm = student_flat.norm(dim=-1).clamp_min(_NORM_EPS)  # (B, Hs)
     student_gram = student_flat @ student_flat.transpose(1, 2)  # (B, Hs, Hs)
     student_gram = student_gram / (student_norm[:, :, None] * student_norm[:, None, :])
-    teacher_is_nonzero = (teacher_flat.norm(dim=-1) > 0).to(teacher_flat.dtype)  # (B, Ht)
+    teacher_is_nonzero = (_masked_norms(teacher, query_mask) > 0).to(teacher.dtype)  # (B, Ht)
     mixture_sq = ((weights @ student_gram) * weights).sum(-1)  # (B, Ht)
     per_item = teacher_is_nonzero - 2 * (weights * cosines).sum(-1) + mixture_sq
     return per_item.clamp_min(0.0), weights
@@ -173,11 +190,13 @@ def amad_loss_and_weights(
     teacher, student = teacher.to(dtype), student.to(dtype)
 
     if variant == "kl":
-        teacher_flat = zero_masked_rows(teacher, query_mask).flatten(2)  # (B, Ht, q*k)
-        student_flat = zero_masked_rows(student, query_mask).flatten(2)  # (B, Hs, q*k)
-        weights = torch.softmax(_head_cosines(teacher_flat, student_flat) / temperature, dim=-1)
-        mixture = (weights @ student.flatten(2)).view_as(teacher)  # (B, Ht, q, k)
-        return masked_row_mean(row_kl(teacher, mixture), query_mask), weights
+        cosines, _ = _head_cosines(teacher, student, query_mask)
+        weights = torch.softmax(cosines / temperature, dim=-1)  # (B, Ht, Hs)
+        if teacher.requires_grad:
+            mixture = (weights @ student.flatten(2)).view_as(teacher)  # (B, Ht, q, k)
+            return masked_row_mean(row_kl(teacher, mixture), query_mask), weights
+        row_weights = None if query_mask is None else row_mean_weights(query_mask, teacher.dtype)
+        return mixture_kl(teacher, student, weights, row_weights), weights
 
     if variant == "token":
         row_weights = token_alignment_weights(teacher, student, temperature=temperature)  # (B, q, Ht, Hs)
@@ -193,9 +212,7 @@ def amad_loss_and_weights(
         if projection is None:
             raise ValueError("variant 'projection' needs an AttentionProjection module (projection=...)")
         student = projection(student).to(dtype)
-    teacher_flat = zero_masked_rows(teacher, query_mask).flatten(2)  # (B, Ht, q*k)
-    student_flat = zero_masked_rows(student, query_mask).flatten(2)  # (B, Hs, q*k)
-    return _mse_alignment(teacher_flat, student_flat, temperature)
+    return _mse_alignment(teacher, student, temperature, query_mask)
 
 
 def amad_loss(

@@ -74,8 +74,8 @@ def row_kl(target: Tensor, prediction: Tensor) -> Tensor:
         ``[...]``, one divergence per row.
     """
     floor = log_floor(target.dtype)
-    log_ratio = target.clamp_min(floor).log() - prediction.clamp_min(floor).log()
-    return (target * log_ratio).sum(-1)
+    ratio = target / prediction.clamp_min(floor)  # one log of the ratio instead of two logs
+    return torch.linalg.vecdot(ratio.clamp_min(floor).log(), target)
 
 
 def masked_row_mean(per_row: Tensor, query_mask: Tensor | None) -> Tensor:
@@ -93,6 +93,12 @@ def masked_row_mean(per_row: Tensor, query_mask: Tensor | None) -> Tensor:
     weights = query_mask.to(per_row.dtype)  # (B, q)
     valid_rows = weights.sum(-1).clamp_min(1.0)  # (B,)
     return (per_row * weights[:, None, :]).sum(-1) / valid_rows[:, None]
+
+
+def row_mean_weights(query_mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """Weights ``[B, q]`` that turn a sum over query rows into :func:`masked_row_mean`."""
+    weights = query_mask.to(dtype)  # (B, q)
+    return weights / weights.sum(-1, keepdim=True).clamp_min(1.0)
 
 
 def zero_masked_rows(maps: Tensor, query_mask: Tensor | None) -> Tensor:
