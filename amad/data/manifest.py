@@ -1,0 +1,84 @@
+"""The JSONL manifest format shared by user data and the prepared data.
+
+One JSON object a line: ``{"id": "...", "image": "images/x.png", "question": "...",
+"answers": ["...", ...]}`` (an optional ``"family"`` names the question type for per-family
+accuracy). Image paths are relative to the manifest's folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from amad.atomic import atomic_file
+from amad.errors import DataError
+
+SPLITS = ("train", "val", "test")
+REQUIRED = {"id": str, "image": str, "question": str, "answers": list}
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    image: str
+    question: str
+    answers: tuple[str, ...]
+    family: str | None = None
+
+    def to_json(self) -> str:
+        data = {**asdict(self), "answers": list(self.answers)}
+        if self.family is None:
+            del data["family"]
+        return json.dumps(data, ensure_ascii=False)
+
+
+def parse_record(line: str, where: str) -> Record:
+    """One manifest line -> Record; DataError names ``where`` (file:line) and the problem."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    for key, kind in REQUIRED.items():
+        if key not in data:
+            raise DataError(f"{where}: missing field '{key}' (required: {', '.join(REQUIRED)})")
+        if not isinstance(data[key], kind):
+            raise DataError(f"{where}: field '{key}' must be a {kind.__name__}, got {data[key]!r}")
+    answers = data["answers"]
+    if not answers or not all(isinstance(a, str) and a.strip() for a in answers):
+        raise DataError(f"{where}: field 'answers' must be a non-empty list of non-empty strings")
+    family = data.get("family")
+    if family is not None and not isinstance(family, str):
+        raise DataError(f"{where}: field 'family' must be a string")
+    return Record(str(data["id"]), data["image"], data["question"], tuple(answers), family)
+
+
+def read_manifest(path: str | Path, *, check_images: bool = True) -> list[Record]:
+    """Read and validate a manifest; images must exist relative to its folder."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: manifest not found")
+    records, seen = [], {}
+    with path.open(encoding="utf-8") as stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            record = parse_record(line, where)
+            if record.id in seen:
+                raise DataError(f"{where}: duplicate id {record.id!r} (first on line {seen[record.id]})")
+            seen[record.id] = number
+            if check_images and not (path.parent / record.image).is_file():
+                raise DataError(f"{where}: image not found: {path.parent / record.image}")
+            records.append(record)
+    if not records:
+        raise DataError(f"{path}: manifest is empty")
+    return records
+
+
+def write_manifest(path: str | Path, records: list[Record]) -> None:
+    with atomic_file(path) as stream:
+        for record in records:
+            stream.write(record.to_json() + "\n")

@@ -1,0 +1,93 @@
+"""The ``prepare`` stage's work: any data source -> ``data/prepared/`` in the manifest format.
+
+Output: ``{train,val,test}.jsonl`` (image paths relative to the folder), ``images/`` and
+``answers.json`` (the answer vocabulary built from the training split, plus how many questions
+of each split have no answer in it: those are counted, never silently dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from amad.atomic import atomic_dir
+from amad.config import DataConfig
+from amad.data.answers import build_vocabulary, normalize_answer
+from amad.data.manifest import SPLITS, Record, read_manifest, write_manifest
+from amad.data.shapes import ShapesGenerator
+from amad.data.vqav2 import read_vqav2
+
+
+def generate_shapes(config: DataConfig, seed: int, images: Path) -> dict[str, list[Record]]:
+    """Generate and render the synthetic splits into ``images`` (PNG)."""
+    shapes = config.shapes
+    splits = {}
+    for split_index, split in enumerate(SPLITS):
+        generator = ShapesGenerator(
+            seed * 1000 + split_index, image_size=shapes.image_size, grid=shapes.grid,
+            min_objects=shapes.min_objects, max_objects=shapes.max_objects,
+        )
+        records = []
+        for index in range(getattr(shapes, split)):
+            sample = generator.sample()
+            name = f"images/{split}_{index:06d}.png"
+            generator.render(sample.objects).save(images.parent / name)
+            records.append(Record(f"{split}-{index}", name, sample.question, (sample.answer,), sample.family))
+        splits[split] = records
+    return splits
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def import_images(records: dict[str, list[Record]], source_root: Path, out: Path) -> dict[str, list[Record]]:
+    """Hard-link (or copy) every referenced image under ``out/images`` and rewrite the paths."""
+    imported = {}
+    for split, split_records in records.items():
+        rewritten = []
+        for record in split_records:
+            relative = Path("images") / record.image
+            if not (out / relative).exists():
+                _link_or_copy(source_root / record.image, out / relative)
+            rewritten.append(Record(record.id, relative.as_posix(), record.question, record.answers, record.family))
+        imported[split] = rewritten
+    return imported
+
+
+def read_source(config: DataConfig, seed: int, out: Path) -> dict[str, list[Record]]:
+    if config.source == "shapes":
+        (out / "images").mkdir(parents=True)
+        return generate_shapes(config, seed, out / "images")
+    root = Path(config.path)
+    if config.source == "jsonl":
+        records = {split: read_manifest(root / f"{split}.jsonl") for split in SPLITS}
+    else:
+        records = read_vqav2(root, seed)
+    return import_images(records, root, out)
+
+
+def prepare(config: DataConfig, seed: int, out: str | Path) -> dict:
+    """Write ``out`` atomically; returns the summary stored in ``answers.json``."""
+    with atomic_dir(out) as staging:
+        splits = read_source(config, seed, staging)
+        answers = build_vocabulary((r.answers for r in splits["train"]), config.max_answers)
+        vocabulary = set(answers)
+        summary = {"answers": answers, "splits": {}}
+        for split, records in splits.items():
+            write_manifest(staging / f"{split}.jsonl", records)
+            unanswerable = sum(not any(normalize_answer(a) in vocabulary for a in r.answers) for r in records)
+            summary["splits"][split] = {
+                "questions": len(records),
+                "out_of_vocabulary": unanswerable,
+                "families": dict(Counter(r.family or "all" for r in records)),
+            }
+        (staging / "answers.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,53 @@
+"""Accuracy of a model on a dataset (VQA soft accuracy; exact match for 1-answer data)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+import torch
+from torch.utils.data import DataLoader
+
+from amad.data.answers import vqa_accuracy
+from amad.data.dataset import VQADataset
+
+
+@torch.no_grad()
+def predict_logits(
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    dataset: VQADataset,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
+    """Logits ``[N, A]`` of ``forward(pixels, tokens)`` over the whole dataset, in order."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    outputs = [
+        forward(batch["pixels"].to(device), batch["tokens"].to(device)).float().cpu() for batch in loader
+    ]
+    return torch.cat(outputs)
+
+
+def accuracy_report(logits: torch.Tensor, dataset: VQADataset) -> dict[str, float | dict[str, float]]:
+    """``{"accuracy": overall, "families": {family: accuracy}}`` from logits ``[N, A]``."""
+    predictions = logits.argmax(-1).tolist()
+    per_family: dict[str, list[float]] = defaultdict(list)
+    scores = []
+    for record, prediction in zip(dataset.records, predictions):
+        score = vqa_accuracy(dataset.answers[prediction], record.answers)
+        scores.append(score)
+        per_family[record.family or "all"].append(score)
+    return {
+        "accuracy": sum(scores) / len(scores),
+        "families": {family: sum(s) / len(s) for family, s in sorted(per_family.items())},
+    }
+
+
+def evaluate_model(model: torch.nn.Module, dataset: VQADataset, *, device: str | torch.device = "cpu") -> dict:
+    """Accuracy report of a torch model (put in eval mode for the pass, then restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return accuracy_report(predict_logits(model, dataset, device=device), dataset)
+    finally:
+        model.train(was_training)

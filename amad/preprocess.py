@@ -1,0 +1,67 @@
+"""Image and text preprocessing, defined once and saved with every model.
+
+Training, evaluation, export metadata and ``amad predict`` all build their inputs through
+:class:`Preprocess`, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from open_clip.tokenizer import SimpleTokenizer
+from PIL import Image, UnidentifiedImageError
+
+from amad.errors import DataError
+
+PAD_TOKEN_ID = 0  # open_clip's SimpleTokenizer pads with 0
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize to ``image_size`` (bicubic, RGB), scale to [0, 1], normalise; tokenise to ``context_length``."""
+
+    image_size: int
+    context_length: int
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    tokenizer: str = "open_clip.SimpleTokenizer"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocess:
+        return cls(**{**data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
+
+    def image_array(self, image: Image.Image) -> np.ndarray:
+        """PIL image -> float32 ``[3, H, W]`` normalised array."""
+        image = image.convert("RGB")
+        if image.size != (self.image_size, self.image_size):
+            image = image.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
+        pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)
+        pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+    def load_image(self, path: str | Path) -> torch.Tensor:
+        """Read an image file -> ``[3, H, W]`` tensor; DataError names the file if it is unreadable."""
+        try:
+            with Image.open(path) as image:
+                return torch.from_numpy(self.image_array(image))
+        except (OSError, UnidentifiedImageError) as error:
+            raise DataError(f"{path}: cannot read image ({error})") from None
+
+    def tokenize(self, questions: list[str]) -> torch.Tensor:
+        """Questions -> int64 token ids ``[N, context_length]`` (start, text, end, then 0 padding)."""
+        return _tokenizer(self.context_length)(questions).long()
+
+
+_TOKENIZERS: dict[int, SimpleTokenizer] = {}
+
+
+def _tokenizer(context_length: int) -> SimpleTokenizer:
+    if context_length not in _TOKENIZERS:
+        _TOKENIZERS[context_length] = SimpleTokenizer(context_length=context_length)
+    return _TOKENIZERS[context_length]

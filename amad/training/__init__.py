@@ -1,0 +1,1 @@
+"""Training shared by the teacher and the distillation stages."""

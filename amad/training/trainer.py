@@ -1,0 +1,205 @@
+"""The training loop shared by ``train_teacher`` and ``distill``.
+
+AdamW with linear warm-up then cosine decay, gradient clipping, bf16 autocast on GPU, DDP under
+``torchrun``, a checkpoint every epoch (resumed automatically), dvclive logs and tqdm progress.
+On the CPU a run is deterministic for a given seed, and an interrupted-then-resumed run ends with
+the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from amad.config import OptimConfig
+from amad.objective import ObjectiveOutput
+from amad.training.checkpoint import load_checkpoint, save_checkpoint
+from amad.training.distributed import GlobalBatchSampler, Runtime
+
+LossFunction = Callable[[nn.Module, dict[str, torch.Tensor]], ObjectiveOutput]
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from_epoch: int | None = None
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up over ``warmup_fraction`` of the steps, then cosine to 0."""
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def multiplier(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return multiplier
+
+
+def build_optimizer(modules: list[nn.Module], optim: OptimConfig) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not on biases, norms or scalars)."""
+    decay, no_decay = [], []
+    for module in modules:
+        for parameter in module.parameters():
+            if parameter.requires_grad:
+                (decay if parameter.dim() >= 2 else no_decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _average_gradients(module: nn.Module, world_size: int) -> None:
+    """All-reduce the gradients of parameters DDP does not manage (e.g. a learned temperature)."""
+    for parameter in module.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= world_size
+
+
+def fit(
+    model: nn.Module,
+    compute_loss: LossFunction,
+    *,
+    train_set: Dataset,
+    optim: OptimConfig,
+    seed: int,
+    runtime: Runtime,
+    checkpoint_path: str | Path,
+    fingerprint: str,
+    objective: nn.Module | None = None,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
+    log_dir: str | Path | None = None,
+    description: str = "train",
+    log: Callable[[str], None] = print,
+) -> FitResult:
+    """Train ``model`` in place.
+
+    Args:
+        model: the module being trained (wrapped in DDP when distributed).
+        compute_loss: ``(model, batch) -> ObjectiveOutput``.
+        train_set: training samples (see :class:`amad.data.dataset.VQADataset`).
+        optim: optimisation settings; ``batch_size`` is the global batch.
+        seed: seeds the data order (and must have seeded the model's initialisation).
+        runtime: rank / world size / device from :func:`init_runtime`.
+        checkpoint_path: where the per-epoch checkpoint lives (outside DVC outputs).
+        fingerprint: configuration hash; only a checkpoint with the same one is resumed.
+        objective: trainable parts of the loss (learned temperature, projections), optimised and
+            checkpointed with the model; it is told the training progress each step.
+        evaluate: ``model -> {"accuracy": ...}`` on validation data, run on rank 0 after each epoch.
+        log_dir: dvclive folder (rank 0).
+        description: progress-bar label.
+        log: where status lines go.
+    """
+    device = runtime.device
+    model.to(device)
+    trainable = [model] + ([objective.to(device)] if objective is not None else [])
+    wrapped = model
+    if runtime.distributed:
+        wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    sampler = GlobalBatchSampler(
+        len(train_set), optim.batch_size, seed=seed, rank=runtime.rank, world_size=runtime.world_size
+    )
+    total_steps = optim.epochs * len(sampler)
+    optimizer = build_optimizer(trainable, optim)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, optim.warmup_fraction))
+
+    result = FitResult()
+    start_epoch = 0
+    state, message = load_checkpoint(checkpoint_path, fingerprint)
+    if message and runtime.is_main:
+        log(message)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        if objective is not None:
+            objective.load_state_dict(state["objective"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start_epoch = int(state["epoch"])
+        result.history = [dict(h) for h in state["history"]]
+        result.resumed_from_epoch = start_epoch
+
+    live = None
+    if log_dir is not None and runtime.is_main:
+        from dvclive import Live
+
+        live = Live(dir=str(log_dir), resume=state is not None, save_dvc_exp=False, dvcyaml=None, report=None)
+
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    step = start_epoch * len(sampler)
+    for epoch in range(start_epoch, optim.epochs):
+        sampler.set_epoch(epoch)
+        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=optim.num_workers)
+        wrapped.train()
+        sums: dict[str, float] = defaultdict(float)
+        seen = 0
+        batches = tqdm(loader, desc=f"{description} {epoch + 1}/{optim.epochs}", disable=not runtime.is_main,
+                       leave=False, mininterval=1.0)
+        for batch in batches:
+            if objective is not None and hasattr(objective, "set_progress"):
+                objective.set_progress(step / max(1, total_steps - 1))
+            with autocast:
+                output = compute_loss(wrapped, _to_device(batch, device))
+            optimizer.zero_grad(set_to_none=True)
+            output.total.backward()
+            if runtime.distributed and objective is not None:
+                _average_gradients(objective, runtime.world_size)
+            if optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_([p for m in trainable for p in m.parameters()], optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            for name, value in output.terms.items():
+                sums[name] += value
+            sums["loss"] += float(output.total.detach())
+            seen += 1
+            batches.set_postfix(loss=f"{sums['loss'] / seen:.3f}", refresh=False)
+
+        record = {f"train/{name}": total / len(sampler) for name, total in sums.items()}
+        record["lr"] = scheduler.get_last_lr()[0]
+        if runtime.is_main and evaluate is not None:
+            record.update({f"val/{k}": v for k, v in evaluate(model).items()})
+        result.history.append(record)
+        if runtime.is_main:
+            summary = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if not k.startswith("train/attention/"))
+            log(f"{description} epoch {epoch + 1}/{optim.epochs}: {summary}")
+            if live is not None:
+                for name, value in record.items():
+                    live.log_metric(name, value)
+                live.next_step()
+            save_checkpoint(checkpoint_path, {
+                "model": model.state_dict(),
+                "objective": objective.state_dict() if objective is not None else {},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(),
+                "epoch": epoch + 1,
+                "history": result.history,
+                "fingerprint": fingerprint,
+            })
+        if runtime.distributed:
+            dist.barrier()
+    if live is not None:
+        live.end()
+    return result

@@ -1,0 +1,35 @@
+"""DVC stage `distill` (matrix student x method): params `students.<s>`, `distill`, `seed`
++ models/teacher + data/prepared -> models/<student>-<method>/.
+
+Usage: python stages/distill.py STUDENT METHOD   (or under torchrun)
+"""
+
+import argparse
+from pathlib import Path
+
+from amad.config import Params
+from amad.stage import CHECKPOINTS, LOGS, run_stage
+from amad.training.distributed import init_runtime, shutdown_runtime
+from amad.training.tasks import distill_student
+
+
+def main(params: Params) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("student")
+    parser.add_argument("method")
+    args = parser.parse_args()
+    params.student(args.student)  # a clear error for an unknown student
+    name = f"{args.student}-{args.method}"
+    runtime = init_runtime()
+    try:
+        result = distill_student(params, args.student, args.method, Path("models/teacher"), Path("data/prepared"),
+                                 Path("models") / name, runtime, checkpoint_dir=CHECKPOINTS,
+                                 log_dir=LOGS / name)
+        if runtime.is_main:
+            print(f"{name}: val accuracy {result.final.get('val/accuracy', float('nan')):.4f}")
+    finally:
+        shutdown_runtime(runtime)
+
+
+if __name__ == "__main__":
+    run_stage(main)

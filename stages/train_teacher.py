@@ -1,0 +1,26 @@
+"""DVC stage `train_teacher`: params `teacher`, `train`, `seed` + data/prepared -> models/teacher/.
+
+Runs single-process, or under `torchrun --nproc_per_node N stages/train_teacher.py`.
+"""
+
+from pathlib import Path
+
+from amad.config import Params
+from amad.stage import CHECKPOINTS, LOGS, run_stage
+from amad.training.distributed import init_runtime, shutdown_runtime
+from amad.training.tasks import train_teacher
+
+
+def main(params: Params) -> None:
+    runtime = init_runtime()
+    try:
+        result = train_teacher(params, Path("data/prepared"), Path("models/teacher"), runtime,
+                               checkpoint_dir=CHECKPOINTS, log_dir=LOGS / "teacher")
+        if runtime.is_main:
+            print(f"teacher: val accuracy {result.final.get('val/accuracy', float('nan')):.4f}")
+    finally:
+        shutdown_runtime(runtime)
+
+
+if __name__ == "__main__":
+    run_stage(main)

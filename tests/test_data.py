@@ -1,0 +1,149 @@
+"""Shapes generator, manifest and VQAv2 readers, answers and the prepared folder."""
+
+import json
+from collections import Counter
+
+import pytest
+from PIL import Image
+
+from amad.config import DataConfig
+from amad.data.answers import build_vocabulary, normalize_answer, vqa_accuracy
+from amad.data.manifest import read_manifest
+from amad.data.prepare import prepare
+from amad.data.shapes import FAMILIES, ShapesGenerator
+from amad.data.vqav2 import read_vqav2
+from amad.errors import DataError
+
+
+def test_generator_is_deterministic():
+    first, second = ShapesGenerator(3), ShapesGenerator(3)
+    for _ in range(50):
+        a, b = first.sample(), second.sample()
+        assert a == b
+        assert first.render(a.objects).tobytes() == second.render(b.objects).tobytes()
+    assert ShapesGenerator(4).sample() != ShapesGenerator(3).sample()
+
+
+def test_answers_are_balanced_and_families_covered():
+    generator = ShapesGenerator(0)
+    samples = [generator.sample() for _ in range(4000)]
+    answers = Counter(s.answer for s in samples)
+    assert answers.most_common(1)[0][1] / len(samples) < 0.25
+    assert set(s.family for s in samples) == set(FAMILIES)
+    for family in FAMILIES:  # within a family no answer dominates
+        counts = Counter(s.answer for s in samples if s.family == family)
+        assert max(counts.values()) / sum(counts.values()) < 0.6, (family, counts)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_answers_are_true_of_the_scene(family):
+    generator = ShapesGenerator(1)
+    for _ in range(30):
+        sample = generator.sample(family)
+        objects = sample.objects
+        words = sample.question.rstrip("?").split()
+        if family == "count":
+            noun = words[2]
+            value = noun[:-1] if noun.endswith("s") and words[3] != "objects" else noun
+            truth = sum(value in (o.color, o.shape) for o in objects)
+            assert str(truth) == sample.answer
+        elif family == "exist":
+            truth = any((o.color, o.shape) == (words[3], words[4]) for o in objects)
+            assert sample.answer == ("yes" if truth else "no")
+        elif family == "query_color":
+            (target,) = [o for o in objects if o.shape == words[-1]]
+            assert target.color == sample.answer
+        elif family == "compare":
+            first, second = words[3][:-1], words[5][:-1]
+            truth = sum(o.shape == first for o in objects) > sum(o.shape == second for o in objects)
+            assert sample.answer == ("yes" if truth else "no")
+
+
+def test_normalisation_and_accuracy():
+    assert normalize_answer("  The Two!") == "2"
+    assert normalize_answer("a red circle.") == "red circle"
+    assert vqa_accuracy("two", ["2"]) == 1.0
+    assert vqa_accuracy("yes", ["yes", "yes", "no", "yes"] + ["no"] * 6) == 1.0
+    assert vqa_accuracy("yes", ["yes", "no", "no", "no"] + ["no"] * 6) == pytest.approx(1 / 3)
+    assert vqa_accuracy("cat", ["dog"]) == 0.0
+    assert build_vocabulary([["Yes"], ["yes"], ["no"]], 1) == ["yes"]
+
+
+def write_lines(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+
+
+def good_line(index=0, image="images/a.png"):
+    return json.dumps({"id": str(index), "image": image, "question": "what?", "answers": ["yes"]})
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", r"m\.jsonl:2: invalid JSON"),
+        (json.dumps({"id": "1", "image": "images/a.png", "question": "q"}), r"m\.jsonl:2: missing field 'answers'"),
+        (json.dumps({"id": "1", "image": "images/a.png", "question": "q", "answers": []}), r":2: field 'answers'"),
+        (json.dumps({"id": "1", "image": 3, "question": "q", "answers": ["x"]}), r":2: field 'image' must be a str"),
+        (good_line(1, "images/missing.png"), r"m\.jsonl:2: image not found"),
+        (good_line(0), r":2: duplicate id '0' \(first on line 1\)"),
+    ],
+)
+def test_manifest_errors_name_file_and_line(tmp_path, line, message):
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "images" / "a.png")
+    write_lines(tmp_path / "m.jsonl", [good_line(0), line])
+    with pytest.raises(DataError, match=message):
+        read_manifest(tmp_path / "m.jsonl")
+
+
+def make_vqav2(root, *, drop_image=False, broken_annotation=False):
+    for split, ids in (("train2014", [1, 2]), ("val2014", [3, 4, 5, 6])):
+        (root / split).mkdir(parents=True)
+        questions, annotations = [], []
+        for image_id in ids:
+            if not (drop_image and image_id == 2):
+                Image.new("RGB", (8, 8), (image_id * 30, 0, 0)).save(root / split / f"COCO_{split}_{image_id:012d}.jpg")
+            questions.append({"question_id": image_id * 10, "image_id": image_id, "question": "what color?"})
+            annotation = {"question_id": image_id * 10, "answer_type": "other",
+                          "answers": [{"answer": "red"}] * 7 + [{"answer": "blue"}] * 3}
+            if broken_annotation and image_id == 1:
+                del annotation["answers"]
+            annotations.append(annotation)
+        (root / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(json.dumps({"questions": questions}))
+        (root / f"v2_mscoco_{split}_annotations.json").write_text(json.dumps({"annotations": annotations}))
+
+
+def test_vqav2_reader_and_prepare(tmp_path):
+    make_vqav2(tmp_path / "vqa")
+    splits = read_vqav2(tmp_path / "vqa", seed=0)
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [2, 2, 2]
+    assert len(splits["train"][0].answers) == 10
+    summary = prepare(DataConfig(source="vqav2", path=str(tmp_path / "vqa")), 0, tmp_path / "prepared")
+    assert summary["answers"] == ["red", "blue"]
+    records = read_manifest(tmp_path / "prepared" / "val.jsonl")
+    assert all((tmp_path / "prepared" / r.image).is_file() for r in records)
+
+
+def test_vqav2_errors_name_the_file(tmp_path):
+    make_vqav2(tmp_path / "a", drop_image=True)
+    with pytest.raises(DataError, match=r"questions\.json: question #1: image not found"):
+        read_vqav2(tmp_path / "a", seed=0)
+    make_vqav2(tmp_path / "b", broken_annotation=True)
+    with pytest.raises(DataError, match=r"annotations\.json: annotation #0"):
+        read_vqav2(tmp_path / "b", seed=0)
+
+
+def test_prepare_jsonl_counts_out_of_vocabulary_and_leaves_nothing_on_error(tmp_path):
+    source = tmp_path / "user"
+    (source / "images").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(source / "images" / "a.png")
+    write_lines(source / "train.jsonl", [good_line(0)])
+    write_lines(source / "val.jsonl", [json.dumps({"id": "v", "image": "images/a.png", "question": "q", "answers": ["maybe"]})])
+    write_lines(source / "test.jsonl", [good_line(0)])
+    summary = prepare(DataConfig(source="jsonl", path=str(source)), 0, tmp_path / "out")
+    assert summary["splits"]["val"]["out_of_vocabulary"] == 1
+    write_lines(source / "test.jsonl", [good_line(0), "{broken"])
+    with pytest.raises(DataError, match=r"test\.jsonl:2"):
+        prepare(DataConfig(source="jsonl", path=str(source)), 0, tmp_path / "out2")
+    assert not (tmp_path / "out2").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -1,0 +1,164 @@
+"""Models, save / load, capture on built models, training determinism, resume and DDP."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import prepared_data, tiny_model_config
+
+from amad.attention import capture_attention
+from amad.config import OptimConfig
+from amad.data.dataset import VQADataset
+from amad.models import VQAModel, load_model, save_model
+from amad.objective import DistillationObjective, ObjectiveConfig
+from amad.training.distributed import GlobalBatchSampler, Runtime
+from amad.training.tasks import read_answers
+from amad.training.trainer import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU = Runtime(rank=0, world_size=1, device=torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return prepared_data(tmp_path_factory.mktemp("data") / "prepared", train=64, val=16, test=16)
+
+
+def tiny_model(answers, seed=0, heads=4):
+    torch.manual_seed(seed)
+    return VQAModel(tiny_model_config(heads=heads), len(answers))
+
+
+def test_save_load_round_trip_in_a_fresh_process(data, tmp_path):
+    answers = read_answers(data)
+    model = tiny_model(answers).eval()
+    save_model(tmp_path / "m", model, answers, extra={"note": "x"})
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    dataset = VQADataset(data, "val", model.preprocess, answers)
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(4)])
+    torch.save({"pixels": batch["pixels"], "tokens": batch["tokens"]}, tmp_path / "inputs.pt")
+    code = (
+        "import torch; from amad.models import load_model;"
+        f"m = load_model({str(tmp_path / 'm')!r}); x = torch.load({str(tmp_path / 'inputs.pt')!r});"
+        f"torch.save(m.model(x['pixels'], x['tokens']), {str(tmp_path / 'out.pt')!r});"
+        "print(m.answers[0], m.extra['note'])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == [answers[0], "x"]
+    with torch.no_grad():
+        expected = model(batch["pixels"], batch["tokens"])
+    torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected)
+    assert load_model(tmp_path / "m").preprocess == model.preprocess
+
+
+def test_capture_covers_every_attention_module_of_the_built_model(data):
+    answers = read_answers(data)
+    model = tiny_model(answers).eval()
+    dataset = VQADataset(data, "val", model.preprocess, answers)
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(3)])
+    groups = model.attention_groups()
+    names = [name for group in groups.values() for name in group]
+    with torch.no_grad():
+        expected = model(batch["pixels"], batch["tokens"])
+        with capture_attention(model, names, qkv=True) as capture:
+            logits = model(batch["pixels"], batch["tokens"])
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
+    tokens = batch["tokens"]
+    length, patches = tokens.shape[1], (24 // 6) ** 2 + 1
+    for group, modules in groups.items():
+        for name in modules:
+            probs = capture.probs(name)
+            keys = patches if group in ("vision_self", "fusion_cross") else length
+            queries = patches if group == "vision_self" else length
+            assert probs.shape == (3, 4, queries, keys), name
+            torch.testing.assert_close(probs.sum(-1), torch.ones(3, 4, queries), atol=1e-5, rtol=0)
+            query_mask, _ = VQAModel.attention_masks(group, tokens)
+            if group in ("text_self", "fusion_self"):  # causal: real queries never see padding keys
+                padding_keys = ~query_mask[:, None, None, :] & query_mask[:, None, :, None]
+                assert torch.all(probs.masked_select(padding_keys) == 0)
+
+
+def train_tiny(data, checkpoint, *, epochs=2, interrupt_after=None, seed=0):
+    answers = read_answers(data)
+    model = tiny_model(answers, seed=seed)
+    dataset = VQADataset(data, "train", model.preprocess, answers)
+    objective = DistillationObjective(ObjectiveConfig(method="none"))
+    calls = []
+
+    def evaluate(_model):
+        calls.append(1)
+        if interrupt_after is not None and len(calls) > interrupt_after:
+            raise KeyboardInterrupt
+        return {"accuracy": 0.0}
+
+    def compute_loss(m, batch):
+        return objective(student_logits=m(batch["pixels"], batch["tokens"]), targets=batch["targets"])
+
+    optim = OptimConfig(epochs=epochs, batch_size=16, lr=1e-3)
+    fit(model, compute_loss, train_set=dataset, optim=optim, seed=seed, runtime=CPU, checkpoint_path=checkpoint,
+        fingerprint="f", evaluate=evaluate, log=lambda _: None)
+    return model
+
+
+def same_weights(first, second):
+    return all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def test_training_is_deterministic_and_resume_gives_identical_weights(data, tmp_path):
+    uninterrupted = train_tiny(data, tmp_path / "a.pt", epochs=3)
+    assert same_weights(uninterrupted, train_tiny(data, tmp_path / "b.pt", epochs=3))
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny(data, tmp_path / "c.pt", epochs=3, interrupt_after=1)
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["epoch"] == 1
+    resumed = train_tiny(data, tmp_path / "c.pt", epochs=3)
+    assert same_weights(uninterrupted, resumed)
+    assert not same_weights(uninterrupted, train_tiny(data, tmp_path / "d.pt", epochs=3, seed=1))
+
+
+def test_global_batch_sampler_splits_each_global_batch_between_ranks():
+    single = list(GlobalBatchSampler(20, 8, seed=1))
+    ranks = [list(GlobalBatchSampler(20, 8, seed=1, rank=r, world_size=2)) for r in range(2)]
+    assert len(single) == 2
+    for step, batch in enumerate(single):
+        assert batch == ranks[0][step] + ranks[1][step]
+    with pytest.raises(ValueError, match="divisible"):
+        GlobalBatchSampler(20, 7, seed=0, world_size=2)
+
+
+DDP_SCRIPT = """
+import sys, torch
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from helpers import tiny_model_config
+from amad.config import OptimConfig, Params
+from amad.training.distributed import init_runtime, shutdown_runtime
+from amad.training.tasks import train_teacher
+params = Params(teacher=tiny_model_config(), students={{"s": tiny_model_config()}},
+                train=OptimConfig(epochs=2, batch_size=16, lr=1e-3))
+runtime = init_runtime()
+train_teacher(params, Path({data!r}), Path(sys.argv[1]), runtime, checkpoint_dir=Path(sys.argv[2]), log_dir=None,
+              log=lambda _: None)
+shutdown_runtime(runtime)
+"""
+
+
+def test_two_process_ddp_matches_single_process(data, tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), data=str(data)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(script), str(tmp_path / "single"), str(tmp_path / "ck1")], check=True,
+                   env=env, capture_output=True)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    result = subprocess.run([*torchrun, str(script), str(tmp_path / "ddp"), str(tmp_path / "ck2")], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single, ddp = load_model(tmp_path / "single").model, load_model(tmp_path / "ddp").model
+    for (name, a), b in zip(single.state_dict().items(), ddp.state_dict().values()):
+        if name.endswith("in_proj_bias"):
+            # the key bias has an exactly-zero gradient (softmax ignores it); AdamW turns the
+            # rounding noise of that zero into full-size steps, so only q and v biases can match
+            a, b = torch.cat([a.chunk(3)[0], a.chunk(3)[2]]), torch.cat([b.chunk(3)[0], b.chunk(3)[2]])
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
