@@ -1,0 +1,75 @@
+"""End-to-end: `dvc repro` of the stages on a tiny params profile, in a copy of the repository."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from amad.models import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = {
+    "vision": {"image_size": 24, "patch_size": 6, "width": 32, "depth": 2, "heads": 4},
+    "text": {"context_length": 12, "width": 32, "depth": 1, "heads": 4},
+    "fusion": {"depth": 1, "heads": 4},
+}
+TINY_STUDENT = {
+    "vision": {"image_size": 24, "patch_size": 6, "width": 16, "depth": 1, "heads": 2},
+    "text": {"context_length": 12, "width": 16, "depth": 1, "heads": 2},
+    "fusion": {"depth": 1, "heads": 2},
+}
+OPTIM = {"epochs": 1, "batch_size": 16, "lr": 0.001}
+
+
+def run(command, cwd, env):
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{command} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+@pytest.mark.slow
+def test_dvc_repro_on_a_tiny_profile(tmp_path):
+    repo = tmp_path / "repo"
+    generated = {".venv", ".git", "data", "models", "logs", "checkpoints", "exported", "metrics", "reports"}
+    shutil.copytree(ROOT, repo, ignore=lambda folder, names: [
+        n for n in names if (Path(folder) == ROOT and n in generated) or n in ("__pycache__", ".pytest_cache")])
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"]["shapes"] = {"train": 48, "val": 16, "test": 16, "image_size": 24, "grid": 4,
+                                "min_objects": 2, "max_objects": 5}
+    params["teacher"] = TINY_MODEL
+    params["students"] = {"h2": TINY_STUDENT}
+    params["train"] = OPTIM
+    params["distill"]["train"] = OPTIM
+    params["distill"]["methods"] = ["none", "amad"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(repo),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    run(["git", "init", "-q"], repo, env)
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], repo, env)
+    run(["dvc", "repro"], repo, env)
+    for name in ("teacher", "h2-none", "h2-amad"):
+        loaded = load_model(repo / "models" / name)
+        assert loaded.model.num_answers == len(loaded.answers)
+    assert (repo / "models" / "h2-amad" / "alignment.safetensors").exists()
+    assert (repo / "logs" / "teacher" / "plots" / "metrics").is_dir()
+    assert not list((repo / "checkpoints").glob("*.pt")), "finished stages remove their checkpoints"
+    status = run(["dvc", "status"], repo, env)
+    assert "up to date" in status.stdout
+
+
+def test_bad_params_fail_with_one_line_naming_the_key(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["students"]["h4"]["vision"]["heads"] = 3
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / "prepare.py")], cwd=tmp_path,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: params.yaml: students.h4.vision.heads: 3 heads do not divide the width 64 (students.h4.vision.width)"
+    )
+    assert not (tmp_path / "data").exists()
