@@ -31,8 +31,16 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 SUPPORTED_TYPES: tuple[type[nn.Module], ...] = (TimmAttention, nn.MultiheadAttention)
-_MHA_POSITIONAL = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask",
-                   "average_attn_weights", "is_causal")
+_MHA_POSITIONAL = (
+    "query",
+    "key",
+    "value",
+    "key_padding_mask",
+    "need_weights",
+    "attn_mask",
+    "average_attn_weights",
+    "is_causal",
+)
 
 
 @dataclass
@@ -79,8 +87,7 @@ def resolve_attention_modules(model: nn.Module, patterns: list[str] | str) -> di
         if not matches:
             listed = ", ".join(supported[:8]) + (" ..." if len(supported) > 8 else "")
             raise ValueError(
-                f"attention pattern '{pattern}' matches no attention module; capturable modules: "
-                f"{listed or 'none'}"
+                f"attention pattern '{pattern}' matches no attention module; capturable modules: {listed or 'none'}"
             )
         selected.update((name, modules[name]) for name in matches)
     return selected
@@ -229,4 +236,3 @@ def capture_attention(
 ) -> AttentionCapture:
     """Shorthand for :class:`AttentionCapture` (use as ``with capture_attention(...) as capture``)."""
     return AttentionCapture(model, patterns, qkv=qkv, detach=detach)
-

@@ -1,7 +1,7 @@
 """The ``amad`` command line.
 
-    amad modules MODEL_DIR        list a saved model's attention modules by group (for params.yaml)
-    amad bench-losses [ARGS]      time the distillation losses (python -m amad.bench.losses)
+amad modules MODEL_DIR        list a saved model's attention modules by group (for params.yaml)
+amad bench-losses [ARGS]      time the distillation losses (python -m amad.bench.losses)
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> None:
 
         bench_losses(argv[1:])
         return
-    parser = argparse.ArgumentParser(prog="amad", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="amad", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     modules = commands.add_parser("modules", help="list a saved model's attention modules by group")
     modules.add_argument("model", help="a model folder, e.g. models/teacher")

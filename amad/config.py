@@ -131,7 +131,9 @@ class ShapesConfig:
         _require(2 <= self.grid <= 8, f"{key}.grid", f"must be in 2..8, got {self.grid}")
         _require(self.image_size % self.grid == 0, f"{key}.grid", f"{self.grid} does not divide image_size")
         _require(self.image_size // self.grid >= 6, f"{key}.image_size", "cells must be at least 6 pixels")
-        _require(2 <= self.min_objects <= self.max_objects, f"{key}.min_objects", "need 2 <= min_objects <= max_objects")
+        _require(
+            2 <= self.min_objects <= self.max_objects, f"{key}.min_objects", "need 2 <= min_objects <= max_objects"
+        )
         _require(self.max_objects <= self.grid**2, f"{key}.max_objects", f"at most grid^2 = {self.grid**2}")
 
 
@@ -328,8 +330,12 @@ def _convert(value: Any, annotation: Any, key: str, source: str) -> Any:
                 return _convert(value, option, key, source)
             except ConfigError as error:
                 errors.append(error)
-        raise errors[-1] if len(errors) == 1 else ConfigError(
-            key, f"expected {' or '.join(_type_name(o) for o in options)}, got {value!r}", source=source
+        raise (
+            errors[-1]
+            if len(errors) == 1
+            else ConfigError(
+                key, f"expected {' or '.join(_type_name(o) for o in options)}, got {value!r}", source=source
+            )
         )
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
@@ -369,7 +375,9 @@ def from_dict(cls: type, data: Any, key: str = "", *, source: str = "params.yaml
     if unknown:
         prefix = f"{key}." if key else ""
         raise ConfigError(f"{prefix}{unknown[0]}", f"unknown key (expected one of: {', '.join(names)})", source=source)
-    values = {name: _convert(value, hints[name], f"{key}.{name}" if key else name, source) for name, value in data.items()}
+    values = {
+        name: _convert(value, hints[name], f"{key}.{name}" if key else name, source) for name, value in data.items()
+    }
     return cls(**values)
 
 

@@ -22,9 +22,7 @@ def predict_logits(
 ) -> torch.Tensor:
     """Logits ``[N, A]`` of ``forward(pixels, tokens)`` over the whole dataset, in order."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    outputs = [
-        forward(batch["pixels"].to(device), batch["tokens"].to(device)).float().cpu() for batch in loader
-    ]
+    outputs = [forward(batch["pixels"].to(device), batch["tokens"].to(device)).float().cpu() for batch in loader]
     return torch.cat(outputs)
 
 

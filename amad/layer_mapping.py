@@ -28,13 +28,13 @@ def map_layers(
             f"student={num_student_layers}"
         )
     if mapping == "uniform":
-        return [
-            (-(-(s + 1) * num_teacher_layers // num_student_layers) - 1, s) for s in range(num_student_layers)
-        ]
+        return [(-(-(s + 1) * num_teacher_layers // num_student_layers) - 1, s) for s in range(num_student_layers)]
     if mapping == "last":
         return [(num_teacher_layers - 1, num_student_layers - 1)]
     if isinstance(mapping, str):
-        raise ValueError(f"layer mapping must be one of {STRATEGIES} or a list of [teacher, student] pairs, got {mapping!r}")
+        raise ValueError(
+            f"layer mapping must be one of {STRATEGIES} or a list of [teacher, student] pairs, got {mapping!r}"
+        )
     pairs = []
     for pair in mapping:
         if len(pair) != 2:
@@ -42,7 +42,9 @@ def map_layers(
         teacher, student = (int(index) for index in pair)
         for side, index, size in (("teacher", teacher, num_teacher_layers), ("student", student, num_student_layers)):
             if not -size <= index < size:
-                raise ValueError(f"layer mapping pair {list(pair)}: {side} layer {index} out of range for {size} layers")
+                raise ValueError(
+                    f"layer mapping pair {list(pair)}: {side} layer {index} out of range for {size} layers"
+                )
         pairs.append((teacher % num_teacher_layers, student % num_student_layers))
     if not pairs:
         raise ValueError("explicit layer mapping is empty")

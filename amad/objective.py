@@ -168,8 +168,13 @@ class DistillationObjective(nn.Module):
             attention_terms = []
             for index, (teacher_name, student_name) in enumerate(self.layer_pairs):
                 term, weights = self._attention_term(
-                    index, teacher_capture.records.get(teacher_name), student_capture.records.get(student_name),
-                    teacher_name, student_name, query_masks.get(student_name), key_masks.get(student_name),
+                    index,
+                    teacher_capture.records.get(teacher_name),
+                    student_capture.records.get(student_name),
+                    teacher_name,
+                    student_name,
+                    query_masks.get(student_name),
+                    key_masks.get(student_name),
                 )
                 terms[f"attention/{student_name}"] = term.detach()
                 attention_terms.append(term)
@@ -185,7 +190,10 @@ class DistillationObjective(nn.Module):
     def _attention_term(
         self, index, teacher_record, student_record, teacher_name, student_name, query_mask, key_mask
     ) -> tuple[Tensor, Tensor | None]:
-        for side, name, record in (("teacher", teacher_name, teacher_record), ("student", student_name, student_record)):
+        for side, name, record in (
+            ("teacher", teacher_name, teacher_record),
+            ("student", student_name, student_record),
+        ):
             if record is None or record.probs is None:
                 raise KeyError(f"no {side} attention recorded for '{name}'")
         config = self.config
@@ -212,6 +220,6 @@ class DistillationObjective(nn.Module):
             variant=config.amad.variant,
             temperature=self.temperature(),
             query_mask=query_mask,
-            projection=self.projections[str(index)] if str(index) in self.projections else None,
+            projection=self.projections[str(index)] if str(index) in self.projections else None,  # noqa: SIM401
         )
         return per_item.mean(), weights

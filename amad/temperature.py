@@ -42,9 +42,7 @@ class AlignmentTemperature(nn.Module):
         self.final = float(final) if final is not None else float(initial)
         self.minimum = float(minimum)
         self.progress = 0.0
-        self.log_temperature = (
-            nn.Parameter(torch.tensor(math.log(initial))) if schedule == "learned" else None
-        )
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(initial))) if schedule == "learned" else None
 
     def set_progress(self, fraction: float) -> None:
         """Training progress in ``[0, 1]`` (drives the scheduled variants)."""

@@ -22,9 +22,17 @@ def main(params: Params) -> None:
     name = f"{args.student}-{args.method}"
     runtime = init_runtime()
     try:
-        result = distill_student(params, args.student, args.method, Path("models/teacher"), Path("data/prepared"),
-                                 Path("models") / name, runtime, checkpoint_dir=CHECKPOINTS,
-                                 log_dir=LOGS / name)
+        result = distill_student(
+            params,
+            args.student,
+            args.method,
+            Path("models/teacher"),
+            Path("data/prepared"),
+            Path("models") / name,
+            runtime,
+            checkpoint_dir=CHECKPOINTS,
+            log_dir=LOGS / name,
+        )
         if runtime.is_main:
             print(f"{name}: val accuracy {result.final.get('val/accuracy', float('nan')):.4f}")
     finally:

@@ -14,8 +14,14 @@ from amad.training.tasks import train_teacher
 def main(params: Params) -> None:
     runtime = init_runtime()
     try:
-        result = train_teacher(params, Path("data/prepared"), Path("models/teacher"), runtime,
-                               checkpoint_dir=CHECKPOINTS, log_dir=LOGS / "teacher")
+        result = train_teacher(
+            params,
+            Path("data/prepared"),
+            Path("models/teacher"),
+            runtime,
+            checkpoint_dir=CHECKPOINTS,
+            log_dir=LOGS / "teacher",
+        )
         if runtime.is_main:
             print(f"teacher: val accuracy {result.final.get('val/accuracy', float('nan')):.4f}")
     finally:

@@ -50,8 +50,10 @@ def amad(teacher, student, variant="kl", temperature=1.0, mask=None):
         for i in range(heads_t):
             if variant == "mse":
                 t = teacher[b, i, rows].flatten().double()
-                mix = sum(a[b, i, j] * (lambda s: s / s.norm())(student[b, j, rows].flatten().double())
-                          for j in range(heads_s))
+                mix = sum(
+                    a[b, i, j] * (lambda s: s / s.norm())(student[b, j, rows].flatten().double())
+                    for j in range(heads_s)
+                )
                 out[b, i] = float(((t / t.norm() - mix) ** 2).sum())
                 continue
             total = 0.0

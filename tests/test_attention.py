@@ -16,8 +16,14 @@ ATOL = 1e-5
 def tiny_vit():
     torch.manual_seed(0)
     return timm.create_model(
-        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, embed_dim=32, depth=2,
-        num_heads=4, num_classes=5,
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=32,
+        patch_size=8,
+        embed_dim=32,
+        depth=2,
+        num_heads=4,
+        num_classes=5,
     ).eval()
 
 
@@ -83,8 +89,9 @@ def test_open_clip_text_transformer_causal_capture():
     torch.testing.assert_close(output, expected, atol=ATOL, rtol=0)
     (query, key, value), kwargs = inputs[0][0][:3], inputs[0][1]
     with torch.no_grad():
-        _, reference = attn(query, key, value, attn_mask=kwargs["attn_mask"], need_weights=True,
-                            average_attn_weights=False)
+        _, reference = attn(
+            query, key, value, attn_mask=kwargs["attn_mask"], need_weights=True, average_attn_weights=False
+        )
     probs = capture.probs("transformer.resblocks.0.attn")
     assert probs.shape == (2, 4, 8, 8)
     check_probs(probs, reference)

@@ -104,8 +104,11 @@ def make_vqav2(root, *, drop_image=False, broken_annotation=False):
             if not (drop_image and image_id == 2):
                 Image.new("RGB", (8, 8), (image_id * 30, 0, 0)).save(root / split / f"COCO_{split}_{image_id:012d}.jpg")
             questions.append({"question_id": image_id * 10, "image_id": image_id, "question": "what color?"})
-            annotation = {"question_id": image_id * 10, "answer_type": "other",
-                          "answers": [{"answer": "red"}] * 7 + [{"answer": "blue"}] * 3}
+            annotation = {
+                "question_id": image_id * 10,
+                "answer_type": "other",
+                "answers": [{"answer": "red"}] * 7 + [{"answer": "blue"}] * 3,
+            }
             if broken_annotation and image_id == 1:
                 del annotation["answers"]
             annotations.append(annotation)
@@ -138,7 +141,9 @@ def test_prepare_jsonl_counts_out_of_vocabulary_and_leaves_nothing_on_error(tmp_
     (source / "images").mkdir(parents=True)
     Image.new("RGB", (4, 4)).save(source / "images" / "a.png")
     write_lines(source / "train.jsonl", [good_line(0)])
-    write_lines(source / "val.jsonl", [json.dumps({"id": "v", "image": "images/a.png", "question": "q", "answers": ["maybe"]})])
+    write_lines(
+        source / "val.jsonl", [json.dumps({"id": "v", "image": "images/a.png", "question": "q", "answers": ["maybe"]})]
+    )
     write_lines(source / "test.jsonl", [good_line(0)])
     summary = prepare(DataConfig(source="jsonl", path=str(source)), 0, tmp_path / "out")
     assert summary["splits"]["val"]["out_of_vocabulary"] == 1

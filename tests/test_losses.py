@@ -169,9 +169,7 @@ def test_gradcheck_baselines_float64():
         )
     qkv_t = tuple(torch.randn(2, 4, 3, 2, dtype=torch.float64, requires_grad=True) for _ in range(3))
     qkv_s = tuple(torch.randn(2, 2, 3, 2, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    assert torch.autograd.gradcheck(
-        lambda *x: relation_loss(x[:3], x[3:], num_relation_heads=2), (*qkv_t, *qkv_s)
-    )
+    assert torch.autograd.gradcheck(lambda *x: relation_loss(x[:3], x[3:], num_relation_heads=2), (*qkv_t, *qkv_s))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -213,8 +211,16 @@ def test_mean_pool_and_truncate_pair_the_documented_heads():
         (lambda: amad_loss(random_maps(1, 2, 3, 3, seed=0), random_maps(1, 2, 3, 4, seed=0)), "agree"),
         (lambda: amad_loss(random_maps(1, 2, 3, 3, seed=0), random_maps(1, 2, 3, 3, seed=0), variant="x"), "variant"),
         (lambda: amad_loss(random_maps(1, 2, 3, 3, seed=0), random_maps(1, 2, 3, 3, seed=0), temperature=0), "> 0"),
-        (lambda: amad_loss(random_maps(1, 2, 3, 3, seed=0), random_maps(1, 2, 3, 3, seed=0), reduction="avg"), "reduction"),
-        (lambda: one_to_one_loss(random_maps(1, 3, 3, 3, seed=0), random_maps(1, 2, 3, 3, seed=0), head_mismatch="mean_pool"), "divide"),
+        (
+            lambda: amad_loss(random_maps(1, 2, 3, 3, seed=0), random_maps(1, 2, 3, 3, seed=0), reduction="avg"),
+            "reduction",
+        ),
+        (
+            lambda: one_to_one_loss(
+                random_maps(1, 3, 3, 3, seed=0), random_maps(1, 2, 3, 3, seed=0), head_mismatch="mean_pool"
+            ),
+            "divide",
+        ),
         (lambda: one_to_one_loss(random_maps(1, 2, 3, 3, seed=0), random_maps(1, 3, 3, 3, seed=0)), "at least"),
         (lambda: AttentionProjection(197 * 197), "small maps"),
     ],

@@ -15,8 +15,14 @@ from amad.temperature import AlignmentTemperature
 def vit(heads, width, depth, seed):
     torch.manual_seed(seed)
     return timm.create_model(
-        "vit_tiny_patch16_224", pretrained=False, img_size=16, patch_size=8, embed_dim=width, depth=depth,
-        num_heads=heads, num_classes=3,
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=16,
+        patch_size=8,
+        embed_dim=width,
+        depth=depth,
+        num_heads=heads,
+        num_classes=3,
     )
 
 
@@ -31,8 +37,11 @@ def run_objective(config, *, teacher_heads=4, student_heads=2):
     with capture_attention(student, objective.student_modules, qkv=qkv) as s_cap:
         student_logits = student(images)
     output = objective(
-        student_logits=student_logits, teacher_logits=teacher_logits, targets=targets,
-        teacher_capture=t_cap, student_capture=s_cap,
+        student_logits=student_logits,
+        teacher_logits=teacher_logits,
+        targets=targets,
+        teacher_capture=t_cap,
+        student_capture=s_cap,
     )
     output.total.backward()
     return output, student, objective
@@ -74,9 +83,7 @@ def test_bad_config_errors():
     with pytest.raises(ValueError, match="at least one attention layer pair"):
         DistillationObjective(ObjectiveConfig(method="amad"), [])
     with pytest.raises(ValueError, match="needs map sizes"):
-        DistillationObjective(
-            ObjectiveConfig(method="amad", amad=AmadSettings(variant="projection")), [("a", "b")]
-        )
+        DistillationObjective(ObjectiveConfig(method="amad", amad=AmadSettings(variant="projection")), [("a", "b")])
 
 
 def test_temperature_schedules():

@@ -35,19 +35,35 @@ def run(command, cwd, env):
 def test_dvc_repro_on_a_tiny_profile(tmp_path):
     repo = tmp_path / "repo"
     generated = {".venv", ".git", "data", "models", "logs", "checkpoints", "exported", "metrics", "reports"}
-    shutil.copytree(ROOT, repo, ignore=lambda folder, names: [
-        n for n in names if (Path(folder) == ROOT and n in generated) or n in ("__pycache__", ".pytest_cache")])
+    shutil.copytree(
+        ROOT,
+        repo,
+        ignore=lambda folder, names: [
+            n for n in names if (Path(folder) == ROOT and n in generated) or n in ("__pycache__", ".pytest_cache")
+        ],
+    )
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"]["shapes"] = {"train": 48, "val": 16, "test": 16, "image_size": 24, "grid": 4,
-                                "min_objects": 2, "max_objects": 5}
+    params["data"]["shapes"] = {
+        "train": 48,
+        "val": 16,
+        "test": 16,
+        "image_size": 24,
+        "grid": 4,
+        "min_objects": 2,
+        "max_objects": 5,
+    }
     params["teacher"] = TINY_MODEL
     params["students"] = {"h2": TINY_STUDENT}
     params["train"] = OPTIM
     params["distill"]["train"] = OPTIM
     params["distill"]["methods"] = ["none", "amad"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(repo),
-           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONPATH": str(repo),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], repo, env)
@@ -66,8 +82,13 @@ def test_bad_params_fail_with_one_line_naming_the_key(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["students"]["h4"]["vision"]["heads"] = 3
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run([sys.executable, str(ROOT / "stages" / "prepare.py")], cwd=tmp_path,
-                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / "prepare.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "error: params.yaml: students.h4.vision.heads: 3 heads do not divide the width 64 (students.h4.vision.width)"

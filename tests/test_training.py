@@ -98,8 +98,18 @@ def train_tiny(data, checkpoint, *, epochs=2, interrupt_after=None, seed=0):
         return objective(student_logits=m(batch["pixels"], batch["tokens"]), targets=batch["targets"])
 
     optim = OptimConfig(epochs=epochs, batch_size=16, lr=1e-3)
-    fit(model, compute_loss, train_set=dataset, optim=optim, seed=seed, runtime=CPU, checkpoint_path=checkpoint,
-        fingerprint="f", evaluate=evaluate, log=lambda _: None)
+    fit(
+        model,
+        compute_loss,
+        train_set=dataset,
+        optim=optim,
+        seed=seed,
+        runtime=CPU,
+        checkpoint_path=checkpoint,
+        fingerprint="f",
+        evaluate=evaluate,
+        log=lambda _: None,
+    )
     return model
 
 
@@ -149,11 +159,16 @@ def test_two_process_ddp_matches_single_process(data, tmp_path):
     script = tmp_path / "train.py"
     script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), data=str(data)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, str(script), str(tmp_path / "single"), str(tmp_path / "ck1")], check=True,
-                   env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "single"), str(tmp_path / "ck1")],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    result = subprocess.run([*torchrun, str(script), str(tmp_path / "ddp"), str(tmp_path / "ck2")], env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [*torchrun, str(script), str(tmp_path / "ddp"), str(tmp_path / "ck2")], env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     single, ddp = load_model(tmp_path / "single").model, load_model(tmp_path / "ddp").model
     for (name, a), b in zip(single.state_dict().items(), ddp.state_dict().values()):

@@ -103,15 +103,21 @@ def main(argv: list[str] | None = None) -> dict:
         for name, step in cases.items()
     }
     layer_ms = results["student layer (fwd+bwd)"]["ms"]
-    print(f"{args.batch=} {args.tokens=} {args.teacher_heads=} {args.student_heads=} "
-          f"threads={torch.get_num_threads()} torch={torch.__version__} cpu={platform.processor() or platform.machine()}")
+    print(
+        f"{args.batch=} {args.tokens=} {args.teacher_heads=} {args.student_heads=} "
+        f"threads={torch.get_num_threads()} torch={torch.__version__} cpu={platform.processor() or platform.machine()}"
+    )
     print(f"{'case':32s} {'ms (median)':>12s} {'vs layer':>9s} {'peak MiB':>9s}")
     for name, result in results.items():
         result["fraction_of_layer"] = result["ms"] / layer_ms
         peak = "n/a" if result["peak_extra_mib"] is None else f"{result['peak_extra_mib']:.0f}"
         print(f"{name:32s} {result['ms']:12.1f} {result['fraction_of_layer']:8.1%} {peak:>9s}")
-    report = {"settings": vars(args), "threads": torch.get_num_threads(), "torch": torch.__version__,
-              "results": results}
+    report = {
+        "settings": vars(args),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "results": results,
+    }
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(report, handle, indent=2)

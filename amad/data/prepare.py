@@ -27,8 +27,11 @@ def generate_shapes(config: DataConfig, seed: int, images: Path) -> dict[str, li
     splits = {}
     for split_index, split in enumerate(SPLITS):
         generator = ShapesGenerator(
-            seed * 1000 + split_index, image_size=shapes.image_size, grid=shapes.grid,
-            min_objects=shapes.min_objects, max_objects=shapes.max_objects,
+            seed * 1000 + split_index,
+            image_size=shapes.image_size,
+            grid=shapes.grid,
+            min_objects=shapes.min_objects,
+            max_objects=shapes.max_objects,
         )
         records = []
         for index in range(getattr(shapes, split)):

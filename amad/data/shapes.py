@@ -88,8 +88,13 @@ class ShapesGenerator:
         count = count or int(self.rng.integers(self.min_objects, self.max_objects + 1))
         cells = self.rng.choice(self.grid * self.grid, size=count, replace=False)
         return [
-            ShapeObject(int(c) // self.grid, int(c) % self.grid, self._choice(list(COLORS)), self._choice(SHAPES),
-                        self._choice(SIZES))
+            ShapeObject(
+                int(c) // self.grid,
+                int(c) % self.grid,
+                self._choice(list(COLORS)),
+                self._choice(SHAPES),
+                self._choice(SIZES),
+            )
             for c in cells
         ]
 
@@ -141,7 +146,9 @@ class ShapesGenerator:
             objects[0] = self._replace(objects[0], color=color, shape=shape)
         else:
             objects = [
-                self._replace(o, color=self._choice([c for c in COLORS if c != color])) if (o.color, o.shape) == (color, shape) else o
+                self._replace(o, color=self._choice([c for c in COLORS if c != color]))
+                if (o.color, o.shape) == (color, shape)
+                else o
                 for o in objects
             ]
         self.rng.shuffle(objects)
@@ -210,5 +217,7 @@ class ShapesGenerator:
             elif obj.shape == "circle":
                 draw.ellipse(box, fill=color)
             else:
-                draw.polygon([(x0 + (extent - 1) / 2, y0), (x0, y0 + extent - 1), (x0 + extent - 1, y0 + extent - 1)], fill=color)
+                draw.polygon(
+                    [(x0 + (extent - 1) / 2, y0), (x0, y0 + extent - 1), (x0 + extent - 1, y0 + extent - 1)], fill=color
+                )
         return image

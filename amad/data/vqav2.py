@@ -44,7 +44,8 @@ def read_vqav2_split(root: Path, split: str) -> list[Record]:
     for index, annotation in enumerate(annotations):
         try:
             answers_by_question[annotation["question_id"]] = (
-                [a["answer"] for a in annotation["answers"]], annotation.get("answer_type"),
+                [a["answer"] for a in annotation["answers"]],
+                annotation.get("answer_type"),
             )
         except (KeyError, TypeError):
             raise DataError(f"{annotations_path}: annotation #{index} lacks question_id / answers[].answer") from None

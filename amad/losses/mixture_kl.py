@@ -21,9 +21,7 @@ from amad.losses.maps import log_floor
 
 class _MixtureKL(torch.autograd.Function):
     @staticmethod
-    def forward(
-        ctx: Any, teacher: Tensor, student: Tensor, weights: Tensor, row_weights: Tensor | None
-    ) -> Tensor:
+    def forward(ctx: Any, teacher: Tensor, student: Tensor, weights: Tensor, row_weights: Tensor | None) -> Tensor:
         batch, teacher_heads, queries, keys = teacher.shape
         floor = log_floor(teacher.dtype)
         student_flat = student.reshape(batch, student.shape[1], queries * keys)  # (B, Hs, q*k)

@@ -26,7 +26,10 @@ def build_vision_tower(config: VisionConfig) -> VisionTransformer:
     """A timm ViT returning all tokens (no pooling, no classifier)."""
     if config.timm_name:
         return timm.create_model(
-            config.timm_name, pretrained=config.timm_pretrained, num_classes=0, global_pool="",
+            config.timm_name,
+            pretrained=config.timm_pretrained,
+            num_classes=0,
+            global_pool="",
             img_size=config.image_size,
         )
     return VisionTransformer(

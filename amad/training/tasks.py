@@ -54,8 +54,16 @@ def _finish(runtime: Runtime, checkpoint: Path) -> None:
         checkpoint.unlink()
 
 
-def train_teacher(params: Params, data_dir: Path, out_dir: Path, runtime: Runtime, *, checkpoint_dir: Path,
-                  log_dir: Path | None, log=print) -> FitResult:
+def train_teacher(
+    params: Params,
+    data_dir: Path,
+    out_dir: Path,
+    runtime: Runtime,
+    *,
+    checkpoint_dir: Path,
+    log_dir: Path | None,
+    log=print,
+) -> FitResult:
     """Train the teacher on ground truth and save it to ``out_dir``."""
     answers = read_answers(data_dir)
     model = build_model(params.teacher, len(answers), params.seed, log)
@@ -68,11 +76,20 @@ def train_teacher(params: Params, data_dir: Path, out_dir: Path, runtime: Runtim
 
     checkpoint = checkpoint_dir / "teacher.pt"
     result = fit(
-        model, compute_loss, train_set=train_set, optim=params.train, seed=params.seed, runtime=runtime,
-        checkpoint_path=checkpoint, log_dir=log_dir, evaluate=_validation(val_set, runtime.device),
-        fingerprint=fingerprint(to_dict(params.teacher), to_dict(params.train), params.seed,
-                                _data_fingerprint(data_dir)),
-        description="teacher", log=log,
+        model,
+        compute_loss,
+        train_set=train_set,
+        optim=params.train,
+        seed=params.seed,
+        runtime=runtime,
+        checkpoint_path=checkpoint,
+        log_dir=log_dir,
+        evaluate=_validation(val_set, runtime.device),
+        fingerprint=fingerprint(
+            to_dict(params.teacher), to_dict(params.train), params.seed, _data_fingerprint(data_dir)
+        ),
+        description="teacher",
+        log=log,
     )
     if runtime.is_main:
         save_model(out_dir, model.cpu(), answers, extra={"role": "teacher", "history": result.history})
@@ -108,7 +125,9 @@ def objective_config(distill: DistillConfig, method: str) -> ObjectiveConfig:
     )
 
 
-def layer_pairs(teacher: VQAModel, student: VQAModel, distill: DistillConfig) -> tuple[list[tuple[str, str]], dict[str, str]]:
+def layer_pairs(
+    teacher: VQAModel, student: VQAModel, distill: DistillConfig
+) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """Teacher/student module pairs over the selected groups, and each student module's group."""
     teacher_groups, student_groups = teacher.attention_groups(), student.attention_groups()
     pairs, group_of = [], {}
@@ -140,26 +159,36 @@ class DistillationStep:
         if method == "logit":
             with torch.no_grad():
                 teacher_logits = self.teacher(pixels, tokens)
-            return self.objective(student_logits=student(pixels, tokens), teacher_logits=teacher_logits,
-                                  targets=targets)
+            return self.objective(
+                student_logits=student(pixels, tokens), teacher_logits=teacher_logits, targets=targets
+            )
         qkv = self.objective.needs_qkv
         inner = student.module if hasattr(student, "module") else student
-        with torch.no_grad(), capture_attention(self.teacher.model, self.objective.teacher_modules, qkv=qkv,
-                                                detach=True) as teacher_capture:
+        with (
+            torch.no_grad(),
+            capture_attention(
+                self.teacher.model, self.objective.teacher_modules, qkv=qkv, detach=True
+            ) as teacher_capture,
+        ):
             teacher_logits = self.teacher(pixels, tokens)
         with capture_attention(inner, self.objective.student_modules, qkv=qkv) as student_capture:
             student_logits = student(pixels, tokens)
         query_masks, key_masks = self._masks(tokens)
         return self.objective(
-            student_logits=student_logits, teacher_logits=teacher_logits, targets=targets,
-            teacher_capture=teacher_capture, student_capture=student_capture,
-            query_masks=query_masks, key_masks=key_masks,
+            student_logits=student_logits,
+            teacher_logits=teacher_logits,
+            targets=targets,
+            teacher_capture=teacher_capture,
+            student_capture=student_capture,
+            query_masks=query_masks,
+            key_masks=key_masks,
         )
 
 
 @torch.no_grad()
-def mean_alignment(step: DistillationStep, student: VQAModel, dataset: VQADataset, device: torch.device,
-                   batch_size: int = 256) -> dict[str, torch.Tensor]:
+def mean_alignment(
+    step: DistillationStep, student: VQAModel, dataset: VQADataset, device: torch.device, batch_size: int = 256
+) -> dict[str, torch.Tensor]:
     """AMAD alignment weights ``[Ht, Hs]`` per distilled student module, averaged over ``dataset``."""
     objective = step.objective
     temperature = float(objective.temperature.value())
@@ -174,15 +203,29 @@ def mean_alignment(step: DistillationStep, student: VQAModel, dataset: VQADatase
             student(pixels, tokens)
         query_masks, _ = step._masks(tokens)
         for teacher_name, student_name in objective.layer_pairs:
-            weights = alignment_weights(teacher_capture.probs(teacher_name), student_capture.probs(student_name),
-                                        temperature=temperature, query_mask=query_masks[student_name])
+            weights = alignment_weights(
+                teacher_capture.probs(teacher_name),
+                student_capture.probs(student_name),
+                temperature=temperature,
+                query_mask=query_masks[student_name],
+            )
             sums[student_name] = sums.get(student_name, 0) + weights.sum(0).cpu()
     return {name: total / len(dataset) for name, total in sums.items()}
 
 
-def distill_student(params: Params, student_name: str, method: str, teacher_dir: Path, data_dir: Path,
-                    out_dir: Path, runtime: Runtime, *, checkpoint_dir: Path, log_dir: Path | None,
-                    log=print) -> FitResult:
+def distill_student(
+    params: Params,
+    student_name: str,
+    method: str,
+    teacher_dir: Path,
+    data_dir: Path,
+    out_dir: Path,
+    runtime: Runtime,
+    *,
+    checkpoint_dir: Path,
+    log_dir: Path | None,
+    log=print,
+) -> FitResult:
     """Distil ``students.<student_name>`` from the teacher with ``method`` and save it to ``out_dir``."""
     if method not in params.distill.methods:
         raise AmadError(f"params.yaml: distill.methods: {method!r} is not listed ({list(params.distill.methods)})")
@@ -199,33 +242,54 @@ def distill_student(params: Params, student_name: str, method: str, teacher_dir:
     config = objective_config(params.distill, method)
     map_sizes = None
     if method == "amad" and config.amad.variant == "projection":
-        probe = next(iter(torch.utils.data.DataLoader(VQADataset(data_dir, "val", student.preprocess, answers),
-                                                      batch_size=1)))
+        probe = next(
+            iter(torch.utils.data.DataLoader(VQADataset(data_dir, "val", student.preprocess, answers), batch_size=1))
+        )
         with torch.no_grad(), capture_attention(student, [s for _, s in pairs]) as capture:
             student(probe["pixels"], probe["tokens"])
         map_sizes = {s: capture.probs(s).shape[-2] * capture.probs(s).shape[-1] for _, s in pairs}
-    objective = DistillationObjective(config, pairs if method in ("one2one", "minilm", "amad") else [],
-                                      map_sizes=map_sizes)
+    objective = DistillationObjective(
+        config, pairs if method in ("one2one", "minilm", "amad") else [], map_sizes=map_sizes
+    )
     step = DistillationStep(teacher, objective, group_of)
     train_set = VQADataset(data_dir, "train", student.preprocess, answers)
     val_set = VQADataset(data_dir, "val", student.preprocess, answers)
     name = f"{student_name}-{method}"
     checkpoint = checkpoint_dir / f"{name}.pt"
     result = fit(
-        student, step, train_set=train_set, optim=params.distill.train, seed=params.seed, runtime=runtime,
-        checkpoint_path=checkpoint, objective=objective, log_dir=log_dir,
-        evaluate=_validation(val_set, runtime.device), description=name, log=log,
-        fingerprint=fingerprint(to_dict(params.student(student_name)), to_dict(params.distill), method,
-                                params.seed, _data_fingerprint(data_dir), (teacher_dir / "config.json").read_text()),
+        student,
+        step,
+        train_set=train_set,
+        optim=params.distill.train,
+        seed=params.seed,
+        runtime=runtime,
+        checkpoint_path=checkpoint,
+        objective=objective,
+        log_dir=log_dir,
+        evaluate=_validation(val_set, runtime.device),
+        description=name,
+        log=log,
+        fingerprint=fingerprint(
+            to_dict(params.student(student_name)),
+            to_dict(params.distill),
+            method,
+            params.seed,
+            _data_fingerprint(data_dir),
+            (teacher_dir / "config.json").read_text(),
+        ),
     )
     if runtime.is_main:
         files = {}
         if method == "amad":
             files["alignment.safetensors"] = mean_alignment(step, student, val_set, runtime.device)
-        extra = {"role": "student", "student": student_name, "method": method, "history": result.history,
-                 "layer_pairs": [list(p) for p in objective.layer_pairs],
-                 "temperature": float(objective.temperature.value())}
+        extra = {
+            "role": "student",
+            "student": student_name,
+            "method": method,
+            "history": result.history,
+            "layer_pairs": [list(p) for p in objective.layer_pairs],
+            "temperature": float(objective.temperature.value()),
+        }
         save_model(out_dir, student.cpu(), answers, extra=extra, files=files)
     _finish(runtime, checkpoint)
     return result
-

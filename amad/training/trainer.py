@@ -55,14 +55,15 @@ def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], f
 
 
 def build_optimizer(modules: list[nn.Module], optim: OptimConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (not on biases, norms or scalars)."""
+    """Fused AdamW; weight decay on matrices only (not on biases, norms or scalars)."""
     decay, no_decay = [], []
     for module in modules:
         for parameter in module.parameters():
             if parameter.requires_grad:
                 (decay if parameter.dim() >= 2 else no_decay).append(parameter)
     groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr)
+    # fused: one kernel for all parameters, ~8x faster than the default on the CPU here
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=optim.lr, fused=True)
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -153,10 +154,14 @@ def fit(
         loader = DataLoader(train_set, batch_sampler=sampler, num_workers=optim.num_workers)
         wrapped.train()
         sums: dict[str, float] = defaultdict(float)
-        seen = 0
-        batches = tqdm(loader, desc=f"{description} {epoch + 1}/{optim.epochs}", disable=not runtime.is_main,
-                       leave=False, mininterval=1.0)
-        for batch in batches:
+        batches = tqdm(
+            loader,
+            desc=f"{description} {epoch + 1}/{optim.epochs}",
+            disable=not runtime.is_main,
+            leave=False,
+            mininterval=1.0,
+        )
+        for seen, batch in enumerate(batches, start=1):
             if objective is not None and hasattr(objective, "set_progress"):
                 objective.set_progress(step / max(1, total_steps - 1))
             with autocast:
@@ -173,7 +178,6 @@ def fit(
             for name, value in output.terms.items():
                 sums[name] += value
             sums["loss"] += float(output.total.detach())
-            seen += 1
             batches.set_postfix(loss=f"{sums['loss'] / seen:.3f}", refresh=False)
 
         record = {f"train/{name}": total / len(sampler) for name, total in sums.items()}
@@ -188,16 +192,19 @@ def fit(
                 for name, value in record.items():
                     live.log_metric(name, value)
                 live.next_step()
-            save_checkpoint(checkpoint_path, {
-                "model": model.state_dict(),
-                "objective": objective.state_dict() if objective is not None else {},
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
-                "epoch": epoch + 1,
-                "history": result.history,
-                "fingerprint": fingerprint,
-            })
+            save_checkpoint(
+                checkpoint_path,
+                {
+                    "model": model.state_dict(),
+                    "objective": objective.state_dict() if objective is not None else {},
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "epoch": epoch + 1,
+                    "history": result.history,
+                    "fingerprint": fingerprint,
+                },
+            )
         if runtime.distributed:
             dist.barrier()
     if live is not None:
