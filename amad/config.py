@@ -21,7 +21,7 @@ from amad.errors import ConfigError
 from amad.layer_mapping import STRATEGIES
 from amad.losses import HEAD_MISMATCH_POLICIES, VARIANTS
 from amad.losses.relation import RELATIONS
-from amad.objective import METHODS
+from amad.objective import METHODS, AmadSettings
 from amad.temperature import SCHEDULES
 
 DATA_SOURCES = ("shapes", "jsonl", "vqav2")
@@ -233,29 +233,6 @@ class MiniLMConfig:
 
 
 @dataclass(frozen=True)
-class AmadConfig:
-    variant: str = "kl"
-    temperature: float = 1.0
-    temperature_schedule: str = "constant"
-    final_temperature: float | None = None
-
-    def validate(self, key: str) -> None:
-        _require(self.variant in VARIANTS, f"{key}.variant", f"must be one of {VARIANTS}, got {self.variant!r}")
-        _require(self.temperature > 0, f"{key}.temperature", f"must be > 0, got {self.temperature}")
-        _require(
-            self.temperature_schedule in SCHEDULES,
-            f"{key}.temperature_schedule",
-            f"must be one of {SCHEDULES}, got {self.temperature_schedule!r}",
-        )
-        if self.temperature_schedule in ("linear", "cosine"):
-            _require(
-                self.final_temperature is not None and self.final_temperature > 0,
-                f"{key}.final_temperature",
-                f"schedule {self.temperature_schedule!r} needs a final_temperature > 0",
-            )
-
-
-@dataclass(frozen=True)
 class DistillConfig:
     methods: tuple[str, ...] = METHODS
     train: OptimConfig = field(default_factory=OptimConfig)
@@ -264,7 +241,7 @@ class DistillConfig:
     logit: LogitConfig = field(default_factory=LogitConfig)
     one2one: OneToOneConfig = field(default_factory=OneToOneConfig)
     minilm: MiniLMConfig = field(default_factory=MiniLMConfig)
-    amad: AmadConfig = field(default_factory=AmadConfig)
+    amad: AmadSettings = field(default_factory=AmadSettings)
 
     def validate(self, key: str) -> None:
         _require(len(self.methods) > 0, f"{key}.methods", f"must list some of {METHODS}")
@@ -275,7 +252,90 @@ class DistillConfig:
         self.logit.validate(f"{key}.logit")
         self.one2one.validate(f"{key}.one2one")
         self.minilm.validate(f"{key}.minilm")
-        self.amad.validate(f"{key}.amad")
+        _validate_amad(self.amad, f"{key}.amad")
+
+
+def _validate_amad(amad: AmadSettings, key: str) -> None:
+    _require(amad.variant in VARIANTS, f"{key}.variant", f"must be one of {VARIANTS}, got {amad.variant!r}")
+    _require(amad.temperature > 0, f"{key}.temperature", f"must be > 0, got {amad.temperature}")
+    _require(
+        amad.temperature_schedule in SCHEDULES,
+        f"{key}.temperature_schedule",
+        f"must be one of {SCHEDULES}, got {amad.temperature_schedule!r}",
+    )
+    if amad.temperature_schedule in ("linear", "cosine"):
+        _require(
+            amad.final_temperature is not None and amad.final_temperature > 0,
+            f"{key}.final_temperature",
+            f"schedule {amad.temperature_schedule!r} needs a final_temperature > 0",
+        )
+
+
+@dataclass(frozen=True)
+class TensorRTConfig:
+    """TensorRT engine build (only where ``tensorrt`` imports and CUDA is present)."""
+
+    enabled: bool = True
+    min_batch: int = 1
+    opt_batch: int = 8
+    max_batch: int = 32
+    workspace_mib: int = 1024
+
+    def validate(self, key: str) -> None:
+        _require(
+            1 <= self.min_batch <= self.opt_batch <= self.max_batch,
+            f"{key}.min_batch",
+            "need 1 <= min_batch <= opt_batch <= max_batch",
+        )
+        _require(self.workspace_mib >= 64, f"{key}.workspace_mib", "must be >= 64")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """ONNX / int8 / fp16 / TensorRT export of the listed models."""
+
+    models: tuple[str, ...] = ("teacher",)
+    opset: int = 18
+    parity_samples: int = 256
+    parity_atol: float = 1e-4
+    min_agreement: float = 0.995
+    int8: bool = True
+    triton_model: str | None = None
+    tensorrt: TensorRTConfig = field(default_factory=TensorRTConfig)
+
+    def validate(self, key: str, known: list[str]) -> None:
+        _require(len(self.models) > 0, f"{key}.models", "list at least one model, e.g. [teacher, h2-amad]")
+        for name in self.models:
+            _require(name in known, f"{key}.models", f"unknown model {name!r}; the pipeline builds {known}")
+        _require(self.opset >= 18, f"{key}.opset", f"must be >= 18, got {self.opset}")
+        _require(self.parity_samples >= 1, f"{key}.parity_samples", "must be >= 1")
+        _require(self.parity_atol > 0, f"{key}.parity_atol", "must be > 0")
+        _require(0 < self.min_agreement <= 1, f"{key}.min_agreement", "must be in (0, 1]")
+        if self.triton_model is not None:
+            _require(self.triton_model in self.models, f"{key}.triton_model", "must be one of export.models")
+        self.tensorrt.validate(f"{key}.tensorrt")
+
+
+BACKENDS = ("torch", "onnxruntime", "onnxruntime_int8", "torch_cuda_fp16", "tensorrt")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Latency benchmark of every exported model x backend x batch size."""
+
+    batch_sizes: tuple[int, ...] = (1, 8, 32)
+    backends: tuple[str, ...] = BACKENDS
+    warmup: int = 5
+    repeats: int = 30
+    threads: int = 0
+
+    def validate(self, key: str) -> None:
+        _require(len(self.batch_sizes) > 0 and min(self.batch_sizes) >= 1, f"{key}.batch_sizes", "positive sizes")
+        for backend in self.backends:
+            _require(backend in BACKENDS, f"{key}.backends", f"unknown backend {backend!r}; use {BACKENDS}")
+        _require(self.warmup >= 0, f"{key}.warmup", "must be >= 0")
+        _require(self.repeats >= 3, f"{key}.repeats", "must be >= 3 (percentiles)")
+        _require(self.threads >= 0, f"{key}.threads", "must be >= 0 (0: all cores)")
 
 
 @dataclass(frozen=True)
@@ -288,6 +348,12 @@ class Params:
     students: dict[str, ModelConfig] = field(default_factory=dict)
     train: OptimConfig = field(default_factory=OptimConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+
+    def model_names(self) -> list[str]:
+        """Every model the pipeline builds: ``teacher`` and ``<student>-<method>``."""
+        return ["teacher"] + [f"{s}-{m}" for s in self.students for m in self.distill.methods]
 
     def validate(self) -> None:
         self.data.validate("data")
@@ -302,6 +368,8 @@ class Params:
             student.validate(f"students.{name}")
         self.train.validate("train")
         self.distill.validate("distill")
+        self.export.validate("export", self.model_names())
+        self.benchmark.validate("benchmark")
 
     def student(self, name: str) -> ModelConfig:
         if name not in self.students:

@@ -41,6 +41,24 @@ def accuracy_report(logits: torch.Tensor, dataset: VQADataset) -> dict[str, floa
     }
 
 
+def model_cost(model: torch.nn.Module, image_size: int, context_length: int) -> dict[str, float]:
+    """Parameter count and GFLOPs per sample (``torch.utils.flop_counter``, batch of one)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    pixels = torch.zeros(1, 3, image_size, image_size)
+    tokens = torch.zeros(1, context_length, dtype=torch.long)
+    tokens[0, :3] = torch.tensor([49406, 320, 49407])  # start, one word, end
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(pixels, tokens)
+    model.train(was_training)
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "gflops": counter.get_total_flops() / 1e9,
+    }
+
+
 def evaluate_model(model: torch.nn.Module, dataset: VQADataset, *, device: str | torch.device = "cpu") -> dict:
     """Accuracy report of a torch model (put in eval mode for the pass, then restored)."""
     was_training = model.training

@@ -33,6 +33,8 @@ ATTENTION_METHODS = ("one2one", "minilm", "amad")
 
 @dataclass(frozen=True)
 class AmadSettings:
+    """AMAD term settings (``params.yaml: distill.amad``)."""
+
     variant: str = "kl"
     temperature: float = 1.0
     temperature_schedule: str = "constant"

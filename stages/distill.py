@@ -1,7 +1,7 @@
 """DVC stage `distill` (matrix student x method): params `students.<s>`, `distill`, `seed`
 + models/teacher + data/prepared -> models/<student>-<method>/.
 
-Usage: python stages/distill.py STUDENT METHOD   (or under torchrun)
+Usage: python -m stages.distill STUDENT METHOD   (or: torchrun ... -m stages.distill STUDENT METHOD)
 """
 
 import argparse

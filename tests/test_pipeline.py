@@ -1,5 +1,6 @@
 """End-to-end: `dvc repro` of the stages on a tiny params profile, in a copy of the repository."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -57,6 +58,9 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     params["train"] = OPTIM
     params["distill"]["train"] = OPTIM
     params["distill"]["methods"] = ["none", "amad"]
+    params["export"]["models"] = ["teacher", "h2-amad"]
+    params["export"]["triton_model"] = "h2-amad"
+    params["benchmark"] = {"batch_sizes": [1, 4], "warmup": 1, "repeats": 3}
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     env = {
         **os.environ,
@@ -74,6 +78,14 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     assert (repo / "models" / "h2-amad" / "alignment.safetensors").exists()
     assert (repo / "logs" / "teacher" / "plots" / "metrics").is_dir()
     assert not list((repo / "checkpoints").glob("*.pt")), "finished stages remove their checkpoints"
+    metrics = json.loads((repo / "metrics" / "eval.json").read_text())
+    assert set(metrics) == {"teacher", "h2-none", "h2-amad"}
+    assert set(metrics["teacher"]) == {"accuracy", "params", "gflops"}
+    export = json.loads((repo / "exported" / "h2-amad" / "export.json").read_text())
+    assert "onnx_int8" in export["accuracy"]
+    assert (repo / "exported" / "triton" / "amad_vqa" / "config.pbtxt").exists()
+    latency = json.loads((repo / "metrics" / "latency.json").read_text())
+    assert "h2-amad_vs_teacher_onnxruntime_b1" in latency["speedups"]
     status = run(["dvc", "status"], repo, env)
     assert "up to date" in status.stdout
 
@@ -83,7 +95,7 @@ def test_bad_params_fail_with_one_line_naming_the_key(tmp_path):
     params["students"]["h4"]["vision"]["heads"] = 3
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run(
-        [sys.executable, str(ROOT / "stages" / "prepare.py")],
+        [sys.executable, "-m", "stages.prepare"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

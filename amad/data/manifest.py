@@ -33,14 +33,19 @@ class Record:
         return json.dumps(data, ensure_ascii=False)
 
 
-def parse_record(line: str, where: str) -> Record:
-    """One manifest line -> Record; DataError names ``where`` (file:line) and the problem."""
+def parse_record(line: str, where: str, *, require_answers: bool = True) -> Record:
+    """One manifest line -> Record; DataError names ``where`` (file:line) and the problem.
+
+    With ``require_answers=False`` (prediction inputs) ``answers`` may be absent.
+    """
     try:
         data = json.loads(line)
     except json.JSONDecodeError as error:
         raise DataError(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(data, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    if not require_answers:
+        data.setdefault("answers", ["?"])
     for key, kind in REQUIRED.items():
         if key not in data:
             raise DataError(f"{where}: missing field '{key}' (required: {', '.join(REQUIRED)})")
@@ -55,7 +60,7 @@ def parse_record(line: str, where: str) -> Record:
     return Record(str(data["id"]), data["image"], data["question"], tuple(answers), family)
 
 
-def read_manifest(path: str | Path, *, check_images: bool = True) -> list[Record]:
+def read_manifest(path: str | Path, *, check_images: bool = True, require_answers: bool = True) -> list[Record]:
     """Read and validate a manifest; images must exist relative to its folder."""
     path = Path(path)
     if not path.exists():
@@ -66,7 +71,7 @@ def read_manifest(path: str | Path, *, check_images: bool = True) -> list[Record
             if not line.strip():
                 continue
             where = f"{path}:{number}"
-            record = parse_record(line, where)
+            record = parse_record(line, where, require_answers=require_answers)
             if record.id in seen:
                 raise DataError(f"{where}: duplicate id {record.id!r} (first on line {seen[record.id]})")
             seen[record.id] = number

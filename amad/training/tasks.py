@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -12,14 +12,13 @@ from torch import nn
 from amad.attention import capture_attention
 from amad.config import DistillConfig, ModelConfig, Params, to_dict
 from amad.data.dataset import VQADataset
-from amad.data.manifest import read_manifest
 from amad.errors import AmadError
 from amad.evaluation import evaluate_model
 from amad.layer_mapping import pair_modules
 from amad.losses import alignment_weights
 from amad.models import VQAModel, load_model, save_model
 from amad.models.io import load_pretrained
-from amad.objective import AmadSettings, DistillationObjective, ObjectiveConfig, ObjectiveOutput
+from amad.objective import DistillationObjective, ObjectiveConfig, ObjectiveOutput
 from amad.training.checkpoint import fingerprint
 from amad.training.distributed import Runtime
 from amad.training.trainer import FitResult, fit
@@ -41,8 +40,12 @@ def build_model(config: ModelConfig, num_answers: int, seed: int, log=print) -> 
     return model
 
 
-def _data_fingerprint(data_dir: Path) -> list[int]:
-    return [len(read_manifest(data_dir / f"{s}.jsonl", check_images=False)) for s in ("train", "val")]
+def _data_fingerprint(data_dir: Path) -> str:
+    """Hash of the manifests and vocabulary, so a checkpoint is only resumed on the same data."""
+    digest = hashlib.sha256()
+    for name in ("train.jsonl", "val.jsonl", "answers.json"):
+        digest.update((data_dir / name).read_bytes())
+    return digest.hexdigest()
 
 
 def _validation(dataset: VQADataset, device: torch.device):
@@ -118,7 +121,7 @@ def objective_config(distill: DistillConfig, method: str) -> ObjectiveConfig:
         logit_weight=distill.weights.logit,
         logit_temperature=distill.logit.temperature,
         attention_weight=distill.weights.attention,
-        amad=AmadSettings(**asdict(distill.amad)),
+        amad=distill.amad,
         head_mismatch=distill.one2one.head_mismatch,
         num_relation_heads=distill.minilm.relation_heads,
         relations=distill.minilm.relations,

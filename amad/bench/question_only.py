@@ -1,0 +1,75 @@
+"""Question-only baseline: the teacher's architecture trained with every image blanked.
+
+Shows how much of the task the question alone answers (the shapes data is built so that it is
+little). Usage, after `dvc repro prepare`::
+
+    python -m amad.bench.question_only [--data data/prepared] [--epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from amad.config import load_params
+from amad.data.dataset import VQADataset
+from amad.evaluation import evaluate_model
+from amad.objective import DistillationObjective, ObjectiveConfig
+from amad.training.distributed import init_runtime
+from amad.training.tasks import build_model, read_answers
+from amad.training.trainer import fit
+
+
+class BlankImages(torch.nn.Module):
+    """Runs ``model`` with all pixels set to zero."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.zeros_like(pixels), tokens)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/prepared")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--epochs", type=int, help="default: train.epochs")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    optim = replace(params.train, epochs=args.epochs) if args.epochs else params.train
+    data = Path(args.data)
+    answers = read_answers(data)
+    blind = BlankImages(build_model(params.teacher, len(answers), params.seed))
+    preprocess = blind.model.preprocess
+    train_set, test_set = (VQADataset(data, split, preprocess, answers) for split in ("train", "test"))
+    objective = DistillationObjective(ObjectiveConfig(method="none"))
+
+    def compute_loss(model, batch):
+        return objective(student_logits=model(batch["pixels"], batch["tokens"]), targets=batch["targets"])
+
+    with tempfile.TemporaryDirectory() as scratch:
+        fit(
+            blind,
+            compute_loss,
+            train_set=train_set,
+            optim=optim,
+            seed=params.seed,
+            runtime=init_runtime(),
+            checkpoint_path=Path(scratch) / "blind.pt",
+            fingerprint="question-only",
+            description="question-only",
+        )
+    report = evaluate_model(blind, test_set)
+    print(json.dumps({"question_only_test": report}, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Latency of every exported model x backend x batch size, measured interleaved.
+
+Each round times one call of every (model, backend) pair in turn, so a noisy machine slows all
+of them alike and ratios between them hold. Reported per pair and batch size: p50 / p90 / p99
+latency, throughput (samples/s) and peak extra memory of one call; backends that cannot run here
+(no CUDA, no TensorRT, no int8 file) are recorded as ``{"skipped": reason}``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from amad.bench import memory
+from amad.config import BenchmarkConfig
+from amad.data.dataset import VQADataset
+from amad.export import tensorrt
+from amad.export.onnx_model import OnnxClassifier
+from amad.models import load_model
+
+Runner = Callable[[torch.Tensor, torch.Tensor], object]
+
+
+def make_runner(backend: str, model_dir: Path, export_dir: Path, threads: int) -> Runner | str:
+    """A callable running one batch, or the reason the backend is skipped."""
+    if backend == "torch":
+        model = load_model(model_dir).model
+
+        def run_torch(pixels, tokens):
+            with torch.inference_mode():
+                return model(pixels, tokens)
+
+        return run_torch
+    if backend in ("onnxruntime", "onnxruntime_int8"):
+        path = export_dir / ("model.onnx" if backend == "onnxruntime" else "model.int8.onnx")
+        if not path.exists():
+            return f"{path} not found (export.int8: false?)"
+        session = OnnxClassifier(path, threads=threads)
+        return lambda pixels, tokens: session.run(pixels.numpy(), tokens.numpy())
+    if backend == "torch_cuda_fp16":
+        if not torch.cuda.is_available():
+            return "no CUDA device"
+        model = load_model(model_dir, device="cuda").model.half()
+
+        def run_cuda(pixels, tokens):
+            with torch.inference_mode():
+                out = model(pixels.cuda().half(), tokens.cuda())
+            torch.cuda.synchronize()
+            return out
+
+        return run_cuda
+    if backend == "tensorrt":
+        reason = tensorrt.unavailable_reason()
+        if reason is not None:
+            return reason
+        if not (export_dir / "model.plan").exists():
+            return f"{export_dir / 'model.plan'} not found (the export stage could not build it)"
+        engine = tensorrt.TensorRTClassifier(export_dir / "model.plan")
+        return lambda pixels, tokens: engine(pixels, tokens)
+    raise ValueError(f"unknown backend {backend!r}")
+
+
+def _peak_mib(runner: Runner, pixels: torch.Tensor, tokens: torch.Tensor, backend: str) -> float | None:
+    if backend in ("torch_cuda_fp16", "tensorrt"):
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        runner(pixels, tokens)
+        return (torch.cuda.max_memory_allocated() - before) / 2**20 if backend == "torch_cuda_fp16" else None
+    return memory.peak_extra_mib(lambda: runner(pixels, tokens))
+
+
+def run_benchmark(
+    models: list[str],
+    config: BenchmarkConfig,
+    *,
+    data_dir: Path = Path("data/prepared"),
+    models_dir: Path = Path("models"),
+    exported_dir: Path = Path("exported"),
+    log=print,
+) -> dict:
+    threads = config.threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    runners: dict[tuple[str, str], Runner] = {}
+    results: dict[str, dict[str, dict]] = {name: {} for name in models}
+    for name in models:
+        for backend in config.backends:
+            runner = make_runner(backend, models_dir / name, exported_dir / name, threads)
+            if isinstance(runner, str):
+                results[name][backend] = {"skipped": runner}
+            else:
+                runners[name, backend] = runner
+    loaded = load_model(models_dir / models[0])
+    dataset = VQADataset(data_dir, "val", loaded.preprocess, loaded.answers)
+    largest = max(config.batch_sizes)
+    samples = torch.utils.data.default_collate([dataset[i % len(dataset)] for i in range(largest)])
+    for batch_size in config.batch_sizes:
+        pixels, tokens = samples["pixels"][:batch_size].contiguous(), samples["tokens"][:batch_size].contiguous()
+        timings: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
+        peaks = {key: _peak_mib(runner, pixels, tokens, key[1]) for key, runner in runners.items()}
+        for _ in range(config.warmup):
+            for runner in runners.values():
+                runner(pixels, tokens)
+        for _ in range(config.repeats):
+            for key, runner in runners.items():
+                start = time.perf_counter()
+                runner(pixels, tokens)
+                timings[key].append(time.perf_counter() - start)
+        for (name, backend), times in timings.items():
+            ms = np.asarray(times) * 1e3
+            results[name].setdefault(backend, {})[str(batch_size)] = {
+                "p50_ms": round(float(np.percentile(ms, 50)), 4),
+                "p90_ms": round(float(np.percentile(ms, 90)), 4),
+                "p99_ms": round(float(np.percentile(ms, 99)), 4),
+                "throughput": round(batch_size / (statistics.median(times)), 2),
+                "peak_mib": None if peaks[name, backend] is None else round(peaks[name, backend], 2),
+            }
+        log(
+            f"batch {batch_size}: "
+            + ", ".join(f"{n}/{b} {results[n][b][str(batch_size)]['p50_ms']:.2f}ms" for n, b in timings)
+        )
+    return {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "threads": threads,
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "torch": torch.__version__,
+        },
+        "settings": {"warmup": config.warmup, "repeats": config.repeats, "batch_sizes": list(config.batch_sizes)},
+        "results": results,
+    }
+
+
+def p50(report: dict, model: str, backend: str, batch_size: int) -> float | None:
+    entry = report["results"].get(model, {}).get(backend, {})
+    return entry.get(str(batch_size), {}).get("p50_ms")
+
+
+def speedups(report: dict, teacher: str = "teacher") -> dict[str, float]:
+    """Ratios at batch 1: each model vs the teacher (ONNX Runtime), ORT vs torch, int8 vs fp32."""
+    ratios = {}
+    teacher_ort = p50(report, teacher, "onnxruntime", 1)
+    for model in report["results"]:
+        ort, eager, int8 = (p50(report, model, b, 1) for b in ("onnxruntime", "torch", "onnxruntime_int8"))
+        if teacher_ort and ort and model != teacher:
+            ratios[f"{model}_vs_teacher_onnxruntime_b1"] = round(teacher_ort / ort, 3)
+        if ort and eager:
+            ratios[f"{model}_onnxruntime_vs_torch_b1"] = round(eager / ort, 3)
+        if ort and int8:
+            ratios[f"{model}_int8_vs_fp32_b1"] = round(ort / int8, 3)
+    return ratios

@@ -1,0 +1,82 @@
+"""``amad predict``: answers from a saved model folder or an exported ONNX file.
+
+The model source decides the preprocessing (stored with it), so predictions use exactly the
+preprocessing the model was trained with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from amad.atomic import atomic_file
+from amad.data.manifest import read_manifest
+from amad.errors import AmadError
+from amad.preprocess import Preprocess
+
+
+@dataclass
+class Predictor:
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    answers: list[str]
+    preprocess: Preprocess
+
+    def top_k(self, pixels: torch.Tensor, tokens: torch.Tensor, k: int) -> list[list[tuple[str, float]]]:
+        """Top-``k`` (answer, probability) per sample of a batch."""
+        with torch.inference_mode():
+            probabilities = self.forward(pixels, tokens).float().softmax(-1)
+        scores, indices = probabilities.topk(min(k, len(self.answers)), dim=-1)
+        return [
+            [(self.answers[i], float(s)) for s, i in zip(row_s, row_i)]
+            for row_s, row_i in zip(scores.tolist(), indices.tolist())
+        ]
+
+
+def load_predictor(source: str | Path) -> Predictor:
+    """A model folder (``models/NAME``) or an exported ``.onnx`` file (fp32 or int8)."""
+    source = Path(source)
+    if source.is_dir():
+        from amad.models import load_model
+
+        loaded = load_model(source)
+        return Predictor(loaded.model, loaded.answers, loaded.preprocess)
+    if source.suffix == ".onnx":
+        from amad.export.onnx_model import OnnxClassifier
+
+        session = OnnxClassifier(source)
+        return Predictor(session, session.answers, session.preprocess)
+    if not source.exists():
+        raise AmadError(f"--model {source}: no such file or folder")
+    raise AmadError(f"--model {source}: expected a model folder (models/NAME) or an .onnx file")
+
+
+def predict_question(predictor: Predictor, image: str | Path, question: str, top_k: int = 1) -> list[tuple[str, float]]:
+    if not Path(image).is_file():
+        raise AmadError(f"--image {image}: no such file")
+    pixels = predictor.preprocess.load_image(image)[None]
+    tokens = predictor.preprocess.tokenize([question])
+    return predictor.top_k(pixels, tokens, top_k)[0]
+
+
+def predict_manifest(
+    predictor: Predictor, manifest: str | Path, out: str | Path, *, top_k: int = 1, batch_size: int = 64
+) -> int:
+    """Write ``{"id", "answer", "score"}`` (+ ``"top_k"`` when k > 1) per line; returns the count."""
+    import json
+
+    records = read_manifest(manifest, require_answers=False)
+    root = Path(manifest).parent
+    with atomic_file(out) as stream:
+        for start in range(0, len(records), batch_size):
+            batch = records[start : start + batch_size]
+            pixels = torch.stack([predictor.preprocess.load_image(root / r.image) for r in batch])
+            tokens = predictor.preprocess.tokenize([r.question for r in batch])
+            for record, ranked in zip(batch, predictor.top_k(pixels, tokens, top_k)):
+                line = {"id": record.id, "answer": ranked[0][0], "score": round(ranked[0][1], 6)}
+                if top_k > 1:
+                    line["top_k"] = [{"answer": a, "score": round(s, 6)} for a, s in ranked]
+                stream.write(json.dumps(line) + "\n")
+    return len(records)

@@ -1,0 +1,100 @@
+"""Generate a Triton Inference Server model repository for one exported model.
+
+    exported/triton/
+      amad_vqa/                 onnxruntime backend, dynamic batching
+        config.pbtxt
+        answers.txt             label file: `classification` requests return answers
+        1/model.onnx
+      amad_vqa_trt/             tensorrt_plan backend (only when export built model.plan)
+        config.pbtxt, answers.txt, 1/model.plan
+
+Preprocessing happens in the client (deploy/client.py); its settings are stored in each
+config's ``parameters`` (``amad.preprocess``), so a client needs only the server's address.
+
+Usage: python -m deploy.triton exported/h2-amad exported/triton [--gpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from amad.atomic import atomic_dir
+from amad.config import TensorRTConfig
+from amad.export.onnx_model import read_metadata
+
+ONNX_MODEL = "amad_vqa"
+TENSORRT_MODEL = "amad_vqa_trt"
+
+
+def model_config(
+    name: str,
+    backend: str,
+    *,
+    image_size: int,
+    context_length: int,
+    num_answers: int,
+    max_batch_size: int,
+    instance_kind: str,
+    preprocess_json: str,
+) -> str:
+    """``config.pbtxt`` text (Triton protobuf text format)."""
+    platform = 'platform: "tensorrt_plan"' if backend == "tensorrt_plan" else 'backend: "onnxruntime"'
+    preferred = sorted({size for size in (8, max_batch_size) if size <= max_batch_size})
+    escaped = preprocess_json.replace("\\", "\\\\").replace('"', '\\"')
+    return f"""name: "{name}"
+{platform}
+max_batch_size: {max_batch_size}
+input [
+  {{ name: "pixels" data_type: TYPE_FP32 dims: [ 3, {image_size}, {image_size} ] }},
+  {{ name: "tokens" data_type: TYPE_INT64 dims: [ {context_length} ] }}
+]
+output [
+  {{ name: "logits" data_type: TYPE_FP32 dims: [ {num_answers} ] label_filename: "answers.txt" }}
+]
+dynamic_batching {{
+  preferred_batch_size: [ {", ".join(str(s) for s in preferred)} ]
+  max_queue_delay_microseconds: 2000
+}}
+instance_group [ {{ count: 1 kind: {instance_kind} }} ]
+parameters {{ key: "amad.preprocess" value: {{ string_value: "{escaped}" }} }}
+"""
+
+
+def write_model_repository(export_dir: Path, out: Path, tensorrt: TensorRTConfig, *, gpu: bool = False) -> list[str]:
+    """Write the repository atomically; returns the model names it contains."""
+    answers, preprocess = read_metadata(export_dir / "model.onnx")
+    common = {
+        "image_size": preprocess.image_size,
+        "context_length": preprocess.context_length,
+        "num_answers": len(answers),
+        "max_batch_size": tensorrt.max_batch,
+        "preprocess_json": json.dumps(preprocess.to_dict()),
+    }
+    models = [(ONNX_MODEL, "onnxruntime", "model.onnx", "KIND_GPU" if gpu else "KIND_CPU")]
+    if (export_dir / "model.plan").exists():
+        models.append((TENSORRT_MODEL, "tensorrt_plan", "model.plan", "KIND_GPU"))
+    with atomic_dir(out) as staging:
+        for name, backend, artefact, kind in models:
+            (staging / name / "1").mkdir(parents=True)
+            shutil.copy2(export_dir / artefact, staging / name / "1" / artefact)
+            (staging / name / "answers.txt").write_text("\n".join(answers) + "\n")
+            (staging / name / "config.pbtxt").write_text(model_config(name, backend, instance_kind=kind, **common))
+    return [name for name, *_ in models]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("export_dir", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--gpu", action="store_true", help="GPU instance group for the onnxruntime model")
+    parser.add_argument("--max-batch", type=int, default=32)
+    args = parser.parse_args()
+    names = write_model_repository(args.export_dir, args.out, TensorRTConfig(max_batch=args.max_batch), gpu=args.gpu)
+    print(f"wrote {', '.join(names)} to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

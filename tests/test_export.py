@@ -1,0 +1,196 @@
+"""Export (ONNX parity, int8, fp16, TensorRT guard), benchmark schema, predict CLI and Triton repository."""
+
+import json
+import re
+
+import onnx
+import pytest
+import torch
+from helpers import prepared_data, tiny_model_config
+
+from amad.cli import main as amad_main
+from amad.config import BenchmarkConfig, ExportConfig, TensorRTConfig
+from amad.errors import AmadError
+from amad.evaluation import model_cost
+from amad.export import tensorrt
+from amad.export.onnx_model import read_metadata
+from amad.export.pipeline import export_model
+from amad.models import VQAModel, save_model
+from amad.training.tasks import read_answers
+from deploy.triton import ONNX_MODEL, write_model_repository
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    data = prepared_data(root / "data", train=32, val=24, test=24)
+    answers = read_answers(data)
+    for name, heads in (("teacher", 4), ("student", 2)):
+        torch.manual_seed(0)
+        save_model(root / "models" / name, VQAModel(tiny_model_config(heads=heads), len(answers)), answers)
+    reports = {
+        name: export_model(
+            name,
+            root / "models" / name,
+            root / "exported" / name,
+            data,
+            ExportConfig(models=("teacher", "student"), parity_samples=24),
+            log=lambda _: None,
+        )
+        for name in ("teacher", "student")
+    }
+    return root, data, reports
+
+
+def test_export_writes_a_self_describing_onnx_with_parity_and_int8_accuracy(workspace):
+    root, _, reports = workspace
+    folder = root / "exported" / "teacher"
+    assert {"model.onnx", "model.int8.onnx", "model.fp16.onnx", "export.json"} <= {p.name for p in folder.iterdir()}
+    report = json.loads((folder / "export.json").read_text())
+    assert report == json.loads(json.dumps(reports["teacher"]))
+    assert report["parity"]["max_abs_diff"] <= 1e-4 and report["parity"]["agreement"] >= 0.995
+    assert 0 <= report["accuracy"]["onnx_fp32"] <= 1 and 0 <= report["accuracy"]["onnx_int8"] <= 1
+    assert report["tensorrt"] == {"skipped": tensorrt.unavailable_reason()}
+    graph = onnx.load(str(folder / "model.onnx"))
+    assert graph.opset_import[0].version >= 18
+    assert [i.name for i in graph.graph.input] == ["pixels", "tokens"]
+    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
+    answers, preprocess = read_metadata(folder / "model.int8.onnx")
+    assert answers == read_answers(root / "data") and preprocess.image_size == 24
+
+
+def test_failed_parity_stops_and_writes_nothing(workspace):
+    root, data, _ = workspace
+    with pytest.raises(AmadError, match="ONNX parity failed"):
+        export_model(
+            "teacher",
+            root / "models" / "teacher",
+            root / "strict",
+            data,
+            ExportConfig(parity_samples=8, parity_atol=1e-30),
+            log=lambda _: None,
+        )
+    assert not (root / "strict").exists()
+
+
+def test_tensorrt_is_skipped_cleanly_without_cuda(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert tensorrt.unavailable_reason() == "no CUDA device"
+    with pytest.raises(RuntimeError, match="TensorRT unavailable: no CUDA device"):
+        tensorrt.build_engine(
+            tmp_path / "a.onnx",
+            tmp_path / "b.onnx",
+            tmp_path / "c.plan",
+            image_size=8,
+            context_length=4,
+            profile=tensorrt.EngineProfile(),
+        )
+
+
+def test_benchmark_schema(workspace, monkeypatch):
+    from amad.benchmark import run_benchmark, speedups
+
+    root, data, _ = workspace
+    config = BenchmarkConfig(batch_sizes=(1, 2), warmup=1, repeats=3, threads=1)
+    report = run_benchmark(
+        ["teacher", "student"],
+        config,
+        data_dir=data,
+        models_dir=root / "models",
+        exported_dir=root / "exported",
+        log=lambda _: None,
+    )
+    assert report["machine"]["threads"] == 1
+    for model in ("teacher", "student"):
+        for backend in ("torch", "onnxruntime", "onnxruntime_int8"):
+            for batch in ("1", "2"):
+                stats = report["results"][model][backend][batch]
+                assert stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"]
+                assert stats["throughput"] > 0
+        if not torch.cuda.is_available():
+            assert report["results"][model]["tensorrt"] == {"skipped": "no CUDA device"}
+            assert report["results"][model]["torch_cuda_fp16"] == {"skipped": "no CUDA device"}
+    ratios = speedups(report)
+    assert {"student_vs_teacher_onnxruntime_b1", "teacher_onnxruntime_vs_torch_b1", "student_int8_vs_fp32_b1"} <= set(
+        ratios
+    )
+
+
+@pytest.mark.parametrize(
+    "source", ["models/teacher", "exported/teacher/model.onnx", "exported/teacher/model.int8.onnx"]
+)
+def test_predict_single_and_manifest(workspace, source, capsys, tmp_path):
+    root, data, _ = workspace
+    image = next((data / "images").glob("test_*.png"))
+    amad_main(
+        [
+            "predict",
+            "--model",
+            str(root / source),
+            "--image",
+            str(image),
+            "--question",
+            "is there a red circle?",
+            "--top-k",
+            "2",
+        ]
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all(re.fullmatch(r"\S+( \S+)*\t[01]\.\d{4}", line) for line in lines)
+    amad_main(
+        [
+            "predict",
+            "--model",
+            str(root / source),
+            "--manifest",
+            str(data / "test.jsonl"),
+            "--out",
+            str(tmp_path / "preds.jsonl"),
+        ]
+    )
+    predictions = [json.loads(line) for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
+    assert len(predictions) == 24 and set(predictions[0]) == {"id", "answer", "score"}
+
+
+def test_predict_errors(workspace, capsys):
+    root, data, _ = workspace
+    with pytest.raises(SystemExit) as exit_info:
+        amad_main(["predict", "--model", str(root / "nowhere"), "--image", "x.png", "--question", "q"])
+    assert exit_info.value.code == 2 and "--model" in capsys.readouterr().err
+    broken = root / "broken.png"
+    broken.write_text("not an image")
+    with pytest.raises(SystemExit):
+        amad_main(["predict", "--model", str(root / "models" / "teacher"), "--image", str(broken), "--question", "q"])
+    assert "cannot read image" in capsys.readouterr().err
+
+
+def test_triton_repository_matches_the_onnx_model(workspace, tmp_path):
+    root, _, _ = workspace
+    names = write_model_repository(root / "exported" / "student", tmp_path / "triton", TensorRTConfig(max_batch=16))
+    assert names == [ONNX_MODEL]  # no engine without TensorRT
+    model_dir = tmp_path / "triton" / ONNX_MODEL
+    config = (model_dir / "config.pbtxt").read_text()
+    graph = onnx.load(str(model_dir / "1" / "model.onnx"))
+    answers, preprocess = read_metadata(model_dir / "1" / "model.onnx")
+    assert 'backend: "onnxruntime"' in config and "max_batch_size: 16" in config
+    assert f"dims: [ 3, {preprocess.image_size}, {preprocess.image_size} ]" in config
+    assert f"dims: [ {preprocess.context_length} ]" in config
+    assert f"dims: [ {len(answers)} ]" in config
+    assert [i.name for i in graph.graph.input] == re.findall(r'input.*?name: "(\w+)"', config, re.S)[:1] + ["tokens"]
+    assert "dynamic_batching" in config and "kind: KIND_CPU" in config
+    assert config.count("{") == config.count("}") and config.count("[") == config.count("]")
+    assert (model_dir / "answers.txt").read_text().splitlines() == answers
+    parameter = re.search(r'string_value: "(.*)" }', config).group(1).replace('\\"', '"')
+    assert json.loads(parameter)["image_size"] == preprocess.image_size
+
+
+def test_triton_live_server():
+    pytest.importorskip("pytriton", reason="nvidia-pytriton is not installed (it needs numpy<2: own venv, see README)")
+
+
+def test_model_cost_counts_parameters(workspace):
+    model = VQAModel(tiny_model_config(), 5)
+    cost = model_cost(model, 24, 12)
+    assert cost["params"] == sum(p.numel() for p in model.parameters())
+    assert cost["gflops"] > 0
