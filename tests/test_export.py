@@ -154,7 +154,7 @@ def test_predict_single_and_manifest(workspace, source, capsys, tmp_path):
 
 
 def test_predict_errors(workspace, capsys):
-    root, data, _ = workspace
+    root, _, _ = workspace
     with pytest.raises(SystemExit) as exit_info:
         amad_main(["predict", "--model", str(root / "nowhere"), "--image", "x.png", "--question", "q"])
     assert exit_info.value.code == 2 and "--model" in capsys.readouterr().err
@@ -177,7 +177,8 @@ def test_triton_repository_matches_the_onnx_model(workspace, tmp_path):
     assert f"dims: [ 3, {preprocess.image_size}, {preprocess.image_size} ]" in config
     assert f"dims: [ {preprocess.context_length} ]" in config
     assert f"dims: [ {len(answers)} ]" in config
-    assert [i.name for i in graph.graph.input] == re.findall(r'input.*?name: "(\w+)"', config, re.S)[:1] + ["tokens"]
+    tensors = re.findall(r'name: "(\w+)" data_type', config)
+    assert tensors == [i.name for i in graph.graph.input] + [o.name for o in graph.graph.output]
     assert "dynamic_batching" in config and "kind: KIND_CPU" in config
     assert config.count("{") == config.count("}") and config.count("[") == config.count("]")
     assert (model_dir / "answers.txt").read_text().splitlines() == answers
