@@ -5,11 +5,12 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup test lint repro bench clean
+.PHONY: setup test lint repro bench study clean
+SEEDS ?= 3
+SET ?=
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned to the CPU-capable wheels this project is tested with
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install -q -e '.[dev]'
@@ -25,7 +26,10 @@ lint: $(INSTALLED)
 	$(BIN)/ruff format --check amad stages deploy tests
 
 repro: $(INSTALLED)
-	$(BIN)/dvc repro
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+study: $(INSTALLED)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m amad.study --seeds $(SEEDS) $(foreach s,$(SET),--set $(s))
 
 bench: $(INSTALLED)
 	$(BIN)/python -m amad.bench.losses

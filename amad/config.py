@@ -235,6 +235,7 @@ class MiniLMConfig:
 @dataclass(frozen=True)
 class DistillConfig:
     methods: tuple[str, ...] = METHODS
+    seed: int | None = None  # student init and data order; None: the top-level seed
     train: OptimConfig = field(default_factory=OptimConfig)
     attention: AttentionSelectionConfig = field(default_factory=AttentionSelectionConfig)
     weights: LossWeightsConfig = field(default_factory=LossWeightsConfig)

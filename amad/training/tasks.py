@@ -232,10 +232,11 @@ def distill_student(
     """Distil ``students.<student_name>`` from the teacher with ``method`` and save it to ``out_dir``."""
     if method not in params.distill.methods:
         raise AmadError(f"params.yaml: distill.methods: {method!r} is not listed ({list(params.distill.methods)})")
+    seed = params.seed if params.distill.seed is None else params.distill.seed
     loaded = load_model(teacher_dir, device=runtime.device)
     teacher = FrozenTeacher(loaded.model)
     answers = loaded.answers
-    student = build_model(params.student(student_name), len(answers), params.seed, log)
+    student = build_model(params.student(student_name), len(answers), seed, log)
     if student.preprocess != loaded.preprocess:
         raise AmadError(
             f"params.yaml: students.{student_name}: image_size / context_length must match the teacher's "
@@ -264,7 +265,7 @@ def distill_student(
         step,
         train_set=train_set,
         optim=params.distill.train,
-        seed=params.seed,
+        seed=seed,
         runtime=runtime,
         checkpoint_path=checkpoint,
         objective=objective,
@@ -276,7 +277,7 @@ def distill_student(
             to_dict(params.student(student_name)),
             to_dict(params.distill),
             method,
-            params.seed,
+            seed,
             _data_fingerprint(data_dir),
             (teacher_dir / "config.json").read_text(),
         ),

@@ -1,0 +1,182 @@
+"""The ``report`` stage's work: one comparison table and the pictures behind it.
+
+* ``reports/summary.md``: per model heads, params, GFLOPs, accuracy (torch / ONNX / int8), p50
+  latency per backend and batch size, speed-up and accuracy change vs the teacher, and the best
+  student for the accuracy / latency trade-off.
+* ``reports/accuracy_latency.json``: scatter data (DVC plot).
+* ``reports/alignment/<model>/<layer>.png``: AMAD alignment weights, teacher head x student head,
+  averaged over the validation set.
+* ``reports/attention/<model>/<layer>.png``: teacher vs student attention maps for one question.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from safetensors.torch import load_file
+
+from amad.attention import capture_attention
+from amad.data.dataset import VQADataset
+from amad.models import load_model
+
+CELL = 24  # pixels per heat-map cell
+
+
+def heat_map(values: np.ndarray, *, row_label: str, col_label: str, title: str, cell: int = CELL) -> Image.Image:
+    """A labelled grey-to-red heat map of a 2-D array in [0, max]."""
+    rows, cols = values.shape
+    margin_left, margin_top = 40, 36
+    image = Image.new("RGB", (margin_left + cols * cell + 8, margin_top + rows * cell + 20), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((4, 2), title, fill="black")
+    draw.text((margin_left, 16), f"{col_label} ->", fill="black")
+    draw.text((2, margin_top + rows * cell + 4), f"{row_label} (rows)", fill="black")
+    scale = float(values.max()) or 1.0
+    for r in range(rows):
+        draw.text((4, margin_top + r * cell + cell // 3), str(r), fill="black")
+        for c in range(cols):
+            level = float(values[r, c]) / scale
+            color = (255, int(255 * (1 - level)), int(255 * (1 - level)))
+            box = (
+                margin_left + c * cell,
+                margin_top + r * cell,
+                margin_left + (c + 1) * cell - 1,
+                margin_top + (r + 1) * cell - 1,
+            )
+            draw.rectangle(box, fill=color, outline=(200, 200, 200))
+    return image
+
+
+def side_by_side(images: list[Image.Image]) -> Image.Image:
+    width = sum(i.width for i in images) + 8 * (len(images) - 1)
+    canvas = Image.new("RGB", (width, max(i.height for i in images)), "white")
+    x = 0
+    for image in images:
+        canvas.paste(image, (x, 0))
+        x += image.width + 8
+    return canvas
+
+
+def _safe(name: str) -> str:
+    return name.replace(".", "_")
+
+
+def alignment_pictures(model_dir: Path, out: Path) -> list[Path]:
+    """One heat map per distilled layer from ``alignment.safetensors``."""
+    written = []
+    for layer, weights in load_file(model_dir / "alignment.safetensors").items():
+        path = out / f"{_safe(layer)}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        heat_map(
+            weights.numpy(), row_label="teacher head", col_label="student head", title=f"{model_dir.name} {layer}"
+        ).save(path)
+        written.append(path)
+    return written
+
+
+def attention_pictures(teacher_dir: Path, student_dir: Path, data_dir: Path, out: Path, sample: int = 0) -> list[Path]:
+    """Teacher vs student head maps of each distilled layer for one validation question (cross-attention:
+    question tokens x image tokens; self-attention: tokens x tokens)."""
+    teacher, student = load_model(teacher_dir), load_model(student_dir)
+    pairs = student.extra.get("layer_pairs", [])
+    dataset = VQADataset(data_dir, "val", student.preprocess, student.answers)
+    item = dataset[sample]
+    pixels, tokens = item["pixels"][None], item["tokens"][None]
+    length = int((tokens != 0).sum())
+    with (
+        torch.no_grad(),
+        capture_attention(teacher.model, [t for t, _ in pairs]) as t_cap,
+        capture_attention(student.model, [s for _, s in pairs]) as s_cap,
+    ):
+        teacher.model(pixels, tokens)
+        student.model(pixels, tokens)
+    written = []
+    for teacher_layer, student_layer in pairs:
+        maps = []
+        for label, capture, layer in (("teacher", t_cap, teacher_layer), ("student", s_cap, student_layer)):
+            probs = capture.probs(layer)[0]  # (H, q, k)
+            if not layer.startswith("vision"):
+                probs = probs[:, :length] if "cross" in layer else probs[:, :length, :length]
+            maps += [
+                heat_map(head.numpy(), row_label="query", col_label="key", cell=6, title=f"{label} h{index}")
+                for index, head in enumerate(probs)
+            ]
+        path = out / f"{_safe(student_layer)}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        side_by_side(maps).save(path)
+        written.append(path)
+    (out / "question.txt").write_text(f"{dataset.records[sample].question} -> {dataset.records[sample].answers[0]}\n")
+    return written
+
+
+def _fmt(value: float | None, digits: int = 4, suffix: str = "") -> str:
+    return "—" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def _heads(model_dir: Path) -> str:
+    config = json.loads((model_dir / "config.json").read_text())["model"]
+    return "/".join(str(config[tower]["heads"]) for tower in ("vision", "text", "fusion"))
+
+
+def best_student(rows: list[dict], tolerance: float = 0.02) -> dict | None:
+    """The fastest student (ONNX Runtime, batch 1) within ``tolerance`` of the most accurate student."""
+    students = [r for r in rows if r["model"] != "teacher" and r.get("latency_ms") is not None]
+    if not students:
+        return None
+    top = max(r["accuracy"] for r in students)
+    return min((r for r in students if r["accuracy"] >= top - tolerance), key=lambda r: r["latency_ms"])
+
+
+def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path) -> tuple[str, list[dict]]:
+    """Markdown table and the accuracy / latency rows (for the scatter plot)."""
+    results = latency.get("results", {})
+    batch_sizes = latency.get("settings", {}).get("batch_sizes", [])
+    backends = sorted({b for m in results.values() for b, v in m.items() if "skipped" not in v})
+    teacher = eval_metrics["teacher"]
+    teacher_ms = results.get("teacher", {}).get("onnxruntime", {}).get("1", {}).get("p50_ms")
+    header = ["model", "heads (v/t/f)", "params (M)", "GFLOPs", "acc torch", "acc ONNX", "acc int8"]
+    header += [f"{b} b{s} p50 ms" for b in backends for s in batch_sizes]
+    header += ["speed-up vs teacher (ORT b1)", "acc change vs teacher"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
+    for name, metrics in eval_metrics.items():
+        export_path = exported / name / "export.json"
+        accuracy = json.loads(export_path.read_text())["accuracy"] if export_path.exists() else {}
+        latencies = results.get(name, {})
+        ort_ms = latencies.get("onnxruntime", {}).get("1", {}).get("p50_ms")
+        cells = [
+            name,
+            _heads(models_dir / name),
+            f"{metrics['params'] / 1e6:.2f}",
+            f"{metrics['gflops']:.4f}",
+            f"{metrics['accuracy']:.4f}",
+            _fmt(accuracy.get("onnx_fp32")),
+            _fmt(accuracy.get("onnx_int8")),
+        ]
+        for backend in backends:
+            for size in batch_sizes:
+                cells.append(_fmt(latencies.get(backend, {}).get(str(size), {}).get("p50_ms"), 2))
+        speedup = teacher_ms / ort_ms if teacher_ms and ort_ms else None
+        cells += [_fmt(speedup, 2, "x"), f"{(metrics['accuracy'] - teacher['accuracy']) * 100:+.1f} pt"]
+        lines.append("| " + " | ".join(cells) + " |")
+        rows.append({"model": name, "accuracy": metrics["accuracy"], "latency_ms": ort_ms})
+    best = best_student(rows)
+    text = "# amad report\n\n" + "\n".join(lines) + "\n\n"
+    skipped = {f"{b}: {v['skipped']}" for m in results.values() for b, v in m.items() if "skipped" in v}
+    if skipped:
+        text += "Backends not measured here: " + "; ".join(sorted(skipped)) + ".\n\n"
+    if best:
+        text += (
+            f"**Best student for the accuracy / latency trade-off:** `{best['model']}` — the fastest student "
+            f"(ONNX Runtime, batch 1) within 2 points of the most accurate one.\n"
+        )
+    machine = latency.get("machine", {})
+    text += (
+        f"\nLatency measured on {machine.get('cpu')} with {machine.get('threads')} threads "
+        f"(CUDA: {machine.get('cuda')}), all models interleaved in one run.\n"
+    )
+    return text, [r for r in rows if r["latency_ms"] is not None]

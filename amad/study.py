@@ -1,0 +1,65 @@
+"""Multi-seed study of the distillation matrix: mean +- std test accuracy per student and method.
+
+Runs ``dvc exp run -S distill.seed=<s> [-S KEY=VALUE ...] evaluate`` once per seed (the data and
+the teacher stay fixed, only student initialisation and data order change), reads each run's
+``metrics/eval.json`` and prints the table; the runs stay visible in ``dvc exp show``.
+
+    python -m amad.study --seeds 3 [--set distill.amad.temperature=0.25] [--out reports/study.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from amad.atomic import write_json
+
+
+def run_seed(seed: int, overrides: list[str]) -> dict:
+    command = ["dvc", "exp", "run", "-S", f"distill.seed={seed}"]
+    for override in overrides:
+        command += ["-S", override]
+    subprocess.run([*command, "evaluate"], check=True)
+    return json.loads(Path("metrics/eval.json").read_text())
+
+
+def aggregate(runs: list[dict]) -> dict[str, dict[str, float]]:
+    table = {}
+    for model in runs[0]:
+        values = [run[model]["accuracy"] for run in runs]
+        table[model] = {
+            "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "runs": values,
+        }
+    return table
+
+
+def format_table(table: dict[str, dict[str, float]]) -> str:
+    lines = ["| model | accuracy (mean ± std) | runs |", "|---|---|---|"]
+    for model, row in table.items():
+        runs = ", ".join(f"{v:.4f}" for v in row["runs"])
+        lines.append(f"| {model} | {row['mean']:.4f} ± {row['std']:.4f} | {runs} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra params override")
+    parser.add_argument("--out", default="reports/study.json")
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        sys.exit("error: --seeds must be >= 1")
+    runs = [run_seed(seed, args.set) for seed in range(args.seeds)]
+    table = aggregate(runs)
+    write_json(args.out, {"seeds": args.seeds, "overrides": args.set, "accuracy": table})
+    print(format_table(table))
+
+
+if __name__ == "__main__":
+    main()
