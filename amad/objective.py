@@ -67,7 +67,7 @@ class ObjectiveOutput:
     Attributes:
         total: the scalar to back-propagate.
         terms: named, detached scalar terms for logging (``task``, ``logit_kd``, ``attention``,
-            ``attention/<student module>``, ``temperature``).
+            ``layer/<student module>`` (the attention term of one layer), ``temperature``).
         alignment: AMAD weights per student module, ``[Ht, Hs]`` averaged over the batch (detached).
     """
 
@@ -178,7 +178,7 @@ class DistillationObjective(nn.Module):
                     query_masks.get(student_name),
                     key_masks.get(student_name),
                 )
-                terms[f"attention/{student_name}"] = term.detach()
+                terms[f"layer/{student_name}"] = term.detach()
                 attention_terms.append(term)
                 if weights is not None:
                     alignment[student_name] = weights.detach().mean(0)  # (Ht, Hs)

@@ -56,8 +56,8 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     params["teacher"] = TINY_MODEL
     params["students"] = {"h2": TINY_STUDENT}
     params["train"] = OPTIM
-    params["distill"]["train"] = OPTIM
-    params["distill"]["methods"] = ["none", "amad"]
+    params["distill"]["train"] = {**OPTIM, "epochs": 2}  # a second epoch exercises the dvclive history
+    params["distill"]["methods"] = ["none", "one2one", "amad"]
     params["export"]["models"] = ["teacher", "h2-amad"]
     params["export"]["triton_model"] = "h2-amad"
     params["benchmark"] = {"batch_sizes": [1, 4], "warmup": 1, "repeats": 3}
@@ -72,14 +72,14 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     run(["git", "add", "-A"], repo, env)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], repo, env)
     run(["dvc", "repro"], repo, env)
-    for name in ("teacher", "h2-none", "h2-amad"):
+    for name in ("teacher", "h2-none", "h2-one2one", "h2-amad"):
         loaded = load_model(repo / "models" / name)
         assert loaded.model.num_answers == len(loaded.answers)
     assert (repo / "models" / "h2-amad" / "alignment.safetensors").exists()
     assert (repo / "logs" / "teacher" / "plots" / "metrics").is_dir()
     assert not list((repo / "checkpoints").glob("*.pt")), "finished stages remove their checkpoints"
     metrics = json.loads((repo / "metrics" / "eval.json").read_text())
-    assert set(metrics) == {"teacher", "h2-none", "h2-amad"}
+    assert set(metrics) == {"teacher", "h2-none", "h2-one2one", "h2-amad"}
     assert set(metrics["teacher"]) == {"accuracy", "params", "gflops"}
     export = json.loads((repo / "exported" / "h2-amad" / "export.json").read_text())
     assert "onnx_int8" in export["accuracy"]

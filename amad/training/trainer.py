@@ -186,7 +186,7 @@ def fit(
             record.update({f"val/{k}": v for k, v in evaluate(model).items()})
         result.history.append(record)
         if runtime.is_main:
-            summary = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if not k.startswith("train/attention/"))
+            summary = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if not k.startswith("train/layer/"))
             log(f"{description} epoch {epoch + 1}/{optim.epochs}: {summary}")
             if live is not None:
                 for name, value in record.items():
