@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup test lint repro bench study clean
+.PHONY: setup test lint repro bench study triton-venv test-triton clean
 SEEDS ?= 3
 SET ?=
 
@@ -31,8 +31,16 @@ repro: $(INSTALLED)
 study: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m amad.study --seeds $(SEEDS) $(foreach s,$(SET),--set $(s))
 
+# PyTriton pins numpy<2: it gets its own venv, used by deploy/pytriton_server.py and the live test
+triton-venv:
+	test -x .triton-venv/bin/python || $(PYTHON) -m venv .triton-venv
+	.triton-venv/bin/python -m pip install -q nvidia-pytriton 'numpy<2' onnxruntime
+
+test-triton: $(INSTALLED) triton-venv
+	$(BIN)/python -m pytest -q tests/test_triton_live.py
+
 bench: $(INSTALLED)
 	$(BIN)/python -m amad.bench.losses
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .triton-venv

@@ -1,10 +1,12 @@
-"""Ask a Triton server serving an amad model repository: image + question -> answer.
+"""Ask a Triton server serving an amad model: image + question -> answer(s).
 
-    pip install 'tritonclient[http]'
+    pip install 'tritonclient[http]'      # included in amad's dev extra
     python -m deploy.client --url localhost:8000 --image scene.png --question "what color is the circle?"
 
-Preprocessing settings come from the served model's config (``amad.preprocess``), so the
-client cannot drift from what the model was trained with. Use one client per thread.
+The answer vocabulary and the preprocessing come from the served model's config
+(``amad.answers`` / ``amad.preprocess`` parameters, written by ``deploy.triton``), so the client
+cannot drift from what the model was trained with. Servers whose config has no parameters (e.g.
+PyTriton) need ``--metadata exported/NAME/model.onnx``. Use one client per thread.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -19,29 +22,41 @@ from amad.preprocess import Preprocess
 from deploy.triton import ONNX_MODEL
 
 
-def ask(url: str, model: str, image: str, question: str, top_k: int = 1) -> list[tuple[str, float]]:
+def served_metadata(client, model: str, metadata_onnx: str | Path | None) -> tuple[list[str], Preprocess]:
+    parameters = client.get_model_config(model).get("parameters", {})
+    if "amad.answers" in parameters and "amad.preprocess" in parameters:
+        answers = json.loads(parameters["amad.answers"]["string_value"])
+        return answers, Preprocess.from_dict(json.loads(parameters["amad.preprocess"]["string_value"]))
+    if metadata_onnx is None:
+        sys.exit(f"error: model '{model}' publishes no amad parameters; pass --metadata exported/NAME/model.onnx")
+    from amad.export.onnx_model import read_metadata
+
+    return read_metadata(metadata_onnx)
+
+
+def ask(
+    url: str, model: str, image: str | Path, question: str, *, top_k: int = 1, metadata_onnx: str | Path | None = None
+) -> list[tuple[str, float]]:
+    """Top-``k`` (answer, probability) from the server."""
     try:
         import tritonclient.http as http
     except ImportError:
         sys.exit("error: the client needs tritonclient: pip install 'tritonclient[http]'")
     client = http.InferenceServerClient(url=url)
-    config = client.get_model_config(model)
-    preprocess = Preprocess.from_dict(json.loads(config["parameters"]["amad.preprocess"]["string_value"]))
-    pixels = preprocess.load_image(image).numpy()[None]
-    tokens = preprocess.tokenize([question]).numpy()
+    answers, preprocess = served_metadata(client, model, metadata_onnx)
+    pixels = preprocess.load_image(image).numpy()[None].astype(np.float32)
+    tokens = preprocess.tokenize([question]).numpy().astype(np.int64)
     inputs = [
         http.InferInput("pixels", list(pixels.shape), "FP32"),
         http.InferInput("tokens", list(tokens.shape), "INT64"),
     ]
-    inputs[0].set_data_from_numpy(pixels.astype(np.float32))
-    inputs[1].set_data_from_numpy(tokens.astype(np.int64))
-    output = http.InferRequestedOutput("logits", class_count=top_k)
-    result = client.infer(model, inputs, outputs=[output])
-    answers = []
-    for entry in result.as_numpy("logits").reshape(-1)[:top_k]:  # "score:index:label"
-        score, _, label = (entry.decode() if isinstance(entry, bytes) else entry).split(":", 2)
-        answers.append((label, float(score)))
-    return answers
+    inputs[0].set_data_from_numpy(pixels)
+    inputs[1].set_data_from_numpy(tokens)
+    logits = client.infer(model, inputs, outputs=[http.InferRequestedOutput("logits")]).as_numpy("logits")[0]
+    probabilities = np.exp(logits - logits.max())
+    probabilities /= probabilities.sum()
+    order = np.argsort(-probabilities)[:top_k]
+    return [(answers[i], float(probabilities[i])) for i in order]
 
 
 def main() -> None:
@@ -51,9 +66,12 @@ def main() -> None:
     parser.add_argument("--image", required=True)
     parser.add_argument("--question", required=True)
     parser.add_argument("--top-k", type=int, default=1)
+    parser.add_argument("--metadata", help="exported .onnx to read answers / preprocessing from")
     args = parser.parse_args()
-    for answer, logit in ask(args.url, args.model, args.image, args.question, args.top_k):
-        print(f"{answer}\t(logit {logit:.3f})")
+    for answer, probability in ask(
+        args.url, args.model, args.image, args.question, top_k=args.top_k, metadata_onnx=args.metadata
+    ):
+        print(f"{answer}\t{probability:.4f}")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@
       amad_vqa_trt/             tensorrt_plan backend (only when export built model.plan)
         config.pbtxt, answers.txt, 1/model.plan
 
-Preprocessing happens in the client (deploy/client.py); its settings are stored in each
-config's ``parameters`` (``amad.preprocess``), so a client needs only the server's address.
+Preprocessing happens in the client (deploy/client.py); its settings and the answer vocabulary
+are stored in each config's ``parameters`` (``amad.preprocess``, ``amad.answers``), so a client
+needs only the server's address.
 
 Usage: python -m deploy.triton exported/h2-amad exported/triton [--gpu]
 """
@@ -29,6 +30,10 @@ ONNX_MODEL = "amad_vqa"
 TENSORRT_MODEL = "amad_vqa_trt"
 
 
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def model_config(
     name: str,
     backend: str,
@@ -39,11 +44,12 @@ def model_config(
     max_batch_size: int,
     instance_kind: str,
     preprocess_json: str,
+    answers_json: str,
 ) -> str:
     """``config.pbtxt`` text (Triton protobuf text format)."""
     platform = 'platform: "tensorrt_plan"' if backend == "tensorrt_plan" else 'backend: "onnxruntime"'
     preferred = sorted({size for size in (8, max_batch_size) if size <= max_batch_size})
-    escaped = preprocess_json.replace("\\", "\\\\").replace('"', '\\"')
+    preprocess, answers = _escape(preprocess_json), _escape(answers_json)
     return f"""name: "{name}"
 {platform}
 max_batch_size: {max_batch_size}
@@ -59,7 +65,8 @@ dynamic_batching {{
   max_queue_delay_microseconds: 2000
 }}
 instance_group [ {{ count: 1 kind: {instance_kind} }} ]
-parameters {{ key: "amad.preprocess" value: {{ string_value: "{escaped}" }} }}
+parameters {{ key: "amad.preprocess" value: {{ string_value: "{preprocess}" }} }}
+parameters {{ key: "amad.answers" value: {{ string_value: "{answers}" }} }}
 """
 
 
@@ -72,6 +79,7 @@ def write_model_repository(export_dir: Path, out: Path, tensorrt: TensorRTConfig
         "num_answers": len(answers),
         "max_batch_size": tensorrt.max_batch,
         "preprocess_json": json.dumps(preprocess.to_dict()),
+        "answers_json": json.dumps(answers),
     }
     models = [(ONNX_MODEL, "onnxruntime", "model.onnx", "KIND_GPU" if gpu else "KIND_CPU")]
     if (export_dir / "model.plan").exists():

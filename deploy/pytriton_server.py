@@ -1,0 +1,78 @@
+"""Serve an exported amad ONNX model from a real Triton server started by PyTriton.
+
+PyTriton (``nvidia-pytriton``) ships a ``tritonserver`` binary that runs on the CPU with its
+python backend; the model runs in ONNX Runtime inside it. PyTriton pins ``numpy<2``, so it lives
+in its own virtual environment (``make triton-venv`` creates ``.triton-venv``)::
+
+    .triton-venv/bin/python -m deploy.pytriton_server exported/h2-amad/model.onnx --http-port 8000
+
+Its Python backend stub must find the interpreter's own libpython: this script re-executes itself
+with ``LD_LIBRARY_PATH`` pointing at the interpreter's ``lib`` folder. SIGTERM stops it cleanly.
+This file imports only numpy, onnxruntime and pytriton (not amad), so it runs in that venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import sysconfig
+
+MODEL_NAME = "amad_vqa"
+
+
+def _ensure_libpython_path() -> None:
+    libdir = sysconfig.get_config_var("LIBDIR") or os.path.join(sys.base_prefix, "lib")
+    paths = os.environ.get("LD_LIBRARY_PATH", "").split(":")
+    if libdir not in paths:
+        os.environ["LD_LIBRARY_PATH"] = ":".join([libdir, *[p for p in paths if p]])
+        os.execv(sys.executable, [sys.executable, "-m", "deploy.pytriton_server", *sys.argv[1:]])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("onnx")
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--max-batch", type=int, default=32)
+    args = parser.parse_args()
+    _ensure_libpython_path()
+
+    import numpy as np
+    import onnxruntime as ort
+    from pytriton.decorators import batch
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+    from pytriton.triton import Triton, TritonConfig
+
+    session = ort.InferenceSession(args.onnx, providers=["CPUExecutionProvider"])
+    metadata = session.get_modelmeta().custom_metadata_map
+    answers = json.loads(metadata["amad.answers"])
+    preprocess = json.loads(metadata["amad.preprocess"])
+    size, length = preprocess["image_size"], preprocess["context_length"]
+
+    @batch
+    def infer(pixels: np.ndarray, tokens: np.ndarray) -> dict[str, np.ndarray]:
+        return {"logits": session.run(["logits"], {"pixels": pixels, "tokens": tokens})[0]}
+
+    config = TritonConfig(http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port)
+    with Triton(config=config) as triton:
+        triton.bind(
+            model_name=MODEL_NAME,
+            infer_func=infer,
+            inputs=[
+                Tensor(name="pixels", dtype=np.float32, shape=(3, size, size)),
+                Tensor(name="tokens", dtype=np.int64, shape=(length,)),
+            ],
+            outputs=[Tensor(name="logits", dtype=np.float32, shape=(len(answers),))],
+            config=ModelConfig(
+                max_batch_size=args.max_batch, batcher=DynamicBatcher(max_queue_delay_microseconds=2000)
+            ),
+        )
+        print(f"serving {args.onnx} as '{MODEL_NAME}' on http://localhost:{args.http_port}", flush=True)
+        triton.serve()
+
+
+if __name__ == "__main__":
+    main()

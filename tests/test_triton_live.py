@@ -1,0 +1,104 @@
+"""A real Triton server (started by PyTriton, in its own numpy<2 venv) answers through deploy/client.py.
+
+Runs where an interpreter with ``nvidia-pytriton`` exists: ``$AMAD_PYTRITON_PYTHON`` or the repo's
+``.triton-venv`` (``make triton-venv``); skipped elsewhere, with the reason.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import prepared_data, tiny_model_config
+
+from amad.config import ExportConfig
+from amad.export.pipeline import export_model
+from amad.models import VQAModel, save_model
+from amad.predict import load_predictor, predict_question
+from amad.training.tasks import read_answers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytriton_python() -> Path | None:
+    candidate = Path(os.environ.get("AMAD_PYTRITON_PYTHON", ROOT / ".triton-venv" / "bin" / "python"))
+    if not candidate.exists():
+        return None
+    probe = subprocess.run([str(candidate), "-c", "import pytriton, onnxruntime"], capture_output=True)
+    return candidate if probe.returncode == 0 else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_pytriton_server_answers_like_the_local_model(tmp_path):
+    python = pytriton_python()
+    if python is None:
+        pytest.skip("no interpreter with nvidia-pytriton (make triton-venv, or set AMAD_PYTRITON_PYTHON)")
+    pytest.importorskip("tritonclient.http", reason="tritonclient is not installed")
+    from deploy.client import ask
+
+    data = prepared_data(tmp_path / "data", train=16, val=16, test=8)
+    answers = read_answers(data)
+    torch.manual_seed(0)
+    save_model(tmp_path / "model", VQAModel(tiny_model_config(), len(answers)), answers)
+    export_model(
+        "m",
+        tmp_path / "model",
+        tmp_path / "exported",
+        data,
+        ExportConfig(models=("teacher",), int8=False),
+        log=lambda _: None,
+    )
+    onnx_path = tmp_path / "exported" / "model.onnx"
+    ports = [free_port() for _ in range(3)]
+    server = subprocess.Popen(
+        [
+            str(python),
+            "-m",
+            "deploy.pytriton_server",
+            str(onnx_path),
+            "--http-port",
+            str(ports[0]),
+            "--grpc-port",
+            str(ports[1]),
+            "--metrics-port",
+            str(ports[2]),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/v2/models/amad_vqa/ready", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    pytest.fail(f"Triton did not come up:\n{server.stdout.read()[-3000:]}")
+                time.sleep(1)
+        image = next((data / "images").glob("test_*.png"))
+        question = "what color is the circle?"
+        remote = ask(f"127.0.0.1:{ports[0]}", "amad_vqa", image, question, top_k=3, metadata_onnx=onnx_path)
+        local = predict_question(load_predictor(onnx_path), image, question, top_k=3)
+        assert [a for a, _ in remote] == [a for a, _ in local]
+        for (_, remote_p), (_, local_p) in zip(remote, local):
+            assert remote_p == pytest.approx(local_p, abs=1e-5)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
