@@ -42,7 +42,8 @@ def make_runner(backend: str, model_dir: Path, export_dir: Path, threads: int) -
         path = export_dir / ("model.onnx" if backend == "onnxruntime" else "model.int8.onnx")
         if not path.exists():
             return f"{path} not found (export.int8: false?)"
-        session = OnnxClassifier(path, threads=threads)
+        # sessions take turns: a spinning thread pool of one would steal the cores of the next
+        session = OnnxClassifier(path, threads=threads, spinning=False)
         return lambda pixels, tokens: session.run(pixels.numpy(), tokens.numpy())
     if backend == "torch_cuda_fp16":
         if not torch.cuda.is_available():

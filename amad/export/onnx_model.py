@@ -79,7 +79,9 @@ def read_metadata(path: str | Path) -> tuple[list[str], Preprocess]:
 class OnnxClassifier:
     """An exported model behind the same ``(pixels, tokens) -> logits`` call as the torch model."""
 
-    def __init__(self, path: str | Path, *, threads: int = 0, providers: list[str] | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, threads: int = 0, spinning: bool = True, providers: list[str] | None = None
+    ) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -89,6 +91,8 @@ class OnnxClassifier:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
+        if not spinning:  # idle worker threads sleep instead of spinning (fair when sessions take turns)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
         self.answers, self.preprocess = read_metadata(path)
 
