@@ -27,19 +27,21 @@ CELL = 24  # pixels per heat-map cell
 
 
 def heat_map(values: np.ndarray, *, row_label: str, col_label: str, title: str, cell: int = CELL) -> Image.Image:
-    """A labelled grey-to-red heat map of a 2-D array in [0, max]."""
+    """A labelled white-to-red heat map; the colour spans the array's own [min, max], printed on it."""
     rows, cols = values.shape
     margin_left, margin_top = 40, 36
-    image = Image.new("RGB", (margin_left + cols * cell + 8, margin_top + rows * cell + 20), "white")
+    low, high = float(values.min()), float(values.max())
+    image = Image.new("RGB", (max(margin_left + cols * cell + 8, 200), margin_top + rows * cell + 34), "white")
     draw = ImageDraw.Draw(image)
     draw.text((4, 2), title, fill="black")
+    draw.text((2, margin_top + rows * cell + 18), f"white {low:.3g} .. red {high:.3g}", fill="black")
     draw.text((margin_left, 16), f"{col_label} ->", fill="black")
     draw.text((2, margin_top + rows * cell + 4), f"{row_label} (rows)", fill="black")
-    scale = float(values.max()) or 1.0
+    span = (high - low) or 1.0
     for r in range(rows):
         draw.text((4, margin_top + r * cell + cell // 3), str(r), fill="black")
         for c in range(cols):
-            level = float(values[r, c]) / scale
+            level = (float(values[r, c]) - low) / span
             color = (255, int(255 * (1 - level)), int(255 * (1 - level)))
             box = (
                 margin_left + c * cell,
