@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,11 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     assert list((repo / "reports" / "attention" / "h2-amad").glob("*.png"))
     status = run(["dvc", "status"], repo, env)
     assert "up to date" in status.stdout
+    assert "Running stage" not in run(["dvc", "repro"], repo, env).stdout, "nothing changed: nothing runs"
+    params["benchmark"]["warmup"] = 2
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    ran = re.findall(r"Running stage '([\w@-]+)'", run(["dvc", "repro"], repo, env).stdout)
+    assert ran == ["benchmark", "report"]
 
 
 def test_bad_params_fail_with_one_line_naming_the_key(tmp_path):
