@@ -84,7 +84,7 @@ def test_tensorrt_is_skipped_cleanly_without_cuda(tmp_path):
             tmp_path / "c.plan",
             image_size=8,
             context_length=4,
-            profile=tensorrt.EngineProfile(),
+            profile=TensorRTConfig(),
         )
 
 

@@ -77,16 +77,13 @@ def _tensorrt(staging: Path, preprocess, config: ExportConfig, test_set: VQAData
     reason = tensorrt.unavailable_reason()
     if reason is not None:
         return {"skipped": reason}
-    profile = tensorrt.EngineProfile(
-        config.tensorrt.min_batch, config.tensorrt.opt_batch, config.tensorrt.max_batch, config.tensorrt.workspace_mib
-    )
     built = tensorrt.build_engine(
         staging / "model.onnx",
         staging / "model.fp16.onnx",
         staging / "model.plan",
         image_size=preprocess.image_size,
         context_length=preprocess.context_length,
-        profile=profile,
+        profile=config.tensorrt,
     )
     engine = tensorrt.TensorRTClassifier(staging / "model.plan")
     logits = predict_logits(engine, test_set, batch_size=config.tensorrt.max_batch, device="cuda")

@@ -8,22 +8,12 @@ otherwise :func:`unavailable_reason` says why and callers record ``{"skipped": r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from amad.config import TensorRTConfig, to_dict
 from amad.export.onnx_model import INPUTS, OUTPUT
-
-
-@dataclass(frozen=True)
-class EngineProfile:
-    """Batch sizes of the optimisation profile."""
-
-    min_batch: int = 1
-    opt_batch: int = 8
-    max_batch: int = 32
-    workspace_mib: int = 1024
 
 
 def unavailable_reason() -> str | None:
@@ -50,7 +40,7 @@ def build_engine(
     *,
     image_size: int,
     context_length: int,
-    profile: EngineProfile,
+    profile: TensorRTConfig,
 ) -> dict:
     """Build and serialise an fp16 engine; returns what was built (version, precision source)."""
     reason = unavailable_reason()
@@ -90,7 +80,7 @@ def build_engine(
     if serialized is None:
         raise RuntimeError("TensorRT failed to build the engine (see the log above)")
     Path(plan).write_bytes(bytes(serialized))
-    return {"version": trt.__version__, "precision": "fp16", "built_from": source.name, "profile": profile.__dict__}
+    return {"version": trt.__version__, "precision": "fp16", "built_from": source.name, "profile": to_dict(profile)}
 
 
 class TensorRTClassifier:
