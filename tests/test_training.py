@@ -1,6 +1,7 @@
 """Models, save / load, capture on built models, training determinism, resume and DDP."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +82,7 @@ def test_capture_covers_every_attention_module_of_the_built_model(data):
                 assert torch.all(probs.masked_select(padding_keys) == 0)
 
 
-def train_tiny(data, checkpoint, *, epochs=2, interrupt_after=None, seed=0):
+def train_tiny(data, checkpoint, *, epochs=2, interrupt_after=None, seed=0, log_dir=None):
     answers = read_answers(data)
     model = tiny_model(answers, seed=seed)
     dataset = VQADataset(data, "train", model.preprocess, answers)
@@ -108,6 +109,7 @@ def train_tiny(data, checkpoint, *, epochs=2, interrupt_after=None, seed=0):
         checkpoint_path=checkpoint,
         fingerprint="f",
         evaluate=evaluate,
+        log_dir=log_dir,
         log=lambda _: None,
     )
     return model
@@ -121,10 +123,13 @@ def test_training_is_deterministic_and_resume_gives_identical_weights(data, tmp_
     uninterrupted = train_tiny(data, tmp_path / "a.pt", epochs=3)
     assert same_weights(uninterrupted, train_tiny(data, tmp_path / "b.pt", epochs=3))
     with pytest.raises(KeyboardInterrupt):
-        train_tiny(data, tmp_path / "c.pt", epochs=3, interrupt_after=1)
+        train_tiny(data, tmp_path / "c.pt", epochs=3, interrupt_after=1, log_dir=tmp_path / "logs")
     assert torch.load(tmp_path / "c.pt", weights_only=True)["epoch"] == 1
-    resumed = train_tiny(data, tmp_path / "c.pt", epochs=3)
+    shutil.rmtree(tmp_path / "logs")  # as DVC does before re-running a stage
+    resumed = train_tiny(data, tmp_path / "c.pt", epochs=3, log_dir=tmp_path / "logs")
     assert same_weights(uninterrupted, resumed)
+    loss_log = (tmp_path / "logs" / "plots" / "metrics" / "train" / "loss.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in loss_log[1:]] == ["0", "1", "2"], "history replayed, then continued"
     assert not same_weights(uninterrupted, train_tiny(data, tmp_path / "d.pt", epochs=3, seed=1))
 
 

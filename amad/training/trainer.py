@@ -78,6 +78,12 @@ def _average_gradients(module: nn.Module, world_size: int) -> None:
             parameter.grad /= world_size
 
 
+def _log_epoch(live: Any, record: dict[str, float]) -> None:
+    for name, value in record.items():
+        live.log_metric(name, value)
+    live.next_step()
+
+
 def fit(
     model: nn.Module,
     compute_loss: LossFunction,
@@ -145,7 +151,10 @@ def fit(
     if log_dir is not None and runtime.is_main:
         from dvclive import Live
 
-        live = Live(dir=str(log_dir), resume=state is not None, save_dvc_exp=False, dvcyaml=None, report=None)
+        # DVC removes the log folder before a stage re-runs: replay the checkpoint's history into it
+        live = Live(dir=str(log_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+        for record in result.history:
+            _log_epoch(live, record)
 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     step = start_epoch * len(sampler)
@@ -189,9 +198,7 @@ def fit(
             summary = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if not k.startswith("train/layer/"))
             log(f"{description} epoch {epoch + 1}/{optim.epochs}: {summary}")
             if live is not None:
-                for name, value in record.items():
-                    live.log_metric(name, value)
-                live.next_step()
+                _log_epoch(live, record)
             save_checkpoint(
                 checkpoint_path,
                 {
