@@ -2,7 +2,6 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -13,8 +12,3 @@ def random_maps(batch, heads, queries, keys, *, seed, dtype=torch.float64, sharp
     generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(batch, heads, queries, keys, generator=generator, dtype=dtype) * sharpness
     return logits.softmax(-1)
-
-
-@pytest.fixture
-def maps():
-    return random_maps

@@ -97,7 +97,7 @@ def test_temperature_schedules():
     cosine.set_progress(0.25)
     assert cosine.value() == pytest.approx(0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi / 4)))
     learned = AlignmentTemperature(0.5, schedule="learned")
-    assert float(learned()) == pytest.approx(0.5)
+    assert learned().item() == pytest.approx(0.5)
     assert learned().requires_grad
     assert AlignmentTemperature(0.7)() == 0.7
     with pytest.raises(ValueError, match="final temperature"):
