@@ -49,7 +49,7 @@ def _masked_norms(maps: Tensor, query_mask: Tensor | None) -> Tensor:
     return row_norms_sq.sum(-1).sqrt()
 
 
-def _head_cosines(teacher: Tensor, student: Tensor, query_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+def _head_cosines(teacher: Tensor, student: Tensor, query_mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Cosine of every teacher head with every student head, on maps flattened over valid rows.
 
     Only the (smaller) student is copied to zero its padding rows; the teacher is read in place.
@@ -60,7 +60,8 @@ def _head_cosines(teacher: Tensor, student: Tensor, query_mask: Tensor | None) -
         query_mask: ``[B, q]`` bool or None.
 
     Returns:
-        cosines ``[B, Ht, Hs]`` and the masked, flattened student ``[B, Hs, q*k]``.
+        cosines ``[B, Ht, Hs]``, the masked, flattened student ``[B, Hs, q*k]`` and the norms of
+        teacher ``[B, Ht]`` and student ``[B, Hs]`` heads over valid rows.
     """
     student_flat = zero_masked_rows(student, query_mask).flatten(2)  # (B, Hs, q*k)
     # student-major product: its backward writes the student's gradient contiguously
@@ -68,7 +69,7 @@ def _head_cosines(teacher: Tensor, student: Tensor, query_mask: Tensor | None) -
     teacher_norm = _masked_norms(teacher, query_mask)  # (B, Ht)
     student_norm = student_flat.norm(dim=-1)  # (B, Hs)
     cosines = dots / (teacher_norm[:, :, None] * student_norm[:, None, :]).clamp_min(_NORM_EPS)
-    return cosines, student_flat
+    return cosines, student_flat, teacher_norm, student_norm
 
 
 def alignment_weights(
@@ -95,7 +96,7 @@ def alignment_weights(
     check_maps(teacher, student, query_mask)
     _check_temperature(temperature)
     dtype = loss_dtype(teacher, student)
-    cosines, _ = _head_cosines(teacher.to(dtype), student.to(dtype), query_mask)
+    cosines, *_ = _head_cosines(teacher.to(dtype), student.to(dtype), query_mask)
     return torch.softmax(cosines / temperature, dim=-1)
 
 
@@ -157,12 +158,12 @@ def _mse_alignment(
     ``||t^ - sum_j a_j s^_j||^2 = |t^|^2 - 2 sum_j a_j cos_j + a^T G a`` with ``G = S^ S^T``.
     Returns (per-item loss ``[B, Ht]``, weights ``[B, Ht, Hs]``).
     """
-    cosines, student_flat = _head_cosines(teacher, student, query_mask)  # (B, Ht, Hs), (B, Hs, q*k)
+    cosines, student_flat, teacher_norm, student_norm = _head_cosines(teacher, student, query_mask)
     weights = torch.softmax(cosines / temperature, dim=-1)  # (B, Ht, Hs)
-    student_norm = student_flat.norm(dim=-1).clamp_min(_NORM_EPS)  # (B, Hs)
+    student_norm = student_norm.clamp_min(_NORM_EPS)  # (B, Hs)
     student_gram = student_flat @ student_flat.transpose(1, 2)  # (B, Hs, Hs)
     student_gram = student_gram / (student_norm[:, :, None] * student_norm[:, None, :])
-    teacher_is_nonzero = (_masked_norms(teacher, query_mask) > 0).to(teacher.dtype)  # (B, Ht)
+    teacher_is_nonzero = (teacher_norm > 0).to(teacher.dtype)  # (B, Ht)
     mixture_sq = ((weights @ student_gram) * weights).sum(-1)  # (B, Ht)
     per_item = teacher_is_nonzero - 2 * (weights * cosines).sum(-1) + mixture_sq
     return per_item.clamp_min(0.0), weights
@@ -190,7 +191,7 @@ def amad_loss_and_weights(
     teacher, student = teacher.to(dtype), student.to(dtype)
 
     if variant == "kl":
-        cosines, _ = _head_cosines(teacher, student, query_mask)
+        cosines, *_ = _head_cosines(teacher, student, query_mask)
         weights = torch.softmax(cosines / temperature, dim=-1)  # (B, Ht, Hs)
         if teacher.requires_grad:
             mixture = (weights @ student.flatten(2)).view_as(teacher)  # (B, Ht, q, k)
