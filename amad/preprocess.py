@@ -36,22 +36,34 @@ class Preprocess:
     def from_dict(cls, data: dict) -> Preprocess:
         return cls(**{**data, "mean": tuple(data["mean"]), "std": tuple(data["std"])})
 
-    def image_array(self, image: Image.Image) -> np.ndarray:
-        """PIL image -> float32 ``[3, H, W]`` normalised array."""
+    def resized(self, image: Image.Image) -> np.ndarray:
+        """PIL image -> uint8 ``[H, W, 3]`` RGB at the model's size (the part worth caching)."""
         image = image.convert("RGB")
         if image.size != (self.image_size, self.image_size):
             image = image.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
-        pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H, W, 3)
+        return np.asarray(image, dtype=np.uint8)
+
+    def normalize(self, rgb: np.ndarray) -> np.ndarray:
+        """uint8 ``[H, W, 3]`` -> float32 ``[3, H, W]`` scaled to [0, 1] and normalised."""
+        pixels = rgb.astype(np.float32) / 255.0
         pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
-    def load_image(self, path: str | Path) -> torch.Tensor:
-        """Read an image file -> ``[3, H, W]`` tensor; DataError names the file if it is unreadable."""
+    def image_array(self, image: Image.Image) -> np.ndarray:
+        """PIL image -> float32 ``[3, H, W]`` normalised array."""
+        return self.normalize(self.resized(image))
+
+    def read_resized(self, path: str | Path) -> np.ndarray:
+        """Read an image file -> uint8 ``[H, W, 3]``; DataError names the file if it is unreadable."""
         try:
             with Image.open(path) as image:
-                return torch.from_numpy(self.image_array(image))
+                return self.resized(image)
         except (OSError, UnidentifiedImageError) as error:
             raise DataError(f"{path}: cannot read image ({error})") from None
+
+    def load_image(self, path: str | Path) -> torch.Tensor:
+        """Read an image file -> ``[3, H, W]`` tensor; DataError names the file if it is unreadable."""
+        return torch.from_numpy(self.normalize(self.read_resized(path)))
 
     def tokenize(self, questions: list[str]) -> torch.Tensor:
         """Questions -> int64 token ids ``[N, context_length]`` (start, text, end, then 0 padding)."""

@@ -4,15 +4,18 @@ import json
 from collections import Counter
 
 import pytest
+import torch
 from PIL import Image
 
-from amad.config import DataConfig
+from amad.config import DataConfig, ShapesConfig
 from amad.data.answers import build_vocabulary, normalize_answer, vqa_accuracy
+from amad.data.dataset import VQADataset
 from amad.data.manifest import read_manifest
 from amad.data.prepare import prepare
 from amad.data.shapes import FAMILIES, ShapesGenerator
 from amad.data.vqav2 import read_vqav2
 from amad.errors import DataError
+from amad.preprocess import Preprocess
 
 
 def test_generator_is_deterministic():
@@ -152,3 +155,18 @@ def test_prepare_jsonl_counts_out_of_vocabulary_and_leaves_nothing_on_error(tmp_
         prepare(DataConfig(source="jsonl", path=str(source)), 0, tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_dataset_image_cache_returns_the_decoded_pixels(tmp_path):
+    config = DataConfig(source="shapes", shapes=ShapesConfig(train=8, val=8, test=8, image_size=32))
+    summary = prepare(config, 0, tmp_path)
+    preprocess = Preprocess(image_size=32, context_length=16)
+    cached = VQADataset(tmp_path, "val", preprocess, summary["answers"])
+    uncached = VQADataset(tmp_path, "val", preprocess, summary["answers"], cache_mib=0)
+    assert uncached._cache is None and cached._cache == {}
+    for _ in range(2):  # the second pass reads the cache
+        for index in range(len(cached)):
+            assert torch.equal(cached[index]["pixels"], uncached[index]["pixels"])
+    assert len(cached._cache) == len(cached)
+    record = cached.records[0]
+    assert torch.equal(cached[0]["pixels"], preprocess.load_image(tmp_path / record.image))

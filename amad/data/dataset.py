@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -15,17 +16,22 @@ from amad.preprocess import Preprocess
 class VQADataset(Dataset):
     """Samples ``{"pixels" [3,H,W], "tokens" [L], "targets" [A], "index"}`` of one split.
 
-    Questions are tokenised once up front; images are read lazily. ``targets`` holds the VQA
-    soft score of every answer in the vocabulary (all zero when no answer is in it).
+    Questions are tokenised once up front; images are read lazily and, while the decoded images
+    fit in ``cache_mib``, kept in memory (as resized uint8) so later epochs skip the decoding.
+    ``targets`` holds the VQA soft score of every answer in the vocabulary (all zero when no
+    answer is in it).
 
     Args:
         folder: a manifest folder (``data/prepared``).
         split: ``train``, ``val`` or ``test``; or a path to any manifest file.
         preprocess: the model's preprocessing.
         answers: the answer vocabulary (index -> answer).
+        cache_mib: memory for decoded images; the split is cached only if all of it fits.
     """
 
-    def __init__(self, folder: str | Path, split: str, preprocess: Preprocess, answers: list[str]) -> None:
+    def __init__(
+        self, folder: str | Path, split: str, preprocess: Preprocess, answers: list[str], *, cache_mib: int = 1024
+    ) -> None:
         manifest = Path(split) if split.endswith(".jsonl") else Path(folder) / f"{split}.jsonl"
         self.root = manifest.parent
         self.records: list[Record] = read_manifest(manifest)
@@ -37,6 +43,8 @@ class VQADataset(Dataset):
             [(index[answer], score) for answer, score in answer_scores(r.answers).items() if answer in index]
             for r in self.records
         ]
+        image_bytes = preprocess.image_size**2 * 3
+        self._cache: dict[int, np.ndarray] | None = {} if len(self.records) * image_bytes <= cache_mib * 2**20 else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -45,8 +53,13 @@ class VQADataset(Dataset):
         targets = torch.zeros(len(self.answers))
         for answer_index, score in self.scores[index]:
             targets[answer_index] = score
+        rgb = self._cache.get(index) if self._cache is not None else None
+        if rgb is None:
+            rgb = self.preprocess.read_resized(self.root / self.records[index].image)
+            if self._cache is not None:
+                self._cache[index] = rgb
         return {
-            "pixels": self.preprocess.load_image(self.root / self.records[index].image),
+            "pixels": torch.from_numpy(self.preprocess.normalize(rgb)),
             "tokens": self.tokens[index],
             "targets": targets,
             "index": index,
