@@ -1,0 +1,38 @@
+"""The summary table's trade-off verdict."""
+
+import json
+
+from amad.report import best_student, summary
+
+
+def test_best_student_is_the_fastest_within_two_points_of_the_most_accurate():
+    rows = [
+        {"model": "teacher", "accuracy": 0.9, "latency_ms": 3.0},
+        {"model": "a", "accuracy": 0.80, "latency_ms": 1.0},
+        {"model": "b", "accuracy": 0.79, "latency_ms": 0.5},
+        {"model": "c", "accuracy": 0.70, "latency_ms": 0.1},
+        {"model": "d", "accuracy": 0.99, "latency_ms": None},  # not benchmarked
+    ]
+    assert best_student(rows)["model"] == "b"
+    assert best_student(rows[:1]) is None
+
+
+def test_summary_names_an_unbenchmarked_more_accurate_student(tmp_path):
+    models, exported = tmp_path / "models", tmp_path / "exported"
+    heads = {"vision": {"heads": 2}, "text": {"heads": 2}, "fusion": {"heads": 2}}
+    for name in ("teacher", "s-amad", "s-one2one"):
+        (models / name).mkdir(parents=True)
+        (models / name / "config.json").write_text(json.dumps({"model": heads}))
+    evals = {
+        name: {"accuracy": acc, "params": 1e6, "gflops": 0.1}
+        for name, acc in [("teacher", 0.9), ("s-amad", 0.7), ("s-one2one", 0.8)]
+    }
+    point = {"p50_ms": 1.0}
+    latency = {
+        "settings": {"batch_sizes": [1]},
+        "results": {"teacher": {"onnxruntime": {"1": {"p50_ms": 3.0}}}, "s-amad": {"onnxruntime": {"1": point}}},
+    }
+    text, rows = summary(evals, latency, exported, models)
+    assert "`s-amad`" in text and "3.00x" in text
+    assert "The most accurate student, `s-one2one` (0.8000), was not benchmarked" in text
+    assert [r["model"] for r in rows] == ["teacher", "s-amad"]
