@@ -49,10 +49,6 @@ class Preprocess:
         pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
-    def image_array(self, image: Image.Image) -> np.ndarray:
-        """PIL image -> float32 ``[3, H, W]`` normalised array."""
-        return self.normalize(self.resized(image))
-
     def read_resized(self, path: str | Path) -> np.ndarray:
         """Read an image file -> uint8 ``[H, W, 3]``; DataError names the file if it is unreadable."""
         try:

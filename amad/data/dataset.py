@@ -17,7 +17,8 @@ class VQADataset(Dataset):
     """Samples ``{"pixels" [3,H,W], "tokens" [L], "targets" [A], "index"}`` of one split.
 
     Questions are tokenised once up front; images are read lazily and, while the decoded images
-    fit in ``cache_mib``, kept in memory (as resized uint8) so later epochs skip the decoding.
+    fit in ``cache_mib``, kept in memory (as resized uint8) so later epochs skip the decoding
+    (with ``num_workers > 0`` each loader worker holds its own cache for its lifetime).
     ``targets`` holds the VQA soft score of every answer in the vocabulary (all zero when no
     answer is in it).
 
