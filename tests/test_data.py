@@ -41,7 +41,7 @@ def test_answers_are_balanced_and_families_covered():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_answers_are_true_of_the_scene(family):
     generator = ShapesGenerator(1)
-    for _ in range(30):
+    for _ in range(200):
         sample = generator.sample(family)
         objects = sample.objects
         words = sample.question.rstrip("?").split()
@@ -60,6 +60,24 @@ def test_answers_are_true_of_the_scene(family):
             first, second = words[3][:-1], words[5][:-1]
             truth = sum(o.shape == first for o in objects) > sum(o.shape == second for o in objects)
             assert sample.answer == ("yes" if truth else "no")
+        elif family == "query_shape":
+            (target,) = [o for o in objects if o.color == words[4]]
+            assert target.shape == sample.answer
+        elif family == "relation":
+            above = words[4] == "above"
+            first, second = (words[2], words[3]), ((words[6], words[7]) if above else (words[7], words[8]))
+            (a,) = [o for o in objects if (o.color, o.shape) == first]  # each description names one object
+            (b,) = [o for o in objects if (o.color, o.shape) == second]
+            truth = a.row < b.row if above else a.col < b.col
+            assert (a.row != b.row) if above else (a.col != b.col)
+            assert sample.answer == ("yes" if truth else "no")
+        elif family == "nearest":
+            (anchor,) = [o for o in objects if (o.color, o.shape) == (words[-2], words[-1])]
+            others = sorted(
+                ((o.row - anchor.row) ** 2 + (o.col - anchor.col) ** 2, o.shape) for o in objects if o != anchor
+            )
+            assert len(others) == 1 or others[0][0] < others[1][0]
+            assert others[0][1] == sample.answer
 
 
 def test_normalisation_and_accuracy():

@@ -112,6 +112,18 @@ class ShapesGenerator:
             fixed.append(obj)
         return fixed
 
+    @staticmethod
+    def _only_ones_named(objects: list[ShapeObject], named: list[ShapeObject]) -> list[ShapeObject]:
+        """Recolour every other object that shares a colour + shape with one of ``named`` (no random draw)."""
+        taken = {(o.color, o.shape) for o in named}
+        fixed = []
+        for obj in objects:
+            if obj not in named and (obj.color, obj.shape) in taken:
+                color = next(c for c in COLORS if (c, obj.shape) not in taken)
+                obj = ShapeObject(obj.row, obj.col, color, obj.shape, obj.size)
+            fixed.append(obj)
+        return fixed
+
     # -- question families ---------------------------------------------------------------------
     def _query_color(self) -> Sample:
         objects, color = self._scene(), self._choice(list(COLORS))
@@ -160,6 +172,8 @@ class ShapesGenerator:
         first, second = objects[0], objects[1]
         if (first.color, first.shape) == (second.color, second.shape):
             raise _Retry
+        # the second pass can recolour an object into the first one's description: keep both unique
+        objects = self._only_ones_named(objects, [first, second])
         a, b = (first.col, second.col) if relation == "left of" else (first.row, second.row)
         if a == b or (a < b) != (answer == "yes"):
             raise _Retry
