@@ -176,14 +176,12 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path)
             f"**Best student for the accuracy / latency trade-off:** `{best['model']}` — the fastest "
             f"benchmarked student (ONNX Runtime, batch 1) within 2 points of the most accurate benchmarked one.\n"
         )
-    students = {name: m["accuracy"] for name, m in eval_metrics.items() if name != "teacher"}
-    if students:
-        top = max(students, key=students.get)
-        if not any(r["model"] == top and r["latency_ms"] is not None for r in rows):
-            text += (
-                f"The most accurate student, `{top}` ({students[top]:.4f}), was not benchmarked: "
-                f"add it to `export.models` to measure it.\n"
-            )
+    top = max((r for r in rows if r["model"] != "teacher"), key=lambda r: r["accuracy"], default=None)
+    if top is not None and top["latency_ms"] is None:
+        text += (
+            f"The most accurate student, `{top['model']}` ({top['accuracy']:.4f}), was not benchmarked: "
+            f"add it to `export.models` to measure it.\n"
+        )
     machine = latency.get("machine", {})
     text += (
         f"\nLatency measured on {machine.get('cpu')} with {machine.get('threads')} threads "

@@ -112,17 +112,15 @@ class ShapesGenerator:
             fixed.append(obj)
         return fixed
 
-    @staticmethod
-    def _only_ones_named(objects: list[ShapeObject], named: list[ShapeObject]) -> list[ShapeObject]:
+    def _only_ones_named(self, objects: list[ShapeObject], named: list[ShapeObject]) -> list[ShapeObject]:
         """Recolour every other object that shares a colour + shape with one of ``named`` (no random draw)."""
         taken = {(o.color, o.shape) for o in named}
-        fixed = []
-        for obj in objects:
-            if obj not in named and (obj.color, obj.shape) in taken:
-                color = next(c for c in COLORS if (c, obj.shape) not in taken)
-                obj = ShapeObject(obj.row, obj.col, color, obj.shape, obj.size)
-            fixed.append(obj)
-        return fixed
+        return [
+            self._replace(o, color=next(c for c in COLORS if (c, o.shape) not in taken))
+            if o not in named and (o.color, o.shape) in taken
+            else o
+            for o in objects
+        ]
 
     # -- question families ---------------------------------------------------------------------
     def _query_color(self) -> Sample:
