@@ -17,6 +17,7 @@ import onnx
 import torch
 
 from amad.errors import AmadError
+from amad.export.attention_for_export import with_export_attention
 from amad.preprocess import Preprocess
 
 INPUTS = ("pixels", "tokens")
@@ -33,8 +34,12 @@ def export_onnx(
     opset: int = 18,
     extra_metadata: dict[str, str] | None = None,
 ) -> None:
-    """Export ``model`` with ``torch.onnx.export(dynamo=True)`` and a dynamic batch axis."""
-    model = model.eval()
+    """Export ``model`` with ``torch.onnx.export(dynamo=True)`` and a dynamic batch axis.
+
+    The graph is traced from :func:`with_export_attention`'s copy of the model (same function,
+    fewer transposes); ``model`` itself is not changed.
+    """
+    model = with_export_attention(model.eval())
     pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
     tokens = preprocess.tokenize(["what is this?", "is there a circle?"])
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
