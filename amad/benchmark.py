@@ -1,13 +1,18 @@
 """Latency of every exported model x backend x batch size, measured interleaved.
 
-Each round times one call of every (model, backend) pair in turn, so a noisy machine slows all
-of them alike and ratios between them hold. Reported per pair and batch size: p50 / p90 / p99
-latency, throughput (samples/s) and peak extra memory of one call; backends that cannot run here
-(no CUDA, no TensorRT, no int8 file) are recorded as ``{"skipped": reason}``.
+Each round runs every (model, backend) pair in turn, so a noisy machine slows all of them alike
+and ratios between them hold. A pair runs ``burst`` back-to-back calls per round and all but the
+first are timed: the first call after another runtime has run pays a switch cost (idle thread
+pools waking, caches refilled by the other runtime; on a 2-core CPU it made the 2-head student's
+ONNX Runtime batch-1 call 1.2 ms instead of 0.55 ms) that a server running one model does not
+pay. Rounds repeat until every pair has ``repeats`` timed calls. Reported per pair and batch size:
+p50 / p90 / p99 latency, throughput (samples/s) and peak extra memory of one call; backends that
+cannot run here (no CUDA, no TensorRT, no int8 file) are recorded as ``{"skipped": reason}``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -77,6 +82,25 @@ def _peak_mib(runner: Runner, pixels: torch.Tensor, tokens: torch.Tensor, backen
     return memory.peak_extra_mib(lambda: runner(pixels, tokens))
 
 
+def time_interleaved(
+    runners: dict[tuple[str, str], Runner], pixels: torch.Tensor, tokens: torch.Tensor, config: BenchmarkConfig
+) -> dict[tuple[str, str], list[float]]:
+    """Seconds per timed call of each runner: warm-up rounds, then interleaved rounds of bursts."""
+    for _ in range(config.warmup):
+        for runner in runners.values():
+            runner(pixels, tokens)
+    untimed = 1 if config.burst > 1 else 0
+    timings: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
+    for _ in range(math.ceil(config.repeats / (config.burst - untimed))):
+        for key, runner in runners.items():
+            for call in range(config.burst):
+                start = time.perf_counter()
+                runner(pixels, tokens)
+                if call >= untimed:
+                    timings[key].append(time.perf_counter() - start)
+    return timings
+
+
 def run_benchmark(
     models: list[str],
     config: BenchmarkConfig,
@@ -103,16 +127,8 @@ def run_benchmark(
     samples = torch.utils.data.default_collate([dataset[i % len(dataset)] for i in range(largest)])
     for batch_size in config.batch_sizes:
         pixels, tokens = samples["pixels"][:batch_size].contiguous(), samples["tokens"][:batch_size].contiguous()
-        timings: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
         peaks = {key: _peak_mib(runner, pixels, tokens, key[1]) for key, runner in runners.items()}
-        for _ in range(config.warmup):
-            for runner in runners.values():
-                runner(pixels, tokens)
-        for _ in range(config.repeats):
-            for key, runner in runners.items():
-                start = time.perf_counter()
-                runner(pixels, tokens)
-                timings[key].append(time.perf_counter() - start)
+        timings = time_interleaved(runners, pixels, tokens, config)
         for (name, backend), times in timings.items():
             ms = np.asarray(times) * 1e3
             results[name].setdefault(backend, {})[str(batch_size)] = {
@@ -134,7 +150,12 @@ def run_benchmark(
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "torch": torch.__version__,
         },
-        "settings": {"warmup": config.warmup, "repeats": config.repeats, "batch_sizes": list(config.batch_sizes)},
+        "settings": {
+            "warmup": config.warmup,
+            "repeats": config.repeats,
+            "burst": config.burst,
+            "batch_sizes": list(config.batch_sizes),
+        },
         "results": results,
     }
 

@@ -328,6 +328,7 @@ class BenchmarkConfig:
     backends: tuple[str, ...] = BACKENDS
     warmup: int = 5
     repeats: int = 30
+    burst: int = 4
     threads: int = 0
 
     def validate(self, key: str) -> None:
@@ -336,6 +337,7 @@ class BenchmarkConfig:
             _require(backend in BACKENDS, f"{key}.backends", f"unknown backend {backend!r}; use {BACKENDS}")
         _require(self.warmup >= 0, f"{key}.warmup", "must be >= 0")
         _require(self.repeats >= 3, f"{key}.repeats", "must be >= 3 (percentiles)")
+        _require(self.burst >= 1, f"{key}.burst", "must be >= 1 (1: one timed call per pair and round)")
         _require(self.threads >= 0, f"{key}.threads", "must be >= 0 (0: all cores)")
 
 

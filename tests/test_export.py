@@ -1,5 +1,6 @@
 """Export (ONNX parity, int8, fp16, TensorRT guard), benchmark schema, predict CLI and Triton repository."""
 
+import functools
 import json
 import re
 
@@ -115,6 +116,23 @@ def test_benchmark_schema(workspace, monkeypatch):
     assert {"student_vs_teacher_onnxruntime_b1", "teacher_onnxruntime_vs_torch_b1", "student_int8_vs_fp32_b1"} <= set(
         ratios
     )
+
+
+@pytest.mark.parametrize("burst, order", [(1, "ab" * 4), (3, "aaabbb" * 2)])
+def test_benchmark_interleaves_bursts_and_skips_the_first_call_of_each(burst, order):
+    from amad.benchmark import time_interleaved
+
+    calls = []
+    runners = {(name, "fake"): functools.partial(lambda name, *_: calls.append(name), name) for name in "ab"}
+    config = BenchmarkConfig(warmup=1, repeats=4, burst=burst)
+    timings = time_interleaved(runners, torch.zeros(1), torch.zeros(1), config)
+    assert "".join(calls) == "ab" + order  # warm-up round, then the timed rounds
+    assert {key: len(times) for key, times in timings.items()} == {("a", "fake"): 4, ("b", "fake"): 4}
+
+
+def test_benchmark_burst_must_be_positive():
+    with pytest.raises(AmadError, match=r"benchmark\.burst"):
+        BenchmarkConfig(burst=0).validate("benchmark")
 
 
 @pytest.mark.parametrize(
