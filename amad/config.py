@@ -243,9 +243,11 @@ class DistillConfig:
     one2one: OneToOneConfig = field(default_factory=OneToOneConfig)
     minilm: MiniLMConfig = field(default_factory=MiniLMConfig)
     amad: AmadSettings = field(default_factory=AmadSettings)
+    teacher_cache_mib: float = 2048  # teacher outputs kept across epochs while they fit; 0: off
 
     def validate(self, key: str) -> None:
         _require(len(self.methods) > 0, f"{key}.methods", f"must list some of {METHODS}")
+        _require(self.teacher_cache_mib >= 0, f"{key}.teacher_cache_mib", "must be >= 0 (0: no cache)")
         for method in self.methods:
             _require(method in METHODS, f"{key}.methods", f"unknown method {method!r}; use {METHODS}")
         self.train.validate(f"{key}.train")

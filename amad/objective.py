@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from amad.attention import AttentionCapture
+from amad.attention import AttentionCapture, AttentionRecords
 from amad.losses import (
     AttentionProjection,
     amad_loss_and_weights,
@@ -132,7 +132,7 @@ class DistillationObjective(nn.Module):
         student_logits: Tensor,
         targets: Tensor,
         teacher_logits: Tensor | None = None,
-        teacher_capture: AttentionCapture | None = None,
+        teacher_capture: AttentionCapture | AttentionRecords | None = None,
         student_capture: AttentionCapture | None = None,
         query_masks: Mapping[str, Tensor | None] | None = None,
         key_masks: Mapping[str, Tensor | None] | None = None,
@@ -143,7 +143,7 @@ class DistillationObjective(nn.Module):
             student_logits: ``[B, C]``.
             targets: class indices ``[B]`` or soft answer scores ``[B, C]``.
             teacher_logits: ``[B, C]``; required for every method but ``none``.
-            teacher_capture: capture of the teacher's forward pass (attention methods).
+            teacher_capture: capture of the teacher's forward pass, or its cached records (attention methods).
             student_capture: capture of the student's forward pass (attention methods).
             query_masks: ``[B, q]`` bool mask of real query rows per *student* module path (e.g.
                 text padding); absent or None means all rows are real.

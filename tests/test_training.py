@@ -11,12 +11,13 @@ import torch
 from helpers import prepared_data, tiny_model_config
 
 from amad.attention import capture_attention
-from amad.config import OptimConfig
+from amad.config import DistillConfig, MiniLMConfig, OptimConfig
 from amad.data.dataset import VQADataset
 from amad.models import VQAModel, load_model, save_model
 from amad.objective import DistillationObjective, ObjectiveConfig
 from amad.training.distributed import GlobalBatchSampler, Runtime
-from amad.training.tasks import read_answers
+from amad.training.tasks import DistillationStep, FrozenTeacher, layer_pairs, objective_config, read_answers
+from amad.training.teacher_cache import build_teacher_cache
 from amad.training.trainer import fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,3 +183,56 @@ def test_two_process_ddp_matches_single_process(data, tmp_path):
             # rounding noise of that zero into full-size steps, so only q and v biases can match
             a, b = torch.cat([a.chunk(3)[0], a.chunk(3)[2]]), torch.cat([b.chunk(3)[0], b.chunk(3)[2]])
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("method", ["logit", "amad", "minilm"])
+def test_cached_teacher_outputs_give_the_live_teachers_loss(data, method):
+    answers = read_answers(data)
+    teacher, student = FrozenTeacher(tiny_model(answers, seed=1, heads=4)), tiny_model(answers, seed=2, heads=2)
+    distill = DistillConfig(minilm=MiniLMConfig(relation_heads=2))
+    pairs, group_of = layer_pairs(teacher.model, student, distill)
+    objective = DistillationObjective(objective_config(distill, method), pairs if method != "logit" else [])
+    train_set = VQADataset(data, "train", student.preprocess, answers)
+    messages = []
+    cache = build_teacher_cache(
+        teacher,
+        train_set,
+        objective.teacher_modules,
+        qkv=objective.needs_qkv,
+        device=torch.device("cpu"),
+        batch_size=16,
+        max_mib=64,
+        log=messages.append,
+    )
+    assert cache is not None and messages == [
+        f"teacher outputs cached for 64 training samples ({cache.nbytes / 2**20:.0f} MiB)"
+    ]
+    batch = torch.utils.data.default_collate([train_set[i] for i in (37, 2, 63, 18, 5)])  # a shuffled batch
+    live = DistillationStep(teacher, objective, group_of)(student, batch)
+    cached = DistillationStep(teacher, objective, group_of, cache)(student, batch)
+    assert live.terms.keys() == cached.terms.keys()
+    for name, value in live.terms.items():
+        assert cached.terms[name] == pytest.approx(value, abs=1e-5), name
+
+
+def test_teacher_cache_is_skipped_when_it_does_not_fit(data):
+    answers = read_answers(data)
+    teacher = FrozenTeacher(tiny_model(answers))
+    messages = []
+    modules = teacher.model.attention_groups()["vision_self"]
+    cache = build_teacher_cache(
+        teacher,
+        VQADataset(data, "train", teacher.model.preprocess, answers),
+        modules,
+        qkv=False,
+        device=torch.device("cpu"),
+        batch_size=16,
+        max_mib=0.01,
+        log=messages.append,
+    )
+    assert cache is None
+    assert messages and messages[0].startswith("teacher outputs not cached:") and "0.01" in messages[0]
+    assert (
+        build_teacher_cache(teacher, [], modules, qkv=False, device=torch.device("cpu"), batch_size=16, max_mib=0)
+        is None
+    )

@@ -21,6 +21,7 @@ from amad.models.io import load_pretrained
 from amad.objective import DistillationObjective, ObjectiveConfig, ObjectiveOutput
 from amad.training.checkpoint import fingerprint
 from amad.training.distributed import Runtime
+from amad.training.teacher_cache import TeacherCache, build_teacher_cache
 from amad.training.trainer import FitResult, fit
 
 
@@ -144,8 +145,14 @@ def layer_pairs(
 class DistillationStep:
     """``(student, batch) -> ObjectiveOutput``: teacher and student forward with the captures the method needs."""
 
-    def __init__(self, teacher: FrozenTeacher, objective: DistillationObjective, group_of: dict[str, str]) -> None:
-        self.teacher, self.objective, self.group_of = teacher, objective, group_of
+    def __init__(
+        self,
+        teacher: FrozenTeacher,
+        objective: DistillationObjective,
+        group_of: dict[str, str],
+        cache: TeacherCache | None = None,
+    ) -> None:
+        self.teacher, self.objective, self.group_of, self.cache = teacher, objective, group_of, cache
         self.alignment: dict[str, torch.Tensor] = {}
 
     def _masks(self, tokens: torch.Tensor) -> tuple[dict, dict]:
@@ -159,21 +166,22 @@ class DistillationStep:
         method = self.objective.config.method
         if method == "none":
             return self.objective(student_logits=student(pixels, tokens), targets=targets)
-        if method == "logit":
-            with torch.no_grad():
+        qkv = self.objective.needs_qkv
+        if self.cache is not None:
+            teacher_logits, teacher_capture = self.cache.lookup(batch["index"])
+        else:
+            with (
+                torch.no_grad(),
+                capture_attention(
+                    self.teacher.model, self.objective.teacher_modules, qkv=qkv, detach=True
+                ) as teacher_capture,
+            ):
                 teacher_logits = self.teacher(pixels, tokens)
+        if method == "logit":
             return self.objective(
                 student_logits=student(pixels, tokens), teacher_logits=teacher_logits, targets=targets
             )
-        qkv = self.objective.needs_qkv
         inner = student.module if hasattr(student, "module") else student
-        with (
-            torch.no_grad(),
-            capture_attention(
-                self.teacher.model, self.objective.teacher_modules, qkv=qkv, detach=True
-            ) as teacher_capture,
-        ):
-            teacher_logits = self.teacher(pixels, tokens)
         with capture_attention(inner, self.objective.student_modules, qkv=qkv) as student_capture:
             student_logits = student(pixels, tokens)
         query_masks, key_masks = self._masks(tokens)
@@ -255,8 +263,20 @@ def distill_student(
     objective = DistillationObjective(
         config, pairs if method in ("one2one", "minilm", "amad") else [], map_sizes=map_sizes
     )
-    step = DistillationStep(teacher, objective, group_of)
     train_set = VQADataset(data_dir, "train", student.preprocess, answers)
+    cache = None
+    if method != "none":
+        cache = build_teacher_cache(
+            teacher,
+            train_set,
+            objective.teacher_modules,
+            qkv=objective.needs_qkv,
+            device=runtime.device,
+            batch_size=params.distill.train.batch_size,
+            max_mib=params.distill.teacher_cache_mib,
+            log=log if runtime.is_main else lambda _: None,
+        )
+    step = DistillationStep(teacher, objective, group_of, cache)
     val_set = VQADataset(data_dir, "val", student.preprocess, answers)
     name = f"{student_name}-{method}"
     checkpoint = checkpoint_dir / f"{name}.pt"
