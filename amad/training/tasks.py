@@ -143,7 +143,11 @@ def layer_pairs(
 
 
 class DistillationStep:
-    """``(student, batch) -> ObjectiveOutput``: teacher and student forward with the captures the method needs."""
+    """``(student, batch) -> ObjectiveOutput``: teacher and student forward with the captures the method needs.
+
+    With a :class:`TeacherCache` the teacher's outputs are looked up by the batch's sample ``index``
+    instead of recomputed.
+    """
 
     def __init__(
         self,
