@@ -4,6 +4,10 @@ Runs ``dvc exp run -S distill.seed=<s> [-S KEY=VALUE ...] evaluate`` once per se
 the teacher stay fixed, only student initialisation and data order change), reads each run's
 ``metrics/eval.json`` and prints the table; the runs stay visible in ``dvc exp show``.
 
+``dvc exp run`` leaves the last run's parameters in the workspace's ``params.yaml``; the study puts
+the file back as it found it, so the overrides of one study never leak into the next one (or into
+``dvc repro``, which then brings the outputs back in line with ``params.yaml``).
+
     python -m amad.study --seeds 3 [--set distill.amad.temperature=0.25] [--out reports/study.json]
 """
 
@@ -17,6 +21,8 @@ import sys
 from pathlib import Path
 
 from amad.atomic import write_json
+
+PARAMS = Path("params.yaml")
 
 
 def run_seed(seed: int, overrides: list[str]) -> dict:
@@ -55,7 +61,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.seeds < 1:
         sys.exit("error: --seeds must be >= 1")
-    runs = [run_seed(seed, args.set) for seed in range(args.seeds)]
+    original = PARAMS.read_text()
+    try:
+        runs = [run_seed(seed, args.set) for seed in range(args.seeds)]
+    finally:
+        if PARAMS.read_text() != original:
+            PARAMS.write_text(original)
+            print(
+                "params.yaml restored (the experiments keep theirs: dvc exp show); the outputs in the "
+                "workspace are the last run's until the next dvc repro",
+                file=sys.stderr,
+            )
     table = aggregate(runs)
     write_json(args.out, {"seeds": args.seeds, "overrides": args.set, "accuracy": table})
     print(format_table(table))

@@ -1,0 +1,48 @@
+"""The multi-seed study: one dvc experiment per seed, aggregated; params.yaml is left as it was."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from amad import study
+
+
+def fake_dvc(calls):
+    """Stands in for ``dvc exp run``: applies the overrides to params.yaml and writes eval.json."""
+
+    def run(command, check):
+        calls.append(command)
+        overrides = [command[i + 1] for i, part in enumerate(command) if part == "-S"]
+        Path("params.yaml").write_text("\n".join(overrides) + "\n")
+        seed = int(overrides[0].split("=")[1])
+        Path("metrics").mkdir(exist_ok=True)
+        Path("metrics/eval.json").write_text(json.dumps({"h2-amad": {"accuracy": 0.5 + 0.1 * seed}}))
+        if seed == 2:
+            raise subprocess.CalledProcessError(1, command)
+
+    return run
+
+
+def test_study_aggregates_seeds_and_restores_params(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text("seed: 0\n")
+    calls = []
+    monkeypatch.setattr(study.subprocess, "run", fake_dvc(calls))
+    study.main(["--seeds", "2", "--set", "distill.amad.temperature=0.5"])
+    assert calls[1] == ["dvc", "exp", "run", "-S", "distill.seed=1", "-S", "distill.amad.temperature=0.5", "evaluate"]
+    result = json.loads(Path("reports/study.json").read_text())
+    assert result["accuracy"]["h2-amad"]["mean"] == pytest.approx(0.55)
+    assert result["accuracy"]["h2-amad"]["runs"] == pytest.approx([0.5, 0.6])
+    assert Path("params.yaml").read_text() == "seed: 0\n"
+    assert "params.yaml restored" in capsys.readouterr().err
+
+
+def test_a_failed_run_still_restores_params(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text("seed: 0\n")
+    monkeypatch.setattr(study.subprocess, "run", fake_dvc([]))
+    with pytest.raises(subprocess.CalledProcessError):
+        study.main(["--seeds", "3"])
+    assert Path("params.yaml").read_text() == "seed: 0\n"
