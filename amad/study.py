@@ -25,6 +25,15 @@ from amad.atomic import write_json
 PARAMS = Path("params.yaml")
 
 
+def _index_entry(path: Path) -> str | None:
+    """``mode,blob,path`` of ``path`` in git's index (None outside a git work tree)."""
+    listed = subprocess.run(["git", "ls-files", "-s", "--", str(path)], capture_output=True, text=True)
+    if listed.returncode != 0 or not listed.stdout.strip():
+        return None
+    mode, blob, _stage = listed.stdout.split("\t")[0].split()
+    return f"{mode},{blob},{path}"
+
+
 def run_seed(seed: int, overrides: list[str]) -> dict:
     command = ["dvc", "exp", "run", "-S", f"distill.seed={seed}"]
     for override in overrides:
@@ -61,12 +70,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.seeds < 1:
         sys.exit("error: --seeds must be >= 1")
-    original = PARAMS.read_text()
+    original, staged = PARAMS.read_text(), _index_entry(PARAMS)
     try:
         runs = [run_seed(seed, args.set) for seed in range(args.seeds)]
     finally:
-        if PARAMS.read_text() != original:
+        if PARAMS.read_text() != original or _index_entry(PARAMS) != staged:
             PARAMS.write_text(original)
+            if staged is not None:  # dvc stages the file; a stale index entry breaks the next dvc exp run
+                subprocess.run(["git", "update-index", "--cacheinfo", staged, str(PARAMS)], check=True)
             print(
                 "params.yaml restored (the experiments keep theirs: dvc exp show); the outputs in the "
                 "workspace are the last run's until the next dvc repro",

@@ -8,14 +8,34 @@ import pytest
 
 from amad import study
 
+REAL_RUN = subprocess.run
+
+
+def git(*args):
+    return REAL_RUN(["git", *args], check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    git("init", "-q")
+    Path("params.yaml").write_text("seed: 0\n")
+    git("add", "params.yaml")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "params")
+    return tmp_path
+
 
 def fake_dvc(calls):
-    """Stands in for ``dvc exp run``: applies the overrides to params.yaml and writes eval.json."""
+    """Stands in for ``dvc exp run``: applies the overrides to params.yaml, stages it (as dvc does)
+    and writes metrics/eval.json; the run for seed 2 fails."""
 
-    def run(command, check):
+    def run(command, *args, **kwargs):
+        if command[0] != "dvc":
+            return REAL_RUN(command, *args, **kwargs)
         calls.append(command)
         overrides = [command[i + 1] for i, part in enumerate(command) if part == "-S"]
         Path("params.yaml").write_text("\n".join(overrides) + "\n")
+        git("add", "params.yaml")
         seed = int(overrides[0].split("=")[1])
         Path("metrics").mkdir(exist_ok=True)
         Path("metrics/eval.json").write_text(json.dumps({"h2-amad": {"accuracy": 0.5 + 0.1 * seed}}))
@@ -25,9 +45,7 @@ def fake_dvc(calls):
     return run
 
 
-def test_study_aggregates_seeds_and_restores_params(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    Path("params.yaml").write_text("seed: 0\n")
+def test_study_aggregates_seeds_and_restores_params(repo, monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(study.subprocess, "run", fake_dvc(calls))
     study.main(["--seeds", "2", "--set", "distill.amad.temperature=0.5"])
@@ -36,13 +54,13 @@ def test_study_aggregates_seeds_and_restores_params(tmp_path, monkeypatch, capsy
     assert result["accuracy"]["h2-amad"]["mean"] == pytest.approx(0.55)
     assert result["accuracy"]["h2-amad"]["runs"] == pytest.approx([0.5, 0.6])
     assert Path("params.yaml").read_text() == "seed: 0\n"
+    assert git("status", "--porcelain", "params.yaml") == ""  # worktree and index as before
     assert "params.yaml restored" in capsys.readouterr().err
 
 
-def test_a_failed_run_still_restores_params(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    Path("params.yaml").write_text("seed: 0\n")
+def test_a_failed_run_still_restores_params(repo, monkeypatch):
     monkeypatch.setattr(study.subprocess, "run", fake_dvc([]))
     with pytest.raises(subprocess.CalledProcessError):
         study.main(["--seeds", "3"])
     assert Path("params.yaml").read_text() == "seed: 0\n"
+    assert git("status", "--porcelain", "params.yaml") == ""
