@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         if PARAMS.read_text() != original or _index_entry(PARAMS) != staged:
             PARAMS.write_text(original)
             if staged is not None:  # dvc stages the file; a stale index entry breaks the next dvc exp run
-                subprocess.run(["git", "update-index", "--cacheinfo", staged, str(PARAMS)], check=True)
+                subprocess.run(["git", "update-index", "--cacheinfo", staged], check=True)
             print(
                 "params.yaml restored (the experiments keep theirs: dvc exp show); the outputs in the "
                 "workspace are the last run's until the next dvc repro",

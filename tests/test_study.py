@@ -58,9 +58,10 @@ def test_study_aggregates_seeds_and_restores_params(repo, monkeypatch, capsys):
     assert "params.yaml restored" in capsys.readouterr().err
 
 
-def test_a_failed_run_still_restores_params(repo, monkeypatch):
+def test_a_failed_run_still_restores_params_and_an_unstaged_edit_stays_unstaged(repo, monkeypatch):
+    Path("params.yaml").write_text("seed: 5\n")  # the user's own uncommitted change
     monkeypatch.setattr(study.subprocess, "run", fake_dvc([]))
     with pytest.raises(subprocess.CalledProcessError):
         study.main(["--seeds", "3"])
-    assert Path("params.yaml").read_text() == "seed: 0\n"
-    assert git("status", "--porcelain", "params.yaml") == ""
+    assert Path("params.yaml").read_text() == "seed: 5\n"
+    assert git("status", "--porcelain", "params.yaml") == " M params.yaml\n"
