@@ -125,7 +125,8 @@ def _heads(model_dir: Path) -> str:
 
 
 def best_student(rows: list[dict], tolerance: float = 0.02) -> dict | None:
-    """The fastest student (ONNX Runtime, batch 1) within ``tolerance`` of the most accurate student."""
+    """The fastest benchmarked student (ONNX Runtime, batch 1) within ``tolerance`` of the most
+    accurate benchmarked student."""
     students = [r for r in rows if r["model"] != "teacher" and r.get("latency_ms") is not None]
     if not students:
         return None

@@ -39,17 +39,19 @@ class TeacherCache:
     def lookup(self, index: Tensor) -> tuple[Tensor, AttentionRecords]:
         """The teacher's logits and attention records for the samples ``index`` (a batch's ``"index"``)."""
         index = index.to(self.logits.device)
-        records = {
-            name: AttentionRecord(
-                **{f: None if getattr(r, f) is None else getattr(r, f).index_select(0, index) for f in RECORD_FIELDS}
-            )
-            for name, r in self.records.items()
-        }
+        records = {name: _map_record(r, lambda t: t.index_select(0, index)) for name, r in self.records.items()}
         return self.logits.index_select(0, index), AttentionRecords(records)
 
 
 def _tensors(record: AttentionRecord) -> list[Tensor]:
     return [t for t in (getattr(record, f) for f in RECORD_FIELDS) if t is not None]
+
+
+def _map_record(record: AttentionRecord, function: Callable[[Tensor], Tensor]) -> AttentionRecord:
+    """``record`` with ``function`` applied to each tensor it holds."""
+    return AttentionRecord(
+        **{f: None if getattr(record, f) is None else function(getattr(record, f)) for f in RECORD_FIELDS}
+    )
 
 
 @torch.no_grad()
@@ -71,6 +73,10 @@ def build_teacher_cache(
     if max_mib <= 0:
         return None
     capture_target = teacher.model if hasattr(teacher, "model") else teacher
+
+    def empty(t: Tensor) -> Tensor:  # room for the whole dataset
+        return t.new_empty(len(dataset), *t.shape[1:])
+
     cache: TeacherCache | None = None
     start = 0
     for batch in DataLoader(dataset, batch_size=batch_size):
@@ -79,37 +85,20 @@ def build_teacher_cache(
             logits = teacher(pixels, tokens)
         size = len(tokens)
         if cache is None:
-            per_sample = (logits.nbytes + sum(t.nbytes for r in capture.records.values() for t in _tensors(r))) / size
-            needed_mib = per_sample * len(dataset) / 2**20
+            needed_mib = TeacherCache(logits, capture.records).nbytes / size * len(dataset) / 2**20
             if needed_mib > max_mib:
                 log(
                     f"teacher outputs not cached: {needed_mib:.0f} MiB needed, distill.teacher_cache_mib is "
                     f"{max_mib:g}; the teacher runs at every step"
                 )
                 return None
-            cache = TeacherCache(
-                _empty_like_rows(logits, len(dataset)),
-                {
-                    name: AttentionRecord(
-                        **{
-                            f: None if getattr(r, f) is None else _empty_like_rows(getattr(r, f), len(dataset))
-                            for f in RECORD_FIELDS
-                        }
-                    )
-                    for name, r in capture.records.items()
-                },
-            )
+            cache = TeacherCache(empty(logits), {n: _map_record(r, empty) for n, r in capture.records.items()})
         rows = slice(start, start + size)
         cache.logits[rows] = logits
         for name, record in capture.records.items():
-            for f in RECORD_FIELDS:
-                if getattr(record, f) is not None:
-                    getattr(cache.records[name], f)[rows] = getattr(record, f)
+            for stored, computed in zip(_tensors(cache.records[name]), _tensors(record)):
+                stored[rows] = computed
         start += size
     if cache is not None:
         log(f"teacher outputs cached for {start} training samples ({cache.nbytes / 2**20:.0f} MiB)")
     return cache
-
-
-def _empty_like_rows(tensor: Tensor, rows: int) -> Tensor:
-    return tensor.new_empty(rows, *tensor.shape[1:])
