@@ -12,6 +12,10 @@ Supported modules:
   ``need_weights=True, average_attn_weights=False`` and the per-head weights are recorded; the
   caller still receives what it asked for.
 
+With ``hidden=True`` the output of the block that holds each captured attention module (its
+parent module: the residual stream after that layer) is recorded too, batch first; with
+``maps=False`` the maps are not recorded and fused attention stays on.
+
 Layers are chosen by module path or ``fnmatch`` pattern (``"visual.blocks.*.attn"``)::
 
     with AttentionCapture(model, ["vision.blocks.*.attn"], qkv=True) as capture:
@@ -52,12 +56,14 @@ class AttentionRecord:
         q: per-head queries ``[B, H, q, d]`` (only with ``qkv=True``).
         k: per-head keys ``[B, H, k, d]``.
         v: per-head values ``[B, H, k, d]``.
+        hidden: output of the block holding the module ``[B, q, D]`` (only with ``hidden=True``).
     """
 
     probs: Tensor | None = None
     q: Tensor | None = None
     k: Tensor | None = None
     v: Tensor | None = None
+    hidden: Tensor | None = None
 
 
 @dataclass
@@ -115,7 +121,9 @@ class AttentionCapture:
     Args:
         model: any module containing timm ``Attention`` or ``nn.MultiheadAttention`` modules.
         patterns: module paths or ``fnmatch`` patterns selecting the modules to capture.
+        maps: record the attention probabilities.
         qkv: also record per-head q, k, v (for relation distillation).
+        hidden: also record the output of the block holding each module (hidden-state distillation).
         detach: record tensors detached from autograd (use for a frozen teacher). Without it the
             student's maps carry gradients to its parameters.
     """
@@ -125,11 +133,16 @@ class AttentionCapture:
         model: nn.Module,
         patterns: list[str] | str,
         *,
+        maps: bool = True,
         qkv: bool = False,
+        hidden: bool = False,
         detach: bool = False,
     ) -> None:
         self.modules = resolve_attention_modules(model, patterns)
+        self.blocks = dict(model.named_modules()) if hidden else {}
+        self.maps = maps
         self.qkv = qkv
+        self.hidden = hidden
         self.detach = detach
         self.records: dict[str, AttentionRecord] = {}
         self._handles: list[RemovableHandle] = []
@@ -142,6 +155,8 @@ class AttentionCapture:
                     self._hook_timm(name, module)
                 else:
                     self._hook_multihead(name, module)
+                if self.hidden:
+                    self._hook_block_output(name, module)
         except BaseException:
             self._remove()
             raise
@@ -175,14 +190,27 @@ class AttentionCapture:
     def _record(self, name: str) -> AttentionRecord:
         return self.records.setdefault(name, AttentionRecord())
 
+    def _hook_block_output(self, name: str, module: nn.Module) -> None:
+        parent = name.rpartition(".")[0]
+        if not parent:
+            raise ValueError(f"hidden states need the block that holds '{name}'; it is the model itself")
+        sequence_first = isinstance(module, nn.MultiheadAttention) and not module.batch_first
+
+        def record_hidden(_block: nn.Module, _inputs: Any, output: Tensor) -> None:
+            hidden = output[0] if isinstance(output, tuple) else output
+            self._record(name).hidden = self._keep(hidden.transpose(0, 1) if sequence_first else hidden)  # (B, L, D)
+
+        self._handles.append(self.blocks[parent].register_forward_hook(record_hidden))
+
     def _hook_timm(self, name: str, module: TimmAttention) -> None:
-        self._saved_fused[name] = module.fused_attn
-        module.fused_attn = False  # materialise the map, on this module only
+        if self.maps:
+            self._saved_fused[name] = module.fused_attn
+            module.fused_attn = False  # materialise the map, on this module only
 
-        def record_probs(_dropout: nn.Module, inputs: tuple[Tensor, ...]) -> None:
-            self._record(name).probs = self._keep(inputs[0])  # (B, H, N, N), before dropout
+            def record_probs(_dropout: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+                self._record(name).probs = self._keep(inputs[0])  # (B, H, N, N), before dropout
 
-        self._handles.append(module.attn_drop.register_forward_pre_hook(record_probs))
+            self._handles.append(module.attn_drop.register_forward_pre_hook(record_probs))
         if not self.qkv:
             return
 
@@ -196,6 +224,8 @@ class AttentionCapture:
         self._handles.append(module.qkv.register_forward_hook(record_qkv))
 
     def _hook_multihead(self, name: str, module: nn.MultiheadAttention) -> None:
+        if not (self.maps or self.qkv):
+            return  # hidden states only: the call stays as it was
         requested: list[tuple[bool, bool]] = []  # what each in-flight call asked for
 
         def ask_for_weights(
@@ -242,7 +272,13 @@ class AttentionCapture:
 
 
 def capture_attention(
-    model: nn.Module, patterns: list[str] | str, *, qkv: bool = False, detach: bool = False
+    model: nn.Module,
+    patterns: list[str] | str,
+    *,
+    maps: bool = True,
+    qkv: bool = False,
+    hidden: bool = False,
+    detach: bool = False,
 ) -> AttentionCapture:
     """Shorthand for :class:`AttentionCapture` (use as ``with capture_attention(...) as capture``)."""
-    return AttentionCapture(model, patterns, qkv=qkv, detach=detach)
+    return AttentionCapture(model, patterns, maps=maps, qkv=qkv, hidden=hidden, detach=detach)

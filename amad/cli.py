@@ -16,14 +16,14 @@ def _modules(args: argparse.Namespace) -> None:
     from amad.models import load_model
 
     loaded = load_model(args.model)
-    for group, names in loaded.model.attention_groups().items():
+    for group, names in loaded.task.module_groups(loaded.model).items():
         print(f"{group}:")
         for name in names:
             print(f"  {name}")
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from amad.predict import load_predictor, predict_manifest, predict_question
+    from amad.tasks.vqa.predict import load_predictor, predict_manifest, predict_question
 
     if args.top_k < 1:
         raise AmadError("--top-k must be >= 1")

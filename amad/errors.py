@@ -13,6 +13,7 @@ class ConfigError(AmadError):
     def __init__(self, key: str, message: str, *, source: str = "params.yaml") -> None:
         super().__init__(f"{source}: {key}: {message}" if key else f"{source}: {message}")
         self.key = key
+        self.reason = message
 
 
 class DataError(AmadError):

@@ -1,63 +1,25 @@
-"""The distillation objective: one entry point from captures and logits to the total loss.
+"""The distillation objective: one entry point from outputs and captures to the total loss.
 
-``total = task_weight * CE(student, targets)
-        + logit_weight * KD(student, teacher)                     (all methods but "none")
-        + attention_weight * mean over layer pairs of the method's attention term``
+``total = task_weight * task_loss(student)
+        + output_weight * output_kd(student, teacher)          (methods that distil outputs)
+        + attention_weight * mean over layer pairs of the method's term``
 
-so every attention method adds its term to the same ``logit`` objective and comparisons isolate
-the attention term.
+The task supplies the task loss, the output-distillation term and the masks; the method supplies
+the per-layer term. Every attention method adds its term to the same output-distillation
+objective, so comparisons isolate the attention term.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from amad.attention import AttentionCapture, AttentionRecords
-from amad.losses import (
-    AttentionProjection,
-    amad_loss_and_weights,
-    logit_kd_loss,
-    one_to_one_loss,
-    relation_loss,
-    task_loss,
-)
-from amad.temperature import AlignmentTemperature
-
-METHODS = ("none", "logit", "one2one", "minilm", "amad")
-ATTENTION_METHODS = ("one2one", "minilm", "amad")
-
-
-@dataclass(frozen=True)
-class AmadSettings:
-    """AMAD term settings (``params.yaml: distill.amad``)."""
-
-    variant: str = "kl"
-    temperature: float = 1.0
-    temperature_schedule: str = "constant"
-    final_temperature: float | None = None
-
-
-@dataclass(frozen=True)
-class ObjectiveConfig:
-    """Weights and settings of the distillation objective (``params.yaml: distill``)."""
-
-    method: str = "amad"
-    task_weight: float = 1.0
-    logit_weight: float = 1.0
-    logit_temperature: float = 2.0
-    attention_weight: float = 1.0
-    amad: AmadSettings = field(default_factory=AmadSettings)
-    head_mismatch: str = "truncate"
-    num_relation_heads: int = 4
-    relations: tuple[str, ...] = ("qq", "kk", "vv")
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"distillation method must be one of {METHODS}, got {self.method!r}")
+from amad.attention import AttentionRecord
+from amad.methods.base import Method
 
 
 @dataclass
@@ -66,162 +28,84 @@ class ObjectiveOutput:
 
     Attributes:
         total: the scalar to back-propagate.
-        terms: named, detached scalar terms for logging (``task``, ``logit_kd``, ``attention``,
-            ``layer/<student module>`` (the attention term of one layer), ``temperature``).
-        alignment: AMAD weights per student module, ``[Ht, Hs]`` averaged over the batch (detached).
+        terms: named scalar terms for logging (``task``, ``output_kd``, ``attention``,
+            ``layer/<student module>`` (the term of one layer), and the method's summary).
+        artefacts: per student module, the method's artefact averaged over the batch (AMAD: the
+            alignment weights ``[Ht, Hs]``; detached).
     """
 
     total: Tensor
     terms: dict[str, float]
-    alignment: dict[str, Tensor]
+    artefacts: dict[str, Tensor]
 
 
 class DistillationObjective(nn.Module):
-    """Total distillation loss for one method; holds the learned parts (temperature, projections).
+    """Total loss of one method; holds the method (and so its learned parts).
 
     Args:
-        config: the objective settings.
-        layer_pairs: ``(teacher module path, student module path)`` pairs to distil.
-        map_sizes: ``q * k`` per student module path; needed only by the AMAD ``projection`` variant.
+        task: the task plug-in (task loss, output distillation, masks).
+        method: the method plug-in, built with its layer pairs.
+        weights: ``distill.weights`` (``task``, ``output``, ``attention``).
+        output_temperature: ``distill.output.temperature``.
     """
 
-    def __init__(
-        self,
-        config: ObjectiveConfig,
-        layer_pairs: Sequence[tuple[str, str]] = (),
-        *,
-        map_sizes: Mapping[str, int] | None = None,
-    ) -> None:
+    def __init__(self, task: Any, method: Method, weights: Any, output_temperature: float) -> None:
         super().__init__()
-        self.config = config
-        self.layer_pairs = list(layer_pairs)
-        if config.method in ATTENTION_METHODS and not self.layer_pairs:
-            raise ValueError(f"method {config.method!r} needs at least one attention layer pair")
-        self.temperature = AlignmentTemperature(
-            config.amad.temperature,
-            schedule=config.amad.temperature_schedule,
-            final=config.amad.final_temperature,
-        )
-        self.projections = nn.ModuleDict()
-        if config.method == "amad" and config.amad.variant == "projection":
-            missing = [s for _, s in self.layer_pairs if not map_sizes or s not in map_sizes]
-            if missing:
-                raise ValueError(f"the projection variant needs map sizes for {missing}")
-            for index, (_, student) in enumerate(self.layer_pairs):
-                self.projections[str(index)] = AttentionProjection(map_sizes[student])
-
-    @property
-    def needs_qkv(self) -> bool:
-        return self.config.method == "minilm"
-
-    @property
-    def teacher_modules(self) -> list[str]:
-        return list(dict.fromkeys(t for t, _ in self.layer_pairs))
-
-    @property
-    def student_modules(self) -> list[str]:
-        return list(dict.fromkeys(s for _, s in self.layer_pairs))
+        self.task = task
+        self.method = method
+        self.weights = weights
+        self.output_temperature = output_temperature
 
     def set_progress(self, fraction: float) -> None:
-        """Training progress in ``[0, 1]`` (drives a scheduled temperature)."""
-        self.temperature.set_progress(fraction)
+        """Training progress in ``[0, 1]`` (drives scheduled settings such as AMAD's temperature)."""
+        self.method.set_progress(fraction)
 
     def forward(
         self,
         *,
-        student_logits: Tensor,
-        targets: Tensor,
-        teacher_logits: Tensor | None = None,
-        teacher_capture: AttentionCapture | AttentionRecords | None = None,
-        student_capture: AttentionCapture | None = None,
-        query_masks: Mapping[str, Tensor | None] | None = None,
-        key_masks: Mapping[str, Tensor | None] | None = None,
+        student_outputs: Tensor,
+        batch: dict,
+        teacher_outputs: Tensor | None = None,
+        teacher_records: Mapping[str, AttentionRecord] | None = None,
+        student_records: Mapping[str, AttentionRecord] | None = None,
     ) -> ObjectiveOutput:
-        """Evaluate the objective.
+        """Evaluate the objective on one batch.
 
         Args:
-            student_logits: ``[B, C]``.
-            targets: class indices ``[B]`` or soft answer scores ``[B, C]``.
-            teacher_logits: ``[B, C]``; required for every method but ``none``.
-            teacher_capture: capture of the teacher's forward pass, or its cached records (attention methods).
-            student_capture: capture of the student's forward pass (attention methods).
-            query_masks: ``[B, q]`` bool mask of real query rows per *student* module path (e.g.
-                text padding); absent or None means all rows are real.
-            key_masks: ``[B, k]`` bool mask of real key tokens per student module path, used by the
-                ``minilm`` k-k / v-v relations (the query mask for text self-attention, None for
-                cross-attention to image tokens).
+            student_outputs: the student's outputs on ``batch``.
+            batch: the task's batch (targets, and what the masks come from).
+            teacher_outputs: required when the method distils outputs.
+            teacher_records: the teacher's captured records per module path (layer methods).
+            student_records: the student's captured records per module path (layer methods).
         """
-        config = self.config
-        query_masks = query_masks or {}
-        key_masks = key_masks or {}
-        task = task_loss(student_logits, targets)
+        needs = self.method.needs
+        task = self.task.task_loss(student_outputs, batch)
         terms = {"task": task.detach()}
-        total = config.task_weight * task
-        alignment: dict[str, Tensor] = {}
-        if config.method != "none":
-            if teacher_logits is None:
-                raise ValueError(f"method {config.method!r} needs teacher logits")
-            kd = logit_kd_loss(student_logits, teacher_logits, temperature=config.logit_temperature)
-            terms["logit_kd"] = kd.detach()
-            total = total + config.logit_weight * kd
-        if config.method in ATTENTION_METHODS:
-            if teacher_capture is None or student_capture is None:
-                raise ValueError(f"method {config.method!r} needs teacher and student attention captures")
-            attention_terms = []
-            for index, (teacher_name, student_name) in enumerate(self.layer_pairs):
-                term, weights = self._attention_term(
-                    index,
-                    teacher_capture.records.get(teacher_name),
-                    student_capture.records.get(student_name),
-                    teacher_name,
-                    student_name,
-                    query_masks.get(student_name),
-                    key_masks.get(student_name),
+        total = self.weights.task * task
+        artefacts: dict[str, Tensor] = {}
+        if needs.output_distillation:
+            if teacher_outputs is None:
+                raise ValueError(f"method {self.method.name!r} needs the teacher's outputs")
+            kd = self.task.output_distillation(student_outputs, teacher_outputs, self.output_temperature)
+            terms["output_kd"] = kd.detach()
+            total = total + self.weights.output * kd
+        if needs.layers:
+            if teacher_records is None or student_records is None:
+                raise ValueError(f"method {self.method.name!r} needs teacher and student captures")
+            masks = {group: self.task.attention_masks(group, batch) for group in {p.group for p in self.method.pairs}}
+            layer_terms = []
+            for index, pair in enumerate(self.method.pairs):
+                query_mask, key_mask = masks[pair.group]
+                term, artefact = self.method.layer_term(
+                    index, teacher_records.get(pair.teacher), student_records.get(pair.student), query_mask, key_mask
                 )
-                terms[f"layer/{student_name}"] = term.detach()
-                attention_terms.append(term)
-                if weights is not None:
-                    alignment[student_name] = weights.detach().mean(0)  # (Ht, Hs)
-            attention = torch.stack(attention_terms).mean()
+                terms[f"layer/{pair.student}"] = term.detach()
+                layer_terms.append(term)
+                if artefact is not None:
+                    artefacts[pair.student] = artefact.detach().mean(0)  # (Ht, Hs)
+            attention = torch.stack(layer_terms).mean()
             terms["attention"] = attention.detach()
-            total = total + config.attention_weight * attention
-            if config.method == "amad":
-                terms["temperature"] = torch.tensor(self.temperature.value())
-        return ObjectiveOutput(total=total, terms={k: float(v) for k, v in terms.items()}, alignment=alignment)
-
-    def _attention_term(
-        self, index, teacher_record, student_record, teacher_name, student_name, query_mask, key_mask
-    ) -> tuple[Tensor, Tensor | None]:
-        for side, name, record in (
-            ("teacher", teacher_name, teacher_record),
-            ("student", student_name, student_record),
-        ):
-            if record is None or record.probs is None:
-                raise KeyError(f"no {side} attention recorded for '{name}'")
-        config = self.config
-        if config.method == "one2one":
-            loss = one_to_one_loss(
-                teacher_record.probs, student_record.probs, head_mismatch=config.head_mismatch, query_mask=query_mask
-            )
-            return loss, None
-        if config.method == "minilm":
-            if student_record.q is None or teacher_record.q is None:
-                raise KeyError(f"minilm needs q/k/v: capture '{teacher_name}' and '{student_name}' with qkv=True")
-            loss = relation_loss(
-                (teacher_record.q, teacher_record.k, teacher_record.v),
-                (student_record.q, student_record.k, student_record.v),
-                num_relation_heads=config.num_relation_heads,
-                relations=config.relations,
-                query_mask=query_mask,
-                key_mask=key_mask,
-            )
-            return loss, None
-        per_item, weights = amad_loss_and_weights(
-            teacher_record.probs,
-            student_record.probs,
-            variant=config.amad.variant,
-            temperature=self.temperature(),
-            query_mask=query_mask,
-            projection=self.projections[str(index)] if str(index) in self.projections else None,  # noqa: SIM401
-        )
-        return per_item.mean(), weights
+            total = total + self.weights.attention * attention
+        logged = {name: float(value) for name, value in terms.items()}
+        logged.update(self.method.summary())
+        return ObjectiveOutput(total=total, terms=logged, artefacts=artefacts)

@@ -6,7 +6,7 @@
 * ``reports/accuracy_latency.json``: scatter data (DVC plot).
 * ``reports/alignment/<model>/<layer>.png``: AMAD alignment weights, teacher head x student head,
   averaged over the validation set.
-* ``reports/attention/<model>/<layer>.png``: teacher vs student attention maps for one question.
+* ``reports/attention/<model>/<layer>.png``: teacher vs student attention maps for one validation sample.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
 from amad.attention import capture_attention
-from amad.data.dataset import VQADataset
 from amad.models import load_model
+from amad.models.io import read_model_spec
 
 CELL = 24  # pixels per heat-map cell
 
@@ -81,28 +81,31 @@ def alignment_pictures(model_dir: Path, out: Path) -> list[Path]:
 
 
 def attention_pictures(teacher_dir: Path, student_dir: Path, data_dir: Path, out: Path, sample: int = 0) -> list[Path]:
-    """Teacher vs student head maps of each distilled layer for one validation question (cross-attention:
-    question tokens x image tokens; self-attention: tokens x tokens)."""
+    """Teacher vs student head maps of each distilled layer for one validation sample (rows: its real
+    query tokens, columns: its real key tokens)."""
     teacher, student = load_model(teacher_dir), load_model(student_dir)
+    task = student.task
     pairs = student.extra.get("layer_pairs", [])
-    dataset = VQADataset(data_dir, "val", student.preprocess, student.answers)
-    item = dataset[sample]
-    pixels, tokens = item["pixels"][None], item["tokens"][None]
-    length = int((tokens != 0).sum())
+    dataset = task.dataset(data_dir, "val", student.preprocess, student.state)
+    batch = torch.utils.data.default_collate([dataset[sample]])
+    inputs = task.model_inputs(batch)
     with (
         torch.no_grad(),
-        capture_attention(teacher.model, [t for t, _ in pairs]) as t_cap,
-        capture_attention(student.model, [s for _, s in pairs]) as s_cap,
+        capture_attention(teacher.model, [t for t, _, _ in pairs]) as t_cap,
+        capture_attention(student.model, [s for _, s, _ in pairs]) as s_cap,
     ):
-        teacher.model(pixels, tokens)
-        student.model(pixels, tokens)
+        teacher.model(*inputs)
+        student.model(*inputs)
     written = []
-    for teacher_layer, student_layer in pairs:
+    for teacher_layer, student_layer, group in pairs:
+        query_mask, key_mask = task.attention_masks(group, batch)
         maps = []
         for label, capture, layer in (("teacher", t_cap, teacher_layer), ("student", s_cap, student_layer)):
             probs = capture.probs(layer)[0]  # (H, q, k)
-            if not layer.startswith("vision"):
-                probs = probs[:, :length] if "cross" in layer else probs[:, :length, :length]
+            if query_mask is not None:
+                probs = probs[:, query_mask[0]]
+            if key_mask is not None:
+                probs = probs[:, :, key_mask[0]]
             maps += [
                 heat_map(head.numpy(), row_label="query", col_label="key", cell=6, title=f"{label} h{index}")
                 for index, head in enumerate(probs)
@@ -111,7 +114,7 @@ def attention_pictures(teacher_dir: Path, student_dir: Path, data_dir: Path, out
         path.parent.mkdir(parents=True, exist_ok=True)
         side_by_side(maps).save(path)
         written.append(path)
-    (out / "question.txt").write_text(f"{dataset.records[sample].question} -> {dataset.records[sample].answers[0]}\n")
+    (out / "sample.txt").write_text(task.describe(dataset, sample) + "\n")
     return written
 
 
@@ -120,8 +123,10 @@ def _fmt(value: float | None, digits: int = 4, suffix: str = "") -> str:
 
 
 def _heads(model_dir: Path) -> str:
-    config = json.loads((model_dir / "config.json").read_text())["model"]
-    return "/".join(str(config[tower]["heads"]) for tower in ("vision", "text", "fusion"))
+    """Heads per attention group, e.g. ``8/8/8/8`` (vision / text / fusion self / fusion cross for VQA)."""
+    task, config = read_model_spec(model_dir)
+    shapes = task.group_shapes(config, model_dir.name)
+    return "/".join(str(shape.heads) for shape in shapes.values())
 
 
 def best_student(rows: list[dict], tolerance: float = 0.02) -> dict | None:
@@ -134,16 +139,18 @@ def best_student(rows: list[dict], tolerance: float = 0.02) -> dict | None:
     return min((r for r in students if r["accuracy"] >= top - tolerance), key=lambda r: r["latency_ms"])
 
 
-def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path) -> tuple[str, list[dict]]:
-    """Markdown table and the accuracy / latency rows (for the scatter plot)."""
+def summary(
+    eval_metrics: dict, latency: dict, exported: Path, models_dir: Path, metric: str = "accuracy"
+) -> tuple[str, list[dict]]:
+    """Markdown table and the ``metric`` (the task's primary metric) / latency rows (for the scatter plot)."""
     results = latency.get("results", {})
     batch_sizes = latency.get("settings", {}).get("batch_sizes", [])
     backends = sorted({b for m in results.values() for b, v in m.items() if "skipped" not in v})
     teacher = eval_metrics["teacher"]
     teacher_ms = results.get("teacher", {}).get("onnxruntime", {}).get("1", {}).get("p50_ms")
-    header = ["model", "heads (v/t/f)", "params (M)", "GFLOPs", "acc torch", "acc ONNX", "acc int8"]
+    header = ["model", "heads per group", "params (M)", "GFLOPs", f"{metric} torch", "ONNX", "int8"]
     header += [f"{b} b{s} p50 ms" for b in backends for s in batch_sizes]
-    header += ["speed-up vs teacher (ORT b1)", "acc change vs teacher"]
+    header += ["speed-up vs teacher (ORT b1)", f"{metric} change vs teacher"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     rows = []
     for name, metrics in eval_metrics.items():
@@ -156,7 +163,7 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path)
             _heads(models_dir / name),
             f"{metrics['params'] / 1e6:.2f}",
             f"{metrics['gflops']:.4f}",
-            f"{metrics['accuracy']:.4f}",
+            f"{metrics[metric]:.4f}",
             _fmt(accuracy.get("onnx_fp32")),
             _fmt(accuracy.get("onnx_int8")),
         ]
@@ -164,9 +171,9 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path)
             for size in batch_sizes:
                 cells.append(_fmt(latencies.get(backend, {}).get(str(size), {}).get("p50_ms"), 2))
         speedup = teacher_ms / ort_ms if teacher_ms and ort_ms else None
-        cells += [_fmt(speedup, 2, "x"), f"{(metrics['accuracy'] - teacher['accuracy']) * 100:+.1f} pt"]
+        cells += [_fmt(speedup, 2, "x"), f"{(metrics[metric] - teacher[metric]) * 100:+.1f} pt"]
         lines.append("| " + " | ".join(cells) + " |")
-        rows.append({"model": name, "accuracy": metrics["accuracy"], "latency_ms": ort_ms})
+        rows.append({"model": name, "accuracy": metrics[metric], "latency_ms": ort_ms})
     best = best_student(rows)
     text = "# amad report\n\n" + "\n".join(lines) + "\n\n"
     skipped = {f"{b}: {v['skipped']}" for m in results.values() for b, v in m.items() if "skipped" in v}

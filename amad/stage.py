@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from amad.config import Params, load_params
+from amad.params import Params, load_params
 from amad.errors import AmadError
 
 CHECKPOINTS = Path("checkpoints")  # git-ignored, outside every stage's outs: interrupted stages resume

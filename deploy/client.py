@@ -29,9 +29,9 @@ def served_metadata(client, model: str, metadata_onnx: str | Path | None) -> tup
         return answers, Preprocess.from_dict(json.loads(parameters["amad.preprocess"]["string_value"]))
     if metadata_onnx is None:
         sys.exit(f"error: model '{model}' publishes no amad parameters; pass --metadata exported/NAME/model.onnx")
-    from amad.export.onnx_model import read_metadata
+    from amad.tasks.vqa.predict import read_exported_metadata
 
-    return read_metadata(metadata_onnx)
+    return read_exported_metadata(metadata_onnx)
 
 
 def ask(

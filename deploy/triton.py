@@ -23,8 +23,7 @@ import shutil
 from pathlib import Path
 
 from amad.atomic import atomic_dir
-from amad.config import TensorRTConfig
-from amad.export.onnx_model import read_metadata
+from amad.tasks.vqa.predict import read_exported_metadata
 
 ONNX_MODEL = "amad_vqa"
 TENSORRT_MODEL = "amad_vqa_trt"
@@ -70,14 +69,14 @@ parameters {{ key: "amad.answers" value: {{ string_value: "{answers}" }} }}
 """
 
 
-def write_model_repository(export_dir: Path, out: Path, tensorrt: TensorRTConfig, *, gpu: bool = False) -> list[str]:
+def write_model_repository(export_dir: Path, out: Path, *, max_batch: int, gpu: bool = False) -> list[str]:
     """Write the repository atomically; returns the model names it contains."""
-    answers, preprocess = read_metadata(export_dir / "model.onnx")
+    answers, preprocess = read_exported_metadata(export_dir / "model.onnx")
     common = {
         "image_size": preprocess.image_size,
         "context_length": preprocess.context_length,
         "num_answers": len(answers),
-        "max_batch_size": tensorrt.max_batch,
+        "max_batch_size": max_batch,
         "preprocess_json": json.dumps(preprocess.to_dict()),
         "answers_json": json.dumps(answers),
     }
@@ -100,7 +99,7 @@ def main() -> None:
     parser.add_argument("--gpu", action="store_true", help="GPU instance group for the onnxruntime model")
     parser.add_argument("--max-batch", type=int, default=32)
     args = parser.parse_args()
-    names = write_model_repository(args.export_dir, args.out, TensorRTConfig(max_batch=args.max_batch), gpu=args.gpu)
+    names = write_model_repository(args.export_dir, args.out, max_batch=args.max_batch, gpu=args.gpu)
     print(f"wrote {', '.join(names)} to {args.out}")
 
 

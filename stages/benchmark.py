@@ -4,8 +4,8 @@ metrics/latency_full.json (every statistic, skipped backends with their reason) 
 metrics/latency_plot.json (plot data: one row per model x backend x batch size)."""
 
 from amad.atomic import write_json
-from amad.benchmark import run_benchmark, speedups
-from amad.config import Params
+from amad.bench.latency import run_benchmark, speedups
+from amad.params import Params
 from amad.stage import run_stage
 
 

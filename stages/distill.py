@@ -1,5 +1,5 @@
-"""DVC stage `distill` (matrix student x method): params `students.<s>`, `distill`, `seed`
-+ models/teacher + data/prepared -> models/<student>-<method>/.
+"""DVC stage `distill` (matrix student x method): params `students.<s>`, `distill.<method>`, the
+shared `distill` keys, `seed`, `task` + models/teacher + data/prepared -> models/<student>-<method>/.
 
 Usage: python -m stages.distill STUDENT METHOD   (or: torchrun ... -m stages.distill STUDENT METHOD)
 """
@@ -7,10 +7,10 @@ Usage: python -m stages.distill STUDENT METHOD   (or: torchrun ... -m stages.dis
 import argparse
 from pathlib import Path
 
-from amad.config import Params
+from amad.params import Params
 from amad.stage import CHECKPOINTS, LOGS, run_stage
 from amad.training.distributed import init_runtime, shutdown_runtime
-from amad.training.tasks import distill_student
+from amad.training.jobs import distill_student
 
 
 def main(params: Params) -> None:

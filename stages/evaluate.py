@@ -1,38 +1,35 @@
 """DVC stage `evaluate`: every model (params `students`, `distill.methods`) -> metrics/eval.json.
 
-metrics/eval.json holds accuracy, params and GFLOPs per model (what `dvc exp show` displays);
-metrics/families.json the per-question-family accuracies.
+metrics/eval.json holds each model's primary metric (VQA: accuracy), params and GFLOPs (what
+`dvc exp show` displays); metrics/breakdown.json the task's breakdown (VQA: per question family).
 """
 
 from pathlib import Path
 
 from amad.atomic import write_json
-from amad.config import Params
-from amad.data.dataset import VQADataset
 from amad.evaluation import evaluate_model, model_cost
 from amad.models import load_model
+from amad.params import Params
 from amad.stage import run_stage
 
 
 def main(params: Params) -> None:
-    metrics, families = {}, {}
+    metrics, breakdowns = {}, {}
     for name in params.model_names():
         loaded = load_model(Path("models") / name)
-        test_set = VQADataset("data/prepared", "test", loaded.preprocess, loaded.answers)
-        report = evaluate_model(loaded.model, test_set)
-        cost = model_cost(loaded.model, loaded.preprocess.image_size, loaded.preprocess.context_length)
-        metrics[name] = {
-            "accuracy": round(report["accuracy"], 4),
-            "params": cost["params"],
-            "gflops": round(cost["gflops"], 4),
-        }
-        families[name] = report["families"]
+        task = loaded.task
+        test_set = task.dataset(Path("data/prepared"), "test", loaded.preprocess, loaded.state)
+        report = evaluate_model(task, loaded.model, test_set)
+        cost = model_cost(loaded.model, task.example_inputs(loaded.preprocess, 1))
+        primary = report[task.primary_metric]
+        metrics[name] = {task.primary_metric: round(primary, 4), "params": cost["params"], "gflops": round(cost["gflops"], 4)}
+        breakdowns[name] = report["breakdown"]
         print(
-            f"{name:>16s}: accuracy {report['accuracy']:.4f}, {cost['params'] / 1e6:.2f}M params, "
+            f"{name:>16s}: {task.primary_metric} {primary:.4f}, {cost['params'] / 1e6:.2f}M params, "
             f"{cost['gflops']:.4f} GFLOPs"
         )
     write_json("metrics/eval.json", metrics)
-    write_json("metrics/families.json", families)
+    write_json("metrics/breakdown.json", breakdowns)
 
 
 if __name__ == "__main__":

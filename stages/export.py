@@ -3,7 +3,7 @@ model repository exported/triton/ (for `export.triton_model`)."""
 
 from pathlib import Path
 
-from amad.config import Params
+from amad.params import Params
 from amad.export.pipeline import export_model
 from amad.stage import run_stage
 from deploy.triton import write_model_repository
@@ -18,7 +18,9 @@ def main(params: Params) -> None:
         print(f"{name}: {accuracy}; tensorrt: {report['tensorrt'].get('skipped', 'built')}")
     if params.export.triton_model:
         write_model_repository(
-            Path("exported") / params.export.triton_model, Path("exported/triton"), params.export.tensorrt
+            Path("exported") / params.export.triton_model,
+            Path("exported/triton"),
+            max_batch=params.export.tensorrt.max_batch,
         )
 
 

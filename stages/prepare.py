@@ -1,19 +1,23 @@
-"""DVC stage `prepare`: data source (params `data`, `seed`) -> data/prepared/."""
+"""DVC stage `prepare`: the data source (params `task`, `data`, `seed`; the folder `data.path`) -> data/prepared/.
 
-import json
+Refuses, before writing anything, a training split smaller than one training batch.
+"""
 
-from amad.config import Params
-from amad.data.prepare import prepare
+from pathlib import Path
+
+from amad.params import Params
 from amad.stage import run_stage
 
 
 def main(params: Params) -> None:
-    summary = prepare(params.data, params.seed, "data/prepared")
-    splits = {name: split["questions"] for name, split in summary["splits"].items()}
-    print(f"prepared {json.dumps(splits)} questions, {len(summary['answers'])} answers")
-    for name, split in summary["splits"].items():
-        if split["out_of_vocabulary"]:
-            print(f"  {name}: {split['out_of_vocabulary']} questions have no answer in the vocabulary")
+    task = params.task_plugin()
+    batch_sizes = {"train.batch_size": params.train.batch_size, "distill.train.batch_size": params.distill.train.batch_size}
+    task.prepare(
+        params.data,
+        params.seed,
+        Path("data/prepared"),
+        check_splits=lambda sizes: task.check_batch_sizes(sizes, batch_sizes),
+    )
 
 
 if __name__ == "__main__":

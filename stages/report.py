@@ -4,24 +4,26 @@ import json
 from pathlib import Path
 
 from amad.atomic import atomic_dir
-from amad.config import Params
+from amad.params import Params
 from amad.report import alignment_pictures, attention_pictures, summary
 from amad.stage import run_stage
+
+ALIGNMENT = "alignment.safetensors"  # the artefact of methods that align heads (amad)
 
 
 def main(params: Params) -> None:
     eval_metrics = json.loads(Path("metrics/eval.json").read_text())
     latency = json.loads(Path("metrics/latency_full.json").read_text())
+    metric = params.task_plugin().primary_metric
     with atomic_dir("reports") as out:
-        text, rows = summary(eval_metrics, latency, Path("exported"), Path("models"))
+        text, rows = summary(eval_metrics, latency, Path("exported"), Path("models"), metric)
         (out / "summary.md").write_text(text)
         (out / "accuracy_latency.json").write_text(json.dumps(rows, indent=2) + "\n")
         for name in params.model_names():
-            if name.endswith("-amad"):
-                alignment_pictures(Path("models") / name, out / "alignment" / name)
-                attention_pictures(
-                    Path("models/teacher"), Path("models") / name, Path("data/prepared"), out / "attention" / name
-                )
+            model_dir = Path("models") / name
+            if (model_dir / ALIGNMENT).exists():
+                alignment_pictures(model_dir, out / "alignment" / name)
+                attention_pictures(Path("models/teacher"), model_dir, Path("data/prepared"), out / "attention" / name)
     print(text)
 
 

@@ -1,14 +1,14 @@
-"""DVC stage `train_teacher`: params `teacher`, `train`, `seed` + data/prepared -> models/teacher/.
+"""DVC stage `train_teacher`: params `task`, `teacher`, `train`, `seed` + data/prepared -> models/teacher/.
 
 Runs single-process, or under `torchrun --nproc_per_node N stages/train_teacher.py`.
 """
 
 from pathlib import Path
 
-from amad.config import Params
+from amad.params import Params
 from amad.stage import CHECKPOINTS, LOGS, run_stage
 from amad.training.distributed import init_runtime, shutdown_runtime
-from amad.training.tasks import train_teacher
+from amad.training.jobs import train_teacher
 
 
 def main(params: Params) -> None:

@@ -1,25 +1,65 @@
-"""Tiny configurations and data shared by the integration tests."""
+"""Tiny configurations and data shared by the integration tests, built from the default params.yaml
+(the one place where defaults live) with small overrides."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
-from amad.config import DataConfig, FusionConfig, ModelConfig, ShapesConfig, TextConfig, VisionConfig
-from amad.data.prepare import prepare
+import yaml
+
+from amad.params import Params, parse_params
+from amad.tasks.vqa.config import DataConfig, ModelConfig
+from amad.tasks.vqa.task import VQATask
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+TASK = VQATask()
+
+
+def tiny_model_dict(width: int = 32, heads: int = 4) -> dict:
+    vision = {"timm_name": None, "timm_pretrained": False, "image_size": 24, "patch_size": 6}
+    return {
+        "vision": {**vision, "width": width, "depth": 2, "heads": heads, "mlp_ratio": 4.0},
+        "text": {"context_length": 12, "width": width, "depth": 1, "heads": heads, "mlp_ratio": 4.0},
+        "fusion": {"depth": 1, "heads": heads, "mlp_ratio": 4.0},
+        "pretrained": None,
+    }
+
+
+TINY_SHAPES = {"train": 64, "val": 16, "test": 16, "image_size": 24, "grid": 4, "min_objects": 2, "max_objects": 5}
+
+
+def tiny_params_dict(**sections) -> dict:
+    """The default params.yaml with tiny data, teacher (width 32, 4 heads) and one student ``h2``."""
+    params = copy.deepcopy(DEFAULT_PARAMS)
+    params["data"]["path"] = str(ROOT / "data" / "source")
+    params["data"]["shapes"] = dict(TINY_SHAPES)
+    params["teacher"] = tiny_model_dict()
+    params["students"] = {"h2": tiny_model_dict(width=16, heads=2)}
+    optim = {**params["train"], "epochs": 1, "batch_size": 16, "lr": 0.001}
+    params["train"] = optim
+    params["distill"]["train"] = dict(optim)
+    params["export"]["models"] = ["teacher"]
+    params["export"]["triton_model"] = None
+    params.update(sections)
+    return params
+
+
+def tiny_params(**sections) -> Params:
+    return parse_params(tiny_params_dict(**sections))
 
 
 def tiny_model_config(width: int = 32, heads: int = 4) -> ModelConfig:
-    return ModelConfig(
-        vision=VisionConfig(image_size=24, patch_size=6, width=width, depth=2, heads=heads),
-        text=TextConfig(context_length=12, width=width, depth=1, heads=heads),
-        fusion=FusionConfig(depth=1, heads=heads),
-    )
+    return tiny_params(students={"s": tiny_model_dict(width, heads)}).students["s"]
 
 
 def tiny_data_config(train: int = 64, val: int = 16, test: int = 16) -> DataConfig:
-    return DataConfig(shapes=ShapesConfig(train=train, val=val, test=test, image_size=24, grid=4, max_objects=5))
+    params = tiny_params_dict()
+    params["data"]["shapes"].update(train=train, val=val, test=test)
+    return parse_params(params).data
 
 
 def prepared_data(folder: Path, **sizes) -> Path:
-    prepare(tiny_data_config(**sizes), seed=0, out=folder)
+    TASK.prepare(tiny_data_config(**sizes), 0, folder, log=lambda _: None)
     return folder

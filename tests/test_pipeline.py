@@ -11,20 +11,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import tiny_params_dict
+
 from amad.models import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_MODEL = {
-    "vision": {"image_size": 24, "patch_size": 6, "width": 32, "depth": 2, "heads": 4},
-    "text": {"context_length": 12, "width": 32, "depth": 1, "heads": 4},
-    "fusion": {"depth": 1, "heads": 4},
-}
-TINY_STUDENT = {
-    "vision": {"image_size": 24, "patch_size": 6, "width": 16, "depth": 1, "heads": 2},
-    "text": {"context_length": 12, "width": 16, "depth": 1, "heads": 2},
-    "fusion": {"depth": 1, "heads": 2},
-}
-OPTIM = {"epochs": 1, "batch_size": 16, "lr": 0.001}
 
 
 def run(command, cwd, env):
@@ -41,27 +32,21 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
         ROOT,
         repo,
         ignore=lambda folder, names: [
-            n for n in names if (Path(folder) == ROOT and n in generated) or n in ("__pycache__", ".pytest_cache")
+            n
+            for n in names
+            if (Path(folder) == ROOT and n in generated - {"data"})
+            or (Path(folder) == ROOT / "data" and n != "source")
+            or n in ("__pycache__", ".pytest_cache")
         ],
     )
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"]["shapes"] = {
-        "train": 48,
-        "val": 16,
-        "test": 16,
-        "image_size": 24,
-        "grid": 4,
-        "min_objects": 2,
-        "max_objects": 5,
-    }
-    params["teacher"] = TINY_MODEL
-    params["students"] = {"h2": TINY_STUDENT}
-    params["train"] = OPTIM
-    params["distill"]["train"] = {**OPTIM, "epochs": 2}  # a second epoch exercises the dvclive history
+    params = tiny_params_dict()
+    params["data"]["path"] = "data/source"
+    params["data"]["shapes"].update(train=48, val=16, test=16)
+    params["distill"]["train"]["epochs"] = 2  # a second epoch exercises the dvclive history
     params["distill"]["methods"] = ["none", "one2one", "amad"]
     params["export"]["models"] = ["teacher", "h2-amad"]
     params["export"]["triton_model"] = "h2-amad"
-    params["benchmark"] = {"batch_sizes": [1, 4], "warmup": 1, "repeats": 3}
+    params["benchmark"].update(batch_sizes=[1, 4], warmup=1, repeats=3)
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     env = {
         **os.environ,
@@ -75,7 +60,7 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     run(["dvc", "repro"], repo, env)
     for name in ("teacher", "h2-none", "h2-one2one", "h2-amad"):
         loaded = load_model(repo / "models" / name)
-        assert loaded.model.num_answers == len(loaded.answers)
+        assert loaded.model.num_answers == len(loaded.state["answers"])
     assert (repo / "models" / "h2-amad" / "alignment.safetensors").exists()
     assert (repo / "logs" / "teacher" / "plots" / "metrics").is_dir()
     assert not list((repo / "checkpoints").glob("*.pt")), "finished stages remove their checkpoints"
@@ -94,14 +79,27 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     status = run(["dvc", "status"], repo, env)
     assert "up to date" in status.stdout
     assert "Running stage" not in run(["dvc", "repro"], repo, env).stdout, "nothing changed: nothing runs"
-    params["benchmark"]["warmup"] = 2
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+
+    def rerun_after(section: str, key: str, value) -> list[str]:
+        params[section][key] = value
+        (repo / "params.yaml").write_text(yaml.safe_dump(params))
+        return re.findall(r"Running stage '([\w@-]+)'", run(["dvc", "repro"], repo, env).stdout)
+
+    assert rerun_after("benchmark", "warmup", 2) == ["benchmark", "report"]
+    assert rerun_after("runtime", "teacher_cache_mib", 0) == [], "a speed-only knob re-runs nothing"
+    assert rerun_after("runtime", "loader_workers", 1) == []
+    # what `dvc exp run -S distill.amad.temperature=0.5` does: change the value, then reproduce
+    amad = {**params["distill"]["amad"], "temperature": 0.5}
+    ran = rerun_after("distill", "amad", amad)
+    assert sorted(ran) == sorted(["distill@h2-amad", "evaluate", "export", "benchmark", "report"]), ran
+    (repo / "data" / "source" / "extra.txt").write_text("a new file in the data folder\n")
     ran = re.findall(r"Running stage '([\w@-]+)'", run(["dvc", "repro"], repo, env).stdout)
-    assert ran == ["benchmark", "report"]
+    assert ran == ["prepare"], "the data folder is a dependency; prepared data unchanged: nothing else runs"
 
 
 def test_bad_params_fail_with_one_line_naming_the_key(tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["path"] = str(ROOT / "data" / "source")
     params["students"]["h4"]["vision"]["heads"] = 3
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run(

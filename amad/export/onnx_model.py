@@ -1,14 +1,13 @@
-"""ONNX export with the metadata needed to serve the file alone, and an ONNX Runtime classifier.
+"""ONNX export of any task's model, with the metadata needed to use the file alone, and an
+ONNX Runtime session behind the same call as the torch model.
 
-The exported graph takes ``pixels`` (float32 ``[B, 3, H, W]``, already normalised) and ``tokens``
-(int64 ``[B, L]``) and returns ``logits`` (``[B, A]``); the batch axis is dynamic. The answer
-vocabulary and the preprocessing are stored as ONNX metadata (``amad.answers``,
-``amad.preprocess``), so ``amad predict`` and the Triton client need nothing but the ``.onnx``.
+The graph's inputs and outputs are the task's (:class:`~amad.tasks.base.ExportSpec`); every input
+has a dynamic batch axis. The task's metadata (VQA: the answer vocabulary and the preprocessing)
+is stored in the graph, so ``amad predict`` and the Triton client need nothing but the ``.onnx``.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 
@@ -18,50 +17,35 @@ import torch
 
 from amad.errors import AmadError
 from amad.export.attention_for_export import with_export_attention
-from amad.preprocess import Preprocess
+from amad.tasks.base import ExportSpec
 
-INPUTS = ("pixels", "tokens")
-OUTPUT = "logits"
 MAX_BATCH = 4096
 
 
 def export_onnx(
-    model: torch.nn.Module,
-    preprocess: Preprocess,
-    answers: list[str],
-    path: str | Path,
-    *,
-    opset: int = 18,
-    extra_metadata: dict[str, str] | None = None,
+    model: torch.nn.Module, spec: ExportSpec, path: str | Path, *, opset: int = 18, extra_metadata: dict | None = None
 ) -> None:
-    """Export ``model`` with ``torch.onnx.export(dynamo=True)`` and a dynamic batch axis.
+    """Export ``model`` with ``torch.onnx.export(dynamo=True)`` and a dynamic batch axis on every input.
 
     The graph is traced from :func:`with_export_attention`'s copy of the model (same function,
     fewer transposes); ``model`` itself is not changed.
     """
     model = with_export_attention(model.eval())
-    pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
-    tokens = preprocess.tokenize(["what is this?", "is there a circle?"])
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             model,
-            (pixels, tokens),
+            spec.example_inputs,
             dynamo=True,
             opset_version=opset,
-            input_names=list(INPUTS),
-            output_names=[OUTPUT],
-            dynamic_shapes={"pixels": {0: batch}, "tokens": {0: batch}},
+            input_names=list(spec.input_names),
+            output_names=list(spec.output_names),
+            dynamic_shapes=tuple({0: batch} for _ in spec.example_inputs),
             verbose=False,
         )
     graph = program.model_proto
-    metadata = {
-        "amad.answers": json.dumps(answers),
-        "amad.preprocess": json.dumps(preprocess.to_dict()),
-        **(extra_metadata or {}),
-    }
-    set_metadata(graph, metadata)
+    set_metadata(graph, {**spec.metadata, **(extra_metadata or {})})
     onnx.save(graph, str(path))
 
 
@@ -72,17 +56,21 @@ def set_metadata(graph: onnx.ModelProto, metadata: dict[str, str]) -> None:
         entry.key, entry.value = key, value
 
 
-def read_metadata(path: str | Path) -> tuple[list[str], Preprocess]:
-    """Answers and preprocessing stored in an exported model."""
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata stored in an ONNX file."""
     graph = onnx.load(str(path), load_external_data=False)
-    props = {entry.key: entry.value for entry in graph.metadata_props}
-    if "amad.answers" not in props or "amad.preprocess" not in props:
-        raise AmadError(f"{path}: not an amad export (no amad.answers / amad.preprocess metadata)")
-    return json.loads(props["amad.answers"]), Preprocess.from_dict(json.loads(props["amad.preprocess"]))
+    return {entry.key: entry.value for entry in graph.metadata_props}
 
 
-class OnnxClassifier:
-    """An exported model behind the same ``(pixels, tokens) -> logits`` call as the torch model."""
+class OnnxModel:
+    """An exported model behind the torch model's call: ``(*inputs) -> first output`` (tensors).
+
+    Args:
+        path: the ``.onnx`` file.
+        threads: intra-op threads (0: ONNX Runtime's default).
+        spinning: whether idle worker threads spin (turn off where sessions take turns).
+        providers: ONNX Runtime execution providers (default: CPU).
+    """
 
     def __init__(
         self, path: str | Path, *, threads: int = 0, spinning: bool = True, providers: list[str] | None = None
@@ -99,10 +87,12 @@ class OnnxClassifier:
         if not spinning:  # idle worker threads sleep instead of spinning (fair when sessions take turns)
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
-        self.answers, self.preprocess = read_metadata(path)
+        self.input_names = tuple(i.name for i in self.session.get_inputs())
+        self.output_name = self.session.get_outputs()[0].name
+        self.metadata = read_metadata(path)
 
-    def run(self, pixels: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-        return self.session.run([OUTPUT], {"pixels": pixels, "tokens": tokens})[0]
+    def run(self, *inputs: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], dict(zip(self.input_names, inputs)))[0]
 
-    def __call__(self, pixels: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.run(pixels.cpu().numpy(), tokens.cpu().numpy()))
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.run(*(x.cpu().numpy() for x in inputs)))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from amad.config import TensorRTConfig, to_dict
-from amad.export.onnx_model import INPUTS, OUTPUT
+from amad.config import to_dict
+from amad.params import TensorRTConfig
 
 
 def unavailable_reason() -> str | None:
@@ -38,11 +38,13 @@ def build_engine(
     onnx_fp16: str | Path,
     plan: str | Path,
     *,
-    image_size: int,
-    context_length: int,
+    input_shapes: dict[str, tuple[int, ...]],
     profile: TensorRTConfig,
 ) -> dict:
-    """Build and serialise an fp16 engine; returns what was built (version, precision source)."""
+    """Build and serialise an fp16 engine; returns what was built (version, precision source).
+
+    ``input_shapes``: each graph input's shape per sample (without the batch axis).
+    """
     reason = unavailable_reason()
     if reason is not None:
         raise RuntimeError(f"TensorRT unavailable: {reason}")
@@ -66,14 +68,10 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, profile.workspace_mib << 20)
     if major < 11:
         config.set_flag(trt.BuilderFlag.FP16)
-    shapes = {"pixels": (3, image_size, image_size), "tokens": (context_length,)}
     optimisation = builder.create_optimization_profile()
-    for name in INPUTS:
+    for name, shape in input_shapes.items():
         optimisation.set_shape(
-            name,
-            (profile.min_batch, *shapes[name]),
-            (profile.opt_batch, *shapes[name]),
-            (profile.max_batch, *shapes[name]),
+            name, (profile.min_batch, *shape), (profile.opt_batch, *shape), (profile.max_batch, *shape)
         )
     config.add_optimization_profile(optimisation)
     serialized = builder.build_serialized_network(network, config)
@@ -83,25 +81,32 @@ def build_engine(
     return {"version": trt.__version__, "precision": "fp16", "built_from": source.name, "profile": to_dict(profile)}
 
 
-class TensorRTClassifier:
-    """Runs a serialised engine on CUDA tensors: ``(pixels, tokens) -> logits``."""
+class TensorRTModel:
+    """Runs a serialised engine on CUDA tensors: ``(*inputs) -> first output`` (float32).
 
-    def __init__(self, plan: str | Path) -> None:
+    Args:
+        plan: the serialised engine.
+        input_names: the graph's inputs, in call order.
+        output_name: the output to return.
+    """
+
+    def __init__(self, plan: str | Path, input_names: tuple[str, ...], output_name: str) -> None:
         import tensorrt as trt
 
+        self.input_names, self.output_name = input_names, output_name
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(Path(plan).read_bytes())
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream()
 
-    def __call__(self, pixels: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        pixels = pixels.cuda().float().contiguous()
-        tokens = tokens.cuda().to(torch.int64).contiguous()
-        for name, tensor in (("pixels", pixels), ("tokens", tokens)):
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        on_device = [x.cuda().contiguous() for x in inputs]
+        for name, tensor in zip(self.input_names, on_device):
             self.context.set_input_shape(name, tuple(tensor.shape))
             self.context.set_tensor_address(name, tensor.data_ptr())
-        logits = torch.empty(tuple(self.context.get_tensor_shape(OUTPUT)), device="cuda", dtype=torch.float32)
-        self.context.set_tensor_address(OUTPUT, logits.data_ptr())
+        shape = tuple(self.context.get_tensor_shape(self.output_name))
+        output = torch.empty(shape, device="cuda", dtype=torch.float32)
+        self.context.set_tensor_address(self.output_name, output.data_ptr())
         self.context.execute_async_v3(self.stream.cuda_stream)
         self.stream.synchronize()
-        return logits
+        return output

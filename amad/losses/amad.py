@@ -29,6 +29,7 @@ from amad.losses.maps import (
 from amad.losses.mixture_kl import mixture_kl
 
 VARIANTS = ("kl", "mse", "token", "projection")
+MAX_PROJECTION_FEATURES = 4096  # q * k of the largest map the projection variant accepts
 _NORM_EPS = 1e-12
 
 
@@ -133,7 +134,7 @@ class AttentionProjection(nn.Module):
     meant for small maps only (``q * k <= max_features``).
     """
 
-    def __init__(self, num_features: int, *, max_features: int = 4096) -> None:
+    def __init__(self, num_features: int, *, max_features: int = MAX_PROJECTION_FEATURES) -> None:
         super().__init__()
         if num_features > max_features:
             raise ValueError(

@@ -1,6 +1,5 @@
-"""Task models: vision tower + text tower + fusion + task head."""
+"""Saving and loading the models of any task (the models themselves are built by their task)."""
 
 from amad.models.io import LoadedModel, load_model, save_model
-from amad.models.vqa import ATTENTION_GROUPS, VQAModel
 
-__all__ = ["ATTENTION_GROUPS", "LoadedModel", "VQAModel", "load_model", "save_model"]
+__all__ = ["LoadedModel", "load_model", "save_model"]

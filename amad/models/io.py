@@ -1,7 +1,8 @@
 """Save and load task models as ``model.safetensors`` + ``config.json`` (never pickle).
 
 ``config.json`` carries everything needed to rebuild and use the model in a fresh process: the
-model config, the answer vocabulary and the preprocessing.
+task, the model config, the task state (VQA: the answer vocabulary) and the preprocessing.
+Folders written before tasks were plug-ins (format ``amad.vqa/1``) still load, as ``vqa`` models.
 """
 
 from __future__ import annotations
@@ -15,28 +16,49 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from amad.atomic import atomic_dir
-from amad.config import ModelConfig, from_dict, to_dict
-from amad.errors import AmadError
-from amad.models.vqa import VQAModel
+from amad.config import from_dict, to_dict
+from amad.errors import AmadError, ConfigError
 from amad.preprocess import Preprocess
+from amad.tasks import get_task
+from amad.tasks.base import Task
 
-FORMAT = "amad.vqa/1"
+FORMAT = "amad/2"
+LEGACY_VQA_FORMAT = "amad.vqa/1"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
 
 @dataclass
 class LoadedModel:
-    model: VQAModel
-    answers: list[str]
+    """A saved model, rebuilt.
+
+    Attributes:
+        task: the task plug-in the model belongs to.
+        model: the torch module (eval mode).
+        config: its model config (the task's config type).
+        state: the task state saved with it (VQA: ``{"answers": [...]}``).
+        preprocess: its input preprocessing.
+        extra: what the training job stored (role, history, method, layer pairs, ...).
+    """
+
+    task: Task
+    model: torch.nn.Module
+    config: Any
+    state: dict
     preprocess: Preprocess
     extra: dict[str, Any]
+
+    @property
+    def task_name(self) -> str:
+        return self.task.name
 
 
 def save_model(
     directory: str | Path,
-    model: VQAModel,
-    answers: list[str],
+    task: Task,
+    model: torch.nn.Module,
+    state: dict,
+    preprocess: Preprocess,
     *,
     extra: dict[str, Any] | None = None,
     files: dict[str, Any] | None = None,
@@ -45,21 +67,22 @@ def save_model(
 
     Args:
         directory: output folder (replaced as a whole).
-        model: the model to save.
-        answers: answer vocabulary, index -> answer string.
+        task: the task the model belongs to.
+        model: the model to save; its ``config`` attribute is the model config.
+        state: the task state (JSON-able).
+        preprocess: the model's preprocessing.
         extra: JSON-able information stored under ``"extra"`` in ``config.json``.
         files: extra files to write: name -> dict of tensors (safetensors) or JSON-able data.
     """
-    if len(answers) != model.num_answers:
-        raise ValueError(f"{len(answers)} answers for a model with {model.num_answers} outputs")
     with atomic_dir(directory) as staging:
-        state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
-        save_file(state, staging / WEIGHTS)
+        weights = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+        save_file(weights, staging / WEIGHTS)
         config = {
             "format": FORMAT,
+            "task": task.name,
             "model": to_dict(model.config),
-            "answers": list(answers),
-            "preprocess": model.preprocess.to_dict(),
+            "state": state,
+            "preprocess": preprocess.to_dict(),
             "extra": extra or {},
         }
         (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
@@ -71,6 +94,7 @@ def save_model(
 
 
 def read_model_config(directory: str | Path) -> dict[str, Any]:
+    """``config.json`` of a model folder, in the current format (legacy VQA folders are converted)."""
     path = Path(directory) / CONFIG
     if not path.exists():
         raise AmadError(f"{directory}: not a model folder (no {CONFIG}); expected e.g. models/teacher")
@@ -78,32 +102,54 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise AmadError(f"{path}: invalid JSON at line {error.lineno}: {error.msg}") from None
+    if config.get("format") == LEGACY_VQA_FORMAT:
+        state = {"answers": config.pop("answers")}
+        config = {**config, "format": FORMAT, "task": "vqa", "state": state}
     if config.get("format") != FORMAT:
-        raise AmadError(f"{path}: format {config.get('format')!r} is not {FORMAT!r}")
+        raise AmadError(
+            f"{path}: format {config.get('format')!r} is not {FORMAT!r}; re-create the model with this "
+            "version (dvc repro)"
+        )
     return config
+
+
+def read_model_spec(directory: str | Path) -> tuple[Task, Any]:
+    """The task and the model config of a saved model, without building it."""
+    return _spec(Path(directory), read_model_config(directory))
+
+
+def _spec(directory: Path, config: dict) -> tuple[Task, Any]:
+    source = str(directory / CONFIG)
+    try:
+        task = get_task(config["task"], "task")
+        return task, from_dict(task.model_config, config["model"], "model", source=source)
+    except ConfigError as error:
+        raise AmadError(f"{source}: {error.key}: {error.reason}; re-create the model with this version (dvc repro)") from None
 
 
 def load_model(directory: str | Path, *, device: str | torch.device = "cpu") -> LoadedModel:
     """Rebuild a saved model from its folder alone (eval mode)."""
     directory = Path(directory)
     config = read_model_config(directory)
-    model_config = from_dict(ModelConfig, config["model"], source=str(directory / CONFIG))
-    model = VQAModel(model_config, num_answers=len(config["answers"]))
+    task, model_config = _spec(directory, config)
+    model = task.build_model(model_config, config["state"])
     weights = directory / WEIGHTS
     if not weights.exists():
         raise AmadError(f"{directory}: missing {WEIGHTS}")
     model.load_state_dict(load_file(weights, device=str(device)))
     model.to(device).eval()
     return LoadedModel(
+        task=task,
         model=model,
-        answers=list(config["answers"]),
+        config=model_config,
+        state=config["state"],
         preprocess=Preprocess.from_dict(config["preprocess"]),
         extra=config.get("extra", {}),
     )
 
 
-def load_pretrained(model: VQAModel, path: str | Path) -> tuple[int, int]:
-    """Initialise ``model`` from a model folder or ``.safetensors`` file, where shapes match.
+def load_pretrained(model: torch.nn.Module, path: str | Path) -> tuple[int, int]:
+    """Initialise ``model`` from a model folder or ``.safetensors`` file, where names and shapes match.
 
     Returns (tensors loaded, tensors in the model). Raises if nothing matches.
     """

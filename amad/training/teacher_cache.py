@@ -1,46 +1,47 @@
 """The frozen teacher's outputs, computed once per distillation run instead of at every step.
 
 The teacher is frozen and in eval mode and a training sample's inputs are the same every epoch
-(no augmentation), so its logits and attention records for that sample never change: distilling
+(no augmentation), so its outputs and attention records for that sample never change: distilling
 for E epochs computes them E times. :func:`build_teacher_cache` computes them in one in-order
 pass over the training set, in fixed batches, so the values do not depend on the shuffled data
 order or on where a resumed run starts; steps then look them up by sample index. On the default
 profile the teacher's forward pass is about a third of a distillation step on the CPU.
 
-The cache lives on the training device and is used only when it fits ``distill.teacher_cache_mib``
+The cache lives on the training device and is used only when it fits ``runtime.teacher_cache_mib``
 (estimated from the first batch); otherwise every step runs the teacher, as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from amad.attention import AttentionRecord, AttentionRecords, capture_attention
+from amad.attention import AttentionRecord
 
 RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(AttentionRecord))
 
 
 class TeacherCache:
-    """Teacher logits ``[N, C]`` and attention records ``[N, ...]`` per training sample index."""
+    """Teacher outputs ``[N, ...]`` and attention records ``[N, ...]`` per training sample index."""
 
-    def __init__(self, logits: Tensor, records: dict[str, AttentionRecord]) -> None:
-        self.logits = logits
+    def __init__(self, outputs: Tensor, records: dict[str, AttentionRecord]) -> None:
+        self.outputs = outputs
         self.records = records
 
     @property
     def nbytes(self) -> int:
-        return self.logits.nbytes + sum(t.nbytes for r in self.records.values() for t in _tensors(r))
+        return self.outputs.nbytes + sum(t.nbytes for r in self.records.values() for t in _tensors(r))
 
-    def lookup(self, index: Tensor) -> tuple[Tensor, AttentionRecords]:
-        """The teacher's logits and attention records for the samples ``index`` (a batch's ``"index"``)."""
-        index = index.to(self.logits.device)
+    def lookup(self, index: Tensor) -> tuple[Tensor, dict[str, AttentionRecord]]:
+        """The teacher's outputs and attention records for the samples ``index`` (a batch's ``"index"``)."""
+        index = index.to(self.outputs.device)
         records = {name: _map_record(r, lambda t: t.index_select(0, index)) for name, r in self.records.items()}
-        return self.logits.index_select(0, index), AttentionRecords(records)
+        return self.outputs.index_select(0, index), records
 
 
 def _tensors(record: AttentionRecord) -> list[Tensor]:
@@ -58,21 +59,26 @@ def _map_record(record: AttentionRecord, function: Callable[[Tensor], Tensor]) -
 def build_teacher_cache(
     teacher: nn.Module,
     dataset: Dataset,
-    modules: Sequence[str],
+    open_capture: Callable[[], Any],
+    model_inputs: Callable[[dict], tuple],
     *,
-    qkv: bool,
     device: torch.device,
     batch_size: int,
     max_mib: float,
     log: Callable[[str], None] = print,
 ) -> TeacherCache | None:
-    """Run ``teacher`` over ``dataset`` in order, recording its logits and the ``modules``' attention.
+    """Run ``teacher`` over ``dataset`` in order, recording its outputs and what ``open_capture()`` captures.
+
+    Args:
+        teacher: the frozen teacher (outputs must be one tensor, batch first).
+        dataset: the training set.
+        open_capture: a new capture context of the teacher's distilled modules.
+        model_inputs: the task's ``batch -> inputs``.
 
     Returns None (and says why) when the outputs would take more than ``max_mib`` MiB.
     """
     if max_mib <= 0:
         return None
-    capture_target = teacher.model if hasattr(teacher, "model") else teacher
 
     def empty(t: Tensor) -> Tensor:  # room for the whole dataset
         return t.new_empty(len(dataset), *t.shape[1:])
@@ -80,21 +86,21 @@ def build_teacher_cache(
     cache: TeacherCache | None = None
     start = 0
     for batch in DataLoader(dataset, batch_size=batch_size):
-        pixels, tokens = batch["pixels"].to(device), batch["tokens"].to(device)
-        with capture_attention(capture_target, list(modules), qkv=qkv, detach=True) as capture:
-            logits = teacher(pixels, tokens)
-        size = len(tokens)
+        inputs = tuple(x.to(device) for x in model_inputs(batch))
+        with open_capture() as capture:
+            outputs = teacher(*inputs)
+        size = len(outputs)
         if cache is None:
-            needed_mib = TeacherCache(logits, capture.records).nbytes / size * len(dataset) / 2**20
+            needed_mib = TeacherCache(outputs, capture.records).nbytes / size * len(dataset) / 2**20
             if needed_mib > max_mib:
                 log(
-                    f"teacher outputs not cached: {needed_mib:.0f} MiB needed, distill.teacher_cache_mib is "
+                    f"teacher outputs not cached: {needed_mib:.0f} MiB needed, runtime.teacher_cache_mib is "
                     f"{max_mib:g}; the teacher runs at every step"
                 )
                 return None
-            cache = TeacherCache(empty(logits), {n: _map_record(r, empty) for n, r in capture.records.items()})
+            cache = TeacherCache(empty(outputs), {n: _map_record(r, empty) for n, r in capture.records.items()})
         rows = slice(start, start + size)
-        cache.logits[rows] = logits
+        cache.outputs[rows] = outputs
         for name, record in capture.records.items():
             for stored, computed in zip(_tensors(cache.records[name]), _tensors(record)):
                 stored[rows] = computed

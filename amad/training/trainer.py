@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from amad.config import OptimConfig
+from amad.params import OptimConfig
 from amad.objective import ObjectiveOutput
 from amad.training.checkpoint import load_checkpoint, save_checkpoint
 from amad.training.distributed import GlobalBatchSampler, Runtime
@@ -84,6 +84,105 @@ def _log_epoch(live: Any, record: dict[str, float]) -> None:
     live.next_step()
 
 
+@dataclass
+class _Optimisation:
+    """What one training run steps: the optimiser and its learning-rate schedule."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    total_steps: int
+
+
+def _resume(
+    checkpoint_path: str | Path,
+    fingerprint: str,
+    model: nn.Module,
+    objective: nn.Module | None,
+    optimisation: _Optimisation,
+    result: FitResult,
+    log: Callable[[str], None] | None,
+) -> int:
+    """Load a compatible checkpoint into the run (saying why one is ignored); returns the epoch to start at."""
+    state, message = load_checkpoint(checkpoint_path, fingerprint)
+    if message and log is not None:
+        log(message)
+    if state is None:
+        return 0
+    model.load_state_dict(state["model"])
+    if objective is not None:
+        objective.load_state_dict(state["objective"])
+    optimisation.optimizer.load_state_dict(state["optimizer"])
+    optimisation.scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    result.history = [dict(h) for h in state["history"]]
+    result.resumed_from_epoch = int(state["epoch"])
+    return result.resumed_from_epoch
+
+
+def _save(
+    checkpoint_path: str | Path,
+    fingerprint: str,
+    model: nn.Module,
+    objective: nn.Module | None,
+    optimisation: _Optimisation,
+    result: FitResult,
+) -> None:
+    save_checkpoint(
+        checkpoint_path,
+        {
+            "model": model.state_dict(),
+            "objective": objective.state_dict() if objective is not None else {},
+            "optimizer": optimisation.optimizer.state_dict(),
+            "scheduler": optimisation.scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "epoch": len(result.history),
+            "history": result.history,
+            "fingerprint": fingerprint,
+        },
+    )
+
+
+def _train_epoch(
+    wrapped: nn.Module,
+    compute_loss: LossFunction,
+    loader: DataLoader,
+    trainable: list[nn.Module],
+    objective: nn.Module | None,
+    optimisation: _Optimisation,
+    *,
+    first_step: int,
+    grad_clip: float,
+    runtime: Runtime,
+    description: str,
+) -> dict[str, float]:
+    """One pass over ``loader``; returns the mean of every logged term."""
+    device = runtime.device
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    wrapped.train()
+    sums: dict[str, float] = defaultdict(float)
+    batches = tqdm(loader, desc=description, disable=not runtime.is_main, leave=False, mininterval=1.0)
+    step = first_step
+    for seen, batch in enumerate(batches, start=1):
+        if objective is not None and hasattr(objective, "set_progress"):
+            objective.set_progress(step / max(1, optimisation.total_steps - 1))
+        with autocast:
+            output = compute_loss(wrapped, _to_device(batch, device))
+        optimisation.optimizer.zero_grad(set_to_none=True)
+        output.total.backward()
+        if runtime.distributed and objective is not None:
+            _average_gradients(objective, runtime.world_size)
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for m in trainable for p in m.parameters()], grad_clip)
+        optimisation.optimizer.step()
+        optimisation.scheduler.step()
+        step += 1
+        for name, value in output.terms.items():
+            sums[name] += value
+        sums["loss"] += float(output.total.detach())
+        batches.set_postfix(loss=f"{sums['loss'] / seen:.3f}", refresh=False)
+    return {f"train/{name}": total / len(loader) for name, total in sums.items()}
+
+
 def fit(
     model: nn.Module,
     compute_loss: LossFunction,
@@ -94,6 +193,7 @@ def fit(
     runtime: Runtime,
     checkpoint_path: str | Path,
     fingerprint: str,
+    loader_workers: int = 0,
     objective: nn.Module | None = None,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     log_dir: str | Path | None = None,
@@ -105,24 +205,25 @@ def fit(
     Args:
         model: the module being trained (wrapped in DDP when distributed).
         compute_loss: ``(model, batch) -> ObjectiveOutput``.
-        train_set: training samples (see :class:`amad.data.dataset.VQADataset`).
+        train_set: training samples (a task's dataset; items collate into batches).
         optim: optimisation settings; ``batch_size`` is the global batch.
         seed: seeds the data order (and must have seeded the model's initialisation).
         runtime: rank / world size / device from :func:`init_runtime`.
         checkpoint_path: where the per-epoch checkpoint lives (outside DVC outputs).
         fingerprint: configuration hash; only a checkpoint with the same one is resumed.
+        loader_workers: DataLoader worker processes (speed only: the data order comes from the sampler).
         objective: trainable parts of the loss (learned temperature, projections), optimised and
             checkpointed with the model; it is told the training progress each step.
-        evaluate: ``model -> {"accuracy": ...}`` on validation data, run on rank 0 after each epoch.
+        evaluate: ``model -> {metric: value}`` on validation data, run on rank 0 after each epoch.
         log_dir: dvclive folder (rank 0).
         description: progress-bar label.
         log: where status lines go.
     """
-    device = runtime.device
-    model.to(device)
-    trainable = [model] + ([objective.to(device)] if objective is not None else [])
+    model.to(runtime.device)
+    trainable = [model] + ([objective.to(runtime.device)] if objective is not None else [])
     wrapped = model
     if runtime.distributed:
+        device = runtime.device
         wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     sampler = GlobalBatchSampler(
         len(train_set), optim.batch_size, seed=seed, rank=runtime.rank, world_size=runtime.world_size
@@ -130,23 +231,12 @@ def fit(
     total_steps = optim.epochs * len(sampler)
     optimizer = build_optimizer(trainable, optim)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, optim.warmup_fraction))
+    optimisation = _Optimisation(optimizer, scheduler, total_steps)
 
     result = FitResult()
-    start_epoch = 0
-    state, message = load_checkpoint(checkpoint_path, fingerprint)
-    if message and runtime.is_main:
-        log(message)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        if objective is not None:
-            objective.load_state_dict(state["objective"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        start_epoch = int(state["epoch"])
-        result.history = [dict(h) for h in state["history"]]
-        result.resumed_from_epoch = start_epoch
-
+    start_epoch = _resume(
+        checkpoint_path, fingerprint, model, objective, optimisation, result, log if runtime.is_main else None
+    )
     live = None
     if log_dir is not None and runtime.is_main:
         from dvclive import Live
@@ -156,40 +246,21 @@ def fit(
         for record in result.history:
             _log_epoch(live, record)
 
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    step = start_epoch * len(sampler)
     for epoch in range(start_epoch, optim.epochs):
         sampler.set_epoch(epoch)
-        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=optim.num_workers)
-        wrapped.train()
-        sums: dict[str, float] = defaultdict(float)
-        batches = tqdm(
+        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=loader_workers)
+        record = _train_epoch(
+            wrapped,
+            compute_loss,
             loader,
-            desc=f"{description} {epoch + 1}/{optim.epochs}",
-            disable=not runtime.is_main,
-            leave=False,
-            mininterval=1.0,
+            trainable,
+            objective,
+            optimisation,
+            first_step=epoch * len(sampler),
+            grad_clip=optim.grad_clip,
+            runtime=runtime,
+            description=f"{description} {epoch + 1}/{optim.epochs}",
         )
-        for seen, batch in enumerate(batches, start=1):
-            if objective is not None and hasattr(objective, "set_progress"):
-                objective.set_progress(step / max(1, total_steps - 1))
-            with autocast:
-                output = compute_loss(wrapped, _to_device(batch, device))
-            optimizer.zero_grad(set_to_none=True)
-            output.total.backward()
-            if runtime.distributed and objective is not None:
-                _average_gradients(objective, runtime.world_size)
-            if optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_([p for m in trainable for p in m.parameters()], optim.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            for name, value in output.terms.items():
-                sums[name] += value
-            sums["loss"] += float(output.total.detach())
-            batches.set_postfix(loss=f"{sums['loss'] / seen:.3f}", refresh=False)
-
-        record = {f"train/{name}": total / len(sampler) for name, total in sums.items()}
         record["lr"] = scheduler.get_last_lr()[0]
         if runtime.is_main and evaluate is not None:
             record.update({f"val/{k}": v for k, v in evaluate(model).items()})
@@ -199,19 +270,7 @@ def fit(
             log(f"{description} epoch {epoch + 1}/{optim.epochs}: {summary}")
             if live is not None:
                 _log_epoch(live, record)
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "model": model.state_dict(),
-                    "objective": objective.state_dict() if objective is not None else {},
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "epoch": epoch + 1,
-                    "history": result.history,
-                    "fingerprint": fingerprint,
-                },
-            )
+            _save(checkpoint_path, fingerprint, model, objective, optimisation, result)
         if runtime.distributed:
             dist.barrier()
     if live is not None:

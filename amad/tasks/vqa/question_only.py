@@ -3,7 +3,7 @@
 Shows how much of the task the question alone answers (the shapes data is built so that it is
 little). Usage, after `dvc repro prepare`::
 
-    python -m amad.bench.question_only [--data data/prepared] [--epochs N]
+    python -m amad.tasks.vqa.question_only [--data data/prepared] [--epochs N]
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from amad.config import load_params
-from amad.data.dataset import VQADataset
 from amad.evaluation import evaluate_model
-from amad.objective import DistillationObjective, ObjectiveConfig
+from amad.objective import ObjectiveOutput
+from amad.params import load_params
+from amad.tasks.vqa.task import VQATask
 from amad.training.distributed import init_runtime
-from amad.training.tasks import build_model, read_answers
+from amad.training.jobs import build_model
 from amad.training.trainer import fit
 
 
@@ -45,14 +45,15 @@ def main(argv: list[str] | None = None) -> dict:
     params = load_params(args.params)
     optim = replace(params.train, epochs=args.epochs) if args.epochs else params.train
     data = Path(args.data)
-    answers = read_answers(data)
-    blind = BlankImages(build_model(params.teacher, len(answers), params.seed))
-    preprocess = blind.model.preprocess
-    train_set, test_set = (VQADataset(data, split, preprocess, answers) for split in ("train", "test"))
-    objective = DistillationObjective(ObjectiveConfig(method="none"))
+    task = VQATask()
+    state = task.read_state(data)
+    blind = BlankImages(build_model(task, params.teacher, state, params.seed))
+    preprocess = task.preprocess(params.teacher)
+    train_set, test_set = (task.dataset(data, split, preprocess, state) for split in ("train", "test"))
 
     def compute_loss(model, batch):
-        return objective(student_logits=model(batch["pixels"], batch["tokens"]), targets=batch["targets"])
+        loss = task.task_loss(model(*task.model_inputs(batch)), batch)
+        return ObjectiveOutput(total=loss, terms={"task": float(loss.detach())}, artefacts={})
 
     with tempfile.TemporaryDirectory() as scratch:
         fit(
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
             fingerprint="question-only",
             description="question-only",
         )
-    report = evaluate_model(blind, test_set)
+    report = evaluate_model(task, blind, test_set)
     print(json.dumps({"question_only_test": report}, indent=2))
     return report
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from amad.atomic import atomic_file
-from amad.data.manifest import read_manifest
+from amad.tasks.vqa.manifest import read_manifest
 from amad.errors import AmadError
 from amad.preprocess import Preprocess
 
@@ -35,6 +35,18 @@ class Predictor:
         ]
 
 
+def read_exported_metadata(path: str | Path) -> tuple[list[str], Preprocess]:
+    """The answer vocabulary and preprocessing stored in an exported VQA model."""
+    import json
+
+    from amad.export.onnx_model import read_metadata
+
+    metadata = read_metadata(path)
+    if "amad.answers" not in metadata or "amad.preprocess" not in metadata:
+        raise AmadError(f"{path}: not an amad VQA export (no amad.answers / amad.preprocess metadata)")
+    return json.loads(metadata["amad.answers"]), Preprocess.from_dict(json.loads(metadata["amad.preprocess"]))
+
+
 def load_predictor(source: str | Path) -> Predictor:
     """A model folder (``models/NAME``) or an exported ``.onnx`` file (fp32 or int8)."""
     source = Path(source)
@@ -42,12 +54,15 @@ def load_predictor(source: str | Path) -> Predictor:
         from amad.models import load_model
 
         loaded = load_model(source)
-        return Predictor(loaded.model, loaded.answers, loaded.preprocess)
+        if loaded.task_name != "vqa":
+            raise AmadError(f"--model {source}: a {loaded.task_name!r} model; amad predict answers VQA questions")
+        return Predictor(loaded.model, loaded.state["answers"], loaded.preprocess)
     if source.suffix == ".onnx":
-        from amad.export.onnx_model import OnnxClassifier
+        from amad.export.onnx_model import OnnxModel
 
-        session = OnnxClassifier(source)
-        return Predictor(session, session.answers, session.preprocess)
+        session = OnnxModel(source)
+        answers, preprocess = read_exported_metadata(source)
+        return Predictor(session, answers, preprocess)
     if not source.exists():
         raise AmadError(f"--model {source}: no such file or folder")
     raise AmadError(f"--model {source}: expected a model folder (models/NAME) or an .onnx file")

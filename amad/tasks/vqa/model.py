@@ -16,10 +16,11 @@ from open_clip.transformer import MultimodalTransformer, TextTransformer
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from amad.config import ATTENTION_GROUPS, ModelConfig, VisionConfig
 from amad.preprocess import PAD_TOKEN_ID, Preprocess
+from amad.tasks.vqa.config import ModelConfig, VisionConfig
 
 VOCAB_SIZE = 49408  # open_clip SimpleTokenizer
+ATTENTION_GROUPS = ("vision_self", "text_self", "fusion_self", "fusion_cross")
 
 
 def build_vision_tower(config: VisionConfig) -> VisionTransformer:

@@ -24,13 +24,12 @@ import numpy as np
 import torch
 
 from amad.bench import memory
-from amad.config import BenchmarkConfig
-from amad.data.dataset import VQADataset
 from amad.export import tensorrt
-from amad.export.onnx_model import OnnxClassifier
+from amad.export.onnx_model import OnnxModel
 from amad.models import load_model
+from amad.params import BenchmarkConfig
 
-Runner = Callable[[torch.Tensor, torch.Tensor], object]
+Runner = Callable[..., object]  # (*inputs) -> outputs
 
 
 def make_runner(backend: str, model_dir: Path, export_dir: Path, threads: int) -> Runner | str:
@@ -38,9 +37,9 @@ def make_runner(backend: str, model_dir: Path, export_dir: Path, threads: int) -
     if backend == "torch":
         model = load_model(model_dir).model
 
-        def run_torch(pixels, tokens):
+        def run_torch(*inputs):
             with torch.inference_mode():
-                return model(pixels, tokens)
+                return model(*inputs)
 
         return run_torch
     if backend in ("onnxruntime", "onnxruntime_int8"):
@@ -48,16 +47,16 @@ def make_runner(backend: str, model_dir: Path, export_dir: Path, threads: int) -
         if not path.exists():
             return f"{path} not found (export.int8: false?)"
         # sessions take turns: a spinning thread pool of one would steal the cores of the next
-        session = OnnxClassifier(path, threads=threads, spinning=False)
-        return lambda pixels, tokens: session.run(pixels.numpy(), tokens.numpy())
+        session = OnnxModel(path, threads=threads, spinning=False)
+        return lambda *inputs: session.run(*(x.numpy() for x in inputs))
     if backend == "torch_cuda_fp16":
         if not torch.cuda.is_available():
             return "no CUDA device"
         model = load_model(model_dir, device="cuda").model.half()
 
-        def run_cuda(pixels, tokens):
+        def run_cuda(*inputs):
             with torch.inference_mode():
-                out = model(pixels.cuda().half(), tokens.cuda())
+                out = model(*(x.cuda().half() if x.is_floating_point() else x.cuda() for x in inputs))
             torch.cuda.synchronize()
             return out
 
@@ -68,34 +67,35 @@ def make_runner(backend: str, model_dir: Path, export_dir: Path, threads: int) -
             return reason
         if not (export_dir / "model.plan").exists():
             return f"{export_dir / 'model.plan'} not found (the export stage could not build it)"
-        engine = tensorrt.TensorRTClassifier(export_dir / "model.plan")
-        return lambda pixels, tokens: engine(pixels, tokens)
+        loaded = load_model(model_dir)
+        spec = loaded.task.export_spec(loaded.preprocess, loaded.state)
+        return tensorrt.TensorRTModel(export_dir / "model.plan", spec.input_names, spec.output_names[0])
     raise ValueError(f"unknown backend {backend!r}")
 
 
-def _peak_mib(runner: Runner, pixels: torch.Tensor, tokens: torch.Tensor, backend: str) -> float | None:
+def _peak_mib(runner: Runner, inputs: tuple[torch.Tensor, ...], backend: str) -> float | None:
     if backend in ("torch_cuda_fp16", "tensorrt"):
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-        runner(pixels, tokens)
+        runner(*inputs)
         return (torch.cuda.max_memory_allocated() - before) / 2**20 if backend == "torch_cuda_fp16" else None
-    return memory.peak_extra_mib(lambda: runner(pixels, tokens))
+    return memory.peak_extra_mib(lambda: runner(*inputs))
 
 
 def time_interleaved(
-    runners: dict[tuple[str, str], Runner], pixels: torch.Tensor, tokens: torch.Tensor, config: BenchmarkConfig
+    runners: dict[tuple[str, str], Runner], inputs: tuple[torch.Tensor, ...], config: BenchmarkConfig
 ) -> dict[tuple[str, str], list[float]]:
     """Seconds per timed call of each runner: warm-up rounds, then interleaved rounds of bursts."""
     for _ in range(config.warmup):
         for runner in runners.values():
-            runner(pixels, tokens)
+            runner(*inputs)
     untimed = 1 if config.burst > 1 else 0
     timings: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
     for _ in range(math.ceil(config.repeats / (config.burst - untimed))):
         for key, runner in runners.items():
             for call in range(config.burst):
                 start = time.perf_counter()
-                runner(pixels, tokens)
+                runner(*inputs)
                 if call >= untimed:
                     timings[key].append(time.perf_counter() - start)
     return timings
@@ -122,13 +122,15 @@ def run_benchmark(
             else:
                 runners[name, backend] = runner
     loaded = load_model(models_dir / models[0])
-    dataset = VQADataset(data_dir, "val", loaded.preprocess, loaded.answers)
+    dataset = loaded.task.dataset(data_dir, "val", loaded.preprocess, loaded.state)
     largest = max(config.batch_sizes)
-    samples = torch.utils.data.default_collate([dataset[i % len(dataset)] for i in range(largest)])
+    samples = loaded.task.model_inputs(
+        torch.utils.data.default_collate([dataset[i % len(dataset)] for i in range(largest)])
+    )
     for batch_size in config.batch_sizes:
-        pixels, tokens = samples["pixels"][:batch_size].contiguous(), samples["tokens"][:batch_size].contiguous()
-        peaks = {key: _peak_mib(runner, pixels, tokens, key[1]) for key, runner in runners.items()}
-        timings = time_interleaved(runners, pixels, tokens, config)
+        inputs = tuple(x[:batch_size].contiguous() for x in samples)
+        peaks = {key: _peak_mib(runner, inputs, key[1]) for key, runner in runners.items()}
+        timings = time_interleaved(runners, inputs, config)
         for (name, backend), times in timings.items():
             ms = np.asarray(times) * 1e3
             results[name].setdefault(backend, {})[str(batch_size)] = {

@@ -14,11 +14,12 @@ from collections import Counter
 from pathlib import Path
 
 from amad.atomic import atomic_dir
-from amad.config import DataConfig
-from amad.data.answers import build_vocabulary, normalize_answer
-from amad.data.manifest import SPLITS, Record, read_manifest, write_manifest
+from amad.data.images import check_decodable
+from amad.tasks.vqa.answers import build_vocabulary, normalize_answer
+from amad.tasks.vqa.manifest import SPLITS, Record, read_manifest, write_manifest
 from amad.data.shapes import ShapesGenerator
-from amad.data.vqav2 import read_vqav2
+from amad.tasks.vqa.config import DataConfig
+from amad.tasks.vqa.vqav2 import read_vqav2
 
 
 def generate_shapes(config: DataConfig, seed: int, images: Path) -> dict[str, list[Record]]:
@@ -52,21 +53,27 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def import_images(records: dict[str, list[Record]], source_root: Path, out: Path) -> dict[str, list[Record]]:
-    """Hard-link (or copy) every referenced image under ``out/images`` and rewrite the paths."""
+    """Check that every referenced image decodes, hard-link (or copy) it under ``out/images`` and
+    rewrite the paths."""
     imported = {}
     for split, split_records in records.items():
         rewritten = []
         for record in split_records:
             relative = Path("images") / record.image
             if not (out / relative).exists():
+                check_decodable(source_root / record.image, f"{split} record {record.id!r}")
                 _link_or_copy(source_root / record.image, out / relative)
             rewritten.append(Record(record.id, relative.as_posix(), record.question, record.answers, record.family))
         imported[split] = rewritten
     return imported
 
 
-def read_source(config: DataConfig, seed: int, out: Path) -> dict[str, list[Record]]:
+def read_source(config: DataConfig, seed: int, out: Path, check_splits=None) -> dict[str, list[Record]]:
+    """The records of every split, their images under ``out/images``; ``check_splits`` runs before
+    any image is generated or imported."""
     if config.source == "shapes":
+        if check_splits is not None:
+            check_splits({split: getattr(config.shapes, split) for split in SPLITS})
         (out / "images").mkdir(parents=True)
         return generate_shapes(config, seed, out / "images")
     root = Path(config.path)
@@ -74,13 +81,19 @@ def read_source(config: DataConfig, seed: int, out: Path) -> dict[str, list[Reco
         records = {split: read_manifest(root / f"{split}.jsonl") for split in SPLITS}
     else:
         records = read_vqav2(root, seed)
+    if check_splits is not None:
+        check_splits({split: len(split_records) for split, split_records in records.items()})
     return import_images(records, root, out)
 
 
-def prepare(config: DataConfig, seed: int, out: str | Path) -> dict:
-    """Write ``out`` atomically; returns the summary stored in ``answers.json``."""
+def prepare(config: DataConfig, seed: int, out: str | Path, check_splits=None, log=None) -> dict:
+    """Write ``out`` atomically; returns the summary stored in ``answers.json``.
+
+    ``check_splits({split: samples})`` may refuse the splits (raising) before anything is written;
+    ``log`` receives a short report.
+    """
     with atomic_dir(out) as staging:
-        splits = read_source(config, seed, staging)
+        splits = read_source(config, seed, staging, check_splits)
         answers = build_vocabulary((r.answers for r in splits["train"]), config.max_answers)
         vocabulary = set(answers)
         summary = {"answers": answers, "splits": {}}
@@ -93,4 +106,10 @@ def prepare(config: DataConfig, seed: int, out: str | Path) -> dict:
                 "families": dict(Counter(r.family or "all" for r in records)),
             }
         (staging / "answers.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if log is not None:
+        splits = {name: split["questions"] for name, split in summary["splits"].items()}
+        log(f"prepared {json.dumps(splits)} questions, {len(answers)} answers")
+        for name, split in summary["splits"].items():
+            if split["out_of_vocabulary"]:
+                log(f"  {name}: {split['out_of_vocabulary']} questions have no answer in the vocabulary")
     return summary

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from amad.data.manifest import Record
+from amad.tasks.vqa.manifest import Record
 from amad.errors import DataError
 
 
@@ -53,11 +53,13 @@ def read_vqav2_split(root: Path, split: str) -> list[Record]:
     for index, question in enumerate(questions):
         try:
             question_id, image_id, text = question["question_id"], question["image_id"], question["question"]
-        except (KeyError, TypeError):
-            raise DataError(f"{questions_path}: question #{index} lacks question_id / image_id / question") from None
+            image = f"{split}/COCO_{split}_{int(image_id):012d}.jpg"
+        except (KeyError, TypeError, ValueError):
+            raise DataError(
+                f"{questions_path}: question #{index} lacks question_id / image_id (an integer) / question"
+            ) from None
         if question_id not in answers_by_question:
             raise DataError(f"{annotations_path}: no annotation for question_id {question_id}")
-        image = f"{split}/COCO_{split}_{int(image_id):012d}.jpg"
         if not (root / image).is_file():
             raise DataError(f"{questions_path}: question #{index}: image not found: {root / image}")
         answers, answer_type = answers_by_question[question_id]

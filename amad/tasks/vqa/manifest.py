@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from amad.atomic import atomic_file
+from amad.data.paths import checked_relative_path
 from amad.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -57,7 +58,8 @@ def parse_record(line: str, where: str, *, require_answers: bool = True) -> Reco
     family = data.get("family")
     if family is not None and not isinstance(family, str):
         raise DataError(f"{where}: field 'family' must be a string")
-    return Record(str(data["id"]), data["image"], data["question"], tuple(answers), family)
+    image = checked_relative_path(data["image"], where)
+    return Record(str(data["id"]), image, data["question"], tuple(answers), family)
 
 
 def read_manifest(path: str | Path, *, check_images: bool = True, require_answers: bool = True) -> list[Record]:

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from amad.data.answers import answer_scores
-from amad.data.manifest import Record, read_manifest
+from amad.tasks.vqa.answers import answer_scores
+from amad.tasks.vqa.manifest import Record, read_manifest
 from amad.preprocess import Preprocess
 
 

@@ -1,0 +1,21 @@
+"""Checks on user image files, run by ``prepare`` so that a bad file fails before any training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from amad.errors import DataError
+
+CHECK_SIZE = (64, 64)  # JPEGs decode at a reduced scale for the check (every byte is still read)
+
+
+def check_decodable(path: Path, where: str) -> None:
+    """Decode ``path`` completely; DataError naming ``where`` and the file if it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", CHECK_SIZE)
+            image.load()
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise DataError(f"{where}: image {path} cannot be decoded ({error})") from None

@@ -1,0 +1,363 @@
+"""The whole ``params.yaml``: its sections, and the checks every stage runs before any work.
+
+``params.yaml`` is the only place a value is written down. Its sections are declared where they
+are owned: the task-neutral ones below, ``data`` / ``teacher`` / ``students.*`` by the task
+(``params.yaml: task``), ``distill.<method>`` by each method. :func:`load_params` checks types,
+ranges and every constraint the file alone decides (student vs teacher shapes, layer-mapping
+ranges, relation heads dividing widths, head-count divisibility, ...) and stops at the first
+problem with one line naming the key, e.g. ``params.yaml: distill.amad.temprature: unknown key
+(expected one of: variant, temperature, ...)``.
+
+``runtime`` holds the speed-only knobs: no stage declares it as a parameter, so changing it
+re-runs nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from amad.config import child, from_dict, require, require_choice
+from amad.errors import ConfigError
+from amad.layer_mapping import STRATEGIES, map_layers
+from amad.methods import METHODS
+from amad.tasks import TASKS, get_task
+from amad.tasks.base import GroupShape, Task
+
+SECTIONS = ("task", "seed", "data", "teacher", "students", "train", "distill", "runtime", "export", "benchmark")
+BACKENDS = ("torch", "onnxruntime", "onnxruntime_int8", "torch_cuda_fp16", "tensorrt")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation: AdamW with linear warm-up then cosine decay (``train``, ``distill.train``)."""
+
+    epochs: int
+    batch_size: int  # global batch (all processes together)
+    lr: float
+    weight_decay: float
+    warmup_fraction: float
+    grad_clip: float  # 0 disables clipping
+
+    def validate(self, key: str) -> None:
+        require(self.epochs >= 1, f"{key}.epochs", f"must be >= 1, got {self.epochs}")
+        require(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
+        require(self.lr > 0, f"{key}.lr", f"must be > 0, got {self.lr}")
+        require(self.weight_decay >= 0, f"{key}.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(0 <= self.warmup_fraction < 1, f"{key}.warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}")
+        require(self.grad_clip >= 0, f"{key}.grad_clip", f"must be >= 0 (0 disables clipping), got {self.grad_clip}")
+
+
+@dataclass(frozen=True)
+class AttentionSelectionConfig:
+    """``distill.attention``: which attention groups are distilled, and which teacher layer teaches which."""
+
+    modules: tuple[str, ...]
+    layer_mapping: str | list[list[int]]  # uniform, last, or [[teacher_layer, student_layer], ...]
+
+    def validate(self, key: str) -> None:
+        require(len(self.modules) > 0, f"{key}.modules", "list at least one attention group")
+        if isinstance(self.layer_mapping, str):
+            require_choice(self.layer_mapping, STRATEGIES, f"{key}.layer_mapping")
+            return
+        require(len(self.layer_mapping) > 0, f"{key}.layer_mapping", "an explicit mapping needs at least one pair")
+        for index, pair in enumerate(self.layer_mapping):
+            require(len(pair) == 2, child(f"{key}.layer_mapping", index), f"expected [teacher, student], got {pair}")
+
+
+@dataclass(frozen=True)
+class LossWeightsConfig:
+    """``distill.weights``: ``task * task_loss + output * output_kd + attention * mean(layer terms)``."""
+
+    task: float
+    output: float
+    attention: float
+
+    def validate(self, key: str) -> None:
+        for name in ("task", "output", "attention"):
+            require(getattr(self, name) >= 0, f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class OutputDistillationConfig:
+    """``distill.output``: the task's output-distillation term (VQA: KD on answer logits)."""
+
+    temperature: float
+
+    def validate(self, key: str) -> None:
+        require(self.temperature > 0, f"{key}.temperature", f"must be > 0, got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """``distill``: the student x method matrix and what every distillation shares.
+
+    ``settings`` holds each method's own section (``distill.<method>``), parsed by the method.
+    """
+
+    methods: tuple[str, ...]
+    seed: int | None  # student init + data order; None: the top-level seed
+    train: OptimConfig
+    attention: AttentionSelectionConfig
+    weights: LossWeightsConfig
+    output: OutputDistillationConfig
+    settings: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """``runtime``: speed-only knobs; no stage depends on them."""
+
+    loader_workers: int  # DataLoader worker processes for training
+    teacher_cache_mib: float  # teacher outputs kept across epochs while they fit (0: off)
+
+    def validate(self, key: str) -> None:
+        require(self.loader_workers >= 0, f"{key}.loader_workers", f"must be >= 0, got {self.loader_workers}")
+        require(
+            self.teacher_cache_mib >= 0,
+            f"{key}.teacher_cache_mib",
+            f"must be >= 0 (0: no cache), got {self.teacher_cache_mib}",
+        )
+
+
+@dataclass(frozen=True)
+class TensorRTConfig:
+    """TensorRT engine build (only where ``tensorrt`` imports and CUDA is present)."""
+
+    enabled: bool
+    min_batch: int
+    opt_batch: int
+    max_batch: int
+    workspace_mib: int
+
+    def validate(self, key: str) -> None:
+        require(self.min_batch >= 1, f"{key}.min_batch", f"must be >= 1, got {self.min_batch}")
+        require(
+            self.min_batch <= self.opt_batch <= self.max_batch,
+            f"{key}.opt_batch",
+            f"need {key}.min_batch <= {key}.opt_batch <= {key}.max_batch, got "
+            f"{self.min_batch}, {self.opt_batch}, {self.max_batch}",
+        )
+        require(self.workspace_mib >= 64, f"{key}.workspace_mib", f"must be >= 64, got {self.workspace_mib}")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """ONNX / int8 / fp16 / TensorRT export of the listed models."""
+
+    models: tuple[str, ...]
+    opset: int
+    parity_samples: int  # validation samples for the fp32 parity gate
+    parity_atol: float  # max |torch - onnx| output difference
+    min_agreement: float  # share of identical predictions
+    int8: bool
+    triton_model: str | None  # model served by the generated Triton repository
+    tensorrt: TensorRTConfig
+
+    def validate(self, key: str) -> None:
+        require(len(self.models) > 0, f"{key}.models", "list at least one model, e.g. [teacher, h2-amad]")
+        require(self.opset >= 18, f"{key}.opset", f"must be >= 18, got {self.opset}")
+        require(self.parity_samples >= 1, f"{key}.parity_samples", f"must be >= 1, got {self.parity_samples}")
+        require(self.parity_atol > 0, f"{key}.parity_atol", f"must be > 0, got {self.parity_atol}")
+        require(0 < self.min_agreement <= 1, f"{key}.min_agreement", f"must be in (0, 1], got {self.min_agreement}")
+        if self.triton_model is not None:
+            require_choice(self.triton_model, self.models, f"{key}.triton_model")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Latency benchmark of every exported model x backend x batch size."""
+
+    batch_sizes: tuple[int, ...]
+    backends: tuple[str, ...]
+    warmup: int
+    repeats: int  # timed calls per model x backend x batch size
+    burst: int  # back-to-back calls per pair and round; the first is not timed
+    threads: int  # 0: all cores
+
+    def validate(self, key: str) -> None:
+        require(len(self.batch_sizes) > 0, f"{key}.batch_sizes", "list at least one batch size")
+        for index, size in enumerate(self.batch_sizes):
+            require(size >= 1, child(f"{key}.batch_sizes", index), f"must be >= 1, got {size}")
+        require(len(self.backends) > 0, f"{key}.backends", "list at least one backend")
+        for index, backend in enumerate(self.backends):
+            require_choice(backend, BACKENDS, child(f"{key}.backends", index))
+        require(self.warmup >= 0, f"{key}.warmup", f"must be >= 0, got {self.warmup}")
+        require(self.repeats >= 3, f"{key}.repeats", f"must be >= 3 (percentiles), got {self.repeats}")
+        require(self.burst >= 1, f"{key}.burst", f"must be >= 1 (1: one timed call per pair and round), got {self.burst}")
+        require(self.threads >= 0, f"{key}.threads", f"must be >= 0 (0: all cores), got {self.threads}")
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole ``params.yaml``; ``data``, ``teacher`` and ``students`` are the task's config types."""
+
+    task: str
+    seed: int
+    data: Any
+    teacher: Any
+    students: dict[str, Any]
+    train: OptimConfig
+    distill: DistillConfig
+    runtime: RuntimeConfig
+    export: ExportConfig
+    benchmark: BenchmarkConfig
+
+    def task_plugin(self) -> Task:
+        return get_task(self.task)
+
+    def model_names(self) -> list[str]:
+        """Every model the pipeline builds: ``teacher`` and ``<student>-<method>``."""
+        return ["teacher"] + [f"{s}-{m}" for s in self.students for m in self.distill.methods]
+
+    def student(self, name: str) -> Any:
+        if name not in self.students:
+            raise ConfigError("students", f"no student {name!r}; defined: {', '.join(self.students)}")
+        return self.students[name]
+
+    @property
+    def distill_seed(self) -> int:
+        return self.seed if self.distill.seed is None else self.distill.seed
+
+
+def _mapping(raw: Any, key: str) -> dict:
+    if not isinstance(raw, dict):
+        raise ConfigError(key, f"expected a mapping, got {raw!r}")
+    return raw
+
+
+def _check_keys(raw: dict, expected: tuple[str, ...], key: str, optional: tuple[str, ...] = ()) -> None:
+    for name in raw:
+        if name not in expected and name not in optional:
+            listed = ", ".join(expected) + (f"; or a method section: {', '.join(optional)}" if optional else "")
+            raise ConfigError(child(key, str(name)), f"unknown key (expected one of: {listed})")
+    for name in expected:
+        if name not in raw:
+            raise ConfigError(child(key, name), "missing key (see the configuration reference)")
+
+
+def _parse_distill(raw: Any) -> DistillConfig:
+    raw = _mapping(raw, "distill")
+    fixed = ("methods", "seed", "train", "attention", "weights", "output")
+    _check_keys(raw, fixed, "distill", optional=tuple(METHODS.names()))
+    methods = raw["methods"]
+    if not isinstance(methods, list) or not methods:
+        raise ConfigError("distill.methods", f"list at least one of {', '.join(METHODS.names())}, got {methods!r}")
+    for index, name in enumerate(methods):
+        key = child("distill.methods", index)
+        require(isinstance(name, str), key, f"expected a method name, got {name!r}")
+        METHODS.get(name, key)
+        require(methods.index(name) == index, key, f"{name!r} is listed twice")
+        require(name in raw, f"distill.{name}", f"missing section for the listed method (write `{name}: {{}}` if it has no settings)")
+    seed = raw["seed"]
+    require(
+        seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0),
+        "distill.seed",
+        f"expected null or an integer >= 0, got {seed!r}",
+    )
+    settings = {
+        name: from_dict(METHODS.get(name, f"distill.{name}").settings, section, f"distill.{name}")
+        for name, section in raw.items()
+        if name not in fixed
+    }
+    return DistillConfig(
+        methods=tuple(methods),
+        seed=seed,
+        train=from_dict(OptimConfig, raw["train"], "distill.train"),
+        attention=from_dict(AttentionSelectionConfig, raw["attention"], "distill.attention"),
+        weights=from_dict(LossWeightsConfig, raw["weights"], "distill.weights"),
+        output=from_dict(OutputDistillationConfig, raw["output"], "distill.output"),
+        settings=settings,
+    )
+
+
+def parse_params(raw: Any) -> Params:
+    """Build and check :class:`Params` from the parsed YAML."""
+    raw = _mapping(raw, "")
+    _check_keys(raw, SECTIONS, "")
+    require(isinstance(raw["task"], str), "task", f"expected a task name ({', '.join(TASKS.names())}), got {raw['task']!r}")
+    task = get_task(raw["task"])
+    seed = raw["seed"]
+    require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed", f"expected an integer >= 0, got {seed!r}")
+    students_raw = _mapping(raw["students"], "students")
+    require(len(students_raw) > 0, "students", "define at least one student, e.g. students.h4")
+    students = {}
+    for name, config in students_raw.items():
+        require(
+            isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_]+", name) is not None,
+            f"students.{name}",
+            "student names may use letters, digits and '_' only",
+        )
+        students[name] = from_dict(task.model_config, config, f"students.{name}")
+    params = Params(
+        task=raw["task"],
+        seed=seed,
+        data=from_dict(task.data_config, raw["data"], "data"),
+        teacher=from_dict(task.model_config, raw["teacher"], "teacher"),
+        students=students,
+        train=from_dict(OptimConfig, raw["train"], "train"),
+        distill=_parse_distill(raw["distill"]),
+        runtime=from_dict(RuntimeConfig, raw["runtime"], "runtime"),
+        export=from_dict(ExportConfig, raw["export"], "export"),
+        benchmark=from_dict(BenchmarkConfig, raw["benchmark"], "benchmark"),
+    )
+    check_params(params, task)
+    return params
+
+
+def distilled_groups(task: Task, teacher: Any, student: Any, student_key: str, groups: tuple[str, ...]) -> dict:
+    """``{group: (teacher shape, student shape)}`` of the distilled groups."""
+    teacher_shapes: dict[str, GroupShape] = task.group_shapes(teacher, "teacher")
+    student_shapes: dict[str, GroupShape] = task.group_shapes(student, student_key)
+    return {group: (teacher_shapes[group], student_shapes[group]) for group in groups}
+
+
+def check_params(params: Params, task: Task) -> None:
+    """The constraints between sections (each section has checked its own values)."""
+    selection = params.distill.attention
+    for index, group in enumerate(selection.modules):
+        require_choice(group, task.attention_groups, child("distill.attention.modules", index))
+    layer_methods = [m for m in params.distill.methods if METHODS.get(m, "distill.methods").needs.layers]
+    task.check_model(params.teacher, "teacher")
+    for name, student in params.students.items():
+        key = f"students.{name}"
+        task.check_model(student, key)
+        task.check_student(params.teacher, student, key)
+        groups = distilled_groups(task, params.teacher, student, key, selection.modules)
+        for group, (teacher_shape, student_shape) in groups.items():
+            try:
+                map_layers(teacher_shape.depth, student_shape.depth, selection.layer_mapping)
+            except ValueError as error:
+                raise ConfigError(
+                    "distill.attention.layer_mapping",
+                    f"{group} ({teacher_shape.key}.depth {teacher_shape.depth}, {student_shape.key}.depth "
+                    f"{student_shape.depth}): {error}",
+                ) from None
+        for method in layer_methods:
+            METHODS.get(method, "distill.methods").check(params.distill.settings[method], f"distill.{method}", groups)
+    known = params.model_names()
+    for index, model in enumerate(params.export.models):
+        require_choice(model, known, child("export.models", index))
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and check the whole params file; ConfigError names the bad key (or the YAML line)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("", f"{path} not found (run from the repository root)", source=str(path))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "parse error"
+        raise ConfigError("", f"{where}: {getattr(error, 'problem', error)}", source=str(path)) from None
+    try:
+        return parse_params(raw)
+    except ConfigError as error:
+        if path.name == "params.yaml":
+            raise
+        raise ConfigError(error.key, error.reason, source=str(path)) from None

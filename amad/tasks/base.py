@@ -1,0 +1,180 @@
+"""What a task plug-in provides: everything task-specific, behind one class.
+
+The task-neutral parts of amad (attention capture, losses, distillation methods, layer mapping,
+the training loop, checkpoints, DDP, export, benchmark, the stages) reach the data and the models
+only through this interface. A task is chosen by ``task:`` in ``params.yaml`` and recorded in every
+saved model's ``config.json``.
+
+Vocabulary:
+
+* **state**: what the prepared data fixes about a model (VQA: the answer vocabulary); JSON-able,
+  read from the prepared folder and saved with every model.
+* **batch**: a dict of tensors collated from the task's dataset; it always holds ``"index"`` (the
+  sample's position in its split), which the teacher cache looks outputs up by.
+* **inputs**: the tuple the model's ``forward`` takes, in the order of the exported graph's inputs.
+* **outputs**: what ``forward`` returns (a tensor, batch first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from amad.config import require
+
+
+@dataclass(frozen=True)
+class GroupShape:
+    """One attention group's stack in one model, known from the model config alone.
+
+    Attributes:
+        depth: attention modules in the stack.
+        heads: heads per module.
+        width: heads x head dimension (the width of q, k and v).
+        queries: query tokens per sample.
+        keys: key tokens per sample.
+        key: the config key that sets this stack (for error messages), e.g. ``teacher.vision``.
+    """
+
+    depth: int
+    heads: int
+    width: int
+    queries: int
+    keys: int
+    key: str
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """How a model of the task becomes an ONNX graph.
+
+    Attributes:
+        input_names: names of the graph's inputs, in ``forward``'s order.
+        output_names: names of its outputs.
+        example_inputs: a batch of 2 to trace with.
+        metadata: ONNX metadata that lets a runtime use the file alone (vocabulary, preprocessing).
+    """
+
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    example_inputs: tuple[Any, ...]
+    metadata: dict[str, str]
+
+
+class Task:
+    """Base class of the task plug-ins (register subclasses in :data:`amad.tasks.TASKS`).
+
+    Class attributes:
+        name: the registered name (``params.yaml: task``).
+        data_config: dataclass of the ``data`` section.
+        model_config: dataclass of ``teacher`` and each ``students.<name>``.
+        attention_groups: names of the attention groups ``distill.attention.modules`` may select.
+        primary_metric: the key of the one number that ranks models in ``metrics/eval.json``.
+    """
+
+    name: ClassVar[str]
+    data_config: ClassVar[type]
+    model_config: ClassVar[type]
+    attention_groups: ClassVar[tuple[str, ...]]
+    primary_metric: ClassVar[str]
+
+    # -- configuration (no model is built) -------------------------------------------------
+    def group_shapes(self, config: Any, key: str) -> dict[str, GroupShape]:
+        """Shape of every attention group of a model built from ``config`` (at ``key``)."""
+        raise NotImplementedError
+
+    def check_model(self, config: Any, key: str) -> None:
+        """Raise ConfigError (naming a key below ``key``) for what a model config needs beyond its own
+        values (e.g. that a pretrained file exists); not run when a saved model is loaded."""
+
+    def check_student(self, teacher: Any, student: Any, key: str) -> None:
+        """Raise ConfigError (naming ``key``) where ``student`` cannot learn from ``teacher``."""
+
+    def check_batch_sizes(self, split_sizes: dict[str, int], batch_sizes: dict[str, int]) -> None:
+        """Every training batch size (by key) must fit the training split."""
+        for key, size in batch_sizes.items():
+            require(
+                size <= split_sizes["train"],
+                key,
+                f"{size} is larger than the training split ({split_sizes['train']} samples); "
+                "lower it or add training data",
+            )
+
+    # -- data -------------------------------------------------------------------------------
+    def prepare(
+        self, config: Any, seed: int, out: Path, check_splits: Callable | None = None, log: Callable = print
+    ) -> dict:
+        """Write the prepared data folder ``out`` (atomically); returns its summary.
+
+        ``check_splits({split: samples})`` runs before anything is written and may refuse (raise);
+        ``log`` receives a short human report.
+        """
+        raise NotImplementedError
+
+    def split_sizes(self, data_dir: Path) -> dict[str, int]:
+        """Samples per split of a prepared folder."""
+        raise NotImplementedError
+
+    def read_state(self, data_dir: Path) -> dict:
+        """The state the prepared folder fixes for every model trained on it."""
+        raise NotImplementedError
+
+    def dataset(self, data_dir: Path, split: str, preprocess: Any, state: dict) -> Any:
+        """A torch dataset of one split; items are dicts that collate into batches."""
+        raise NotImplementedError
+
+    # -- models -----------------------------------------------------------------------------
+    def preprocess(self, config: Any) -> Any:
+        """The input preprocessing of a model built from ``config`` (saved with it)."""
+        raise NotImplementedError
+
+    def build_model(self, config: Any, state: dict) -> Any:
+        """A freshly initialised model (the caller seeds the RNG)."""
+        raise NotImplementedError
+
+    def module_groups(self, model: Any) -> dict[str, list[str]]:
+        """Attention module paths per group, each list ordered by depth."""
+        raise NotImplementedError
+
+    def hidden_modules(self, model: Any) -> dict[str, str]:
+        """The block whose output is the hidden state after each attention module (by its path)."""
+        raise NotImplementedError
+
+    def model_inputs(self, batch: dict) -> tuple:
+        """The model's ``forward`` arguments from a batch."""
+        raise NotImplementedError
+
+    def attention_masks(self, group: str, batch: dict) -> tuple[Any, Any]:
+        """``(query_mask, key_mask)`` ``[B, q]`` / ``[B, k]`` bool of a group's maps (None: all real)."""
+        raise NotImplementedError
+
+    # -- objective --------------------------------------------------------------------------
+    def task_loss(self, outputs: Any, batch: dict) -> Any:
+        """Ground-truth loss of ``outputs`` on ``batch``."""
+        raise NotImplementedError
+
+    def output_distillation(self, student_outputs: Any, teacher_outputs: Any, temperature: float) -> Any:
+        """The output-distillation term (``distill.output.temperature`` is the task's temperature)."""
+        raise NotImplementedError
+
+    # -- evaluation and export ----------------------------------------------------------------
+    def evaluate(self, forward: Callable, dataset: Any, *, device: Any = "cpu", batch_size: int = 256) -> dict:
+        """``{primary_metric: value, "breakdown": {...}}`` of ``forward(*inputs)`` over ``dataset``."""
+        raise NotImplementedError
+
+    def describe(self, dataset: Any, index: int) -> str:
+        """One line saying what sample ``index`` of ``dataset`` is (for reports)."""
+        return f"sample {index}"
+
+    def example_inputs(self, preprocess: Any, batch_size: int) -> tuple:
+        """Inputs of a fixed dummy batch (for FLOP counts and tracing)."""
+        raise NotImplementedError
+
+    def export_spec(self, preprocess: Any, state: dict) -> ExportSpec:
+        raise NotImplementedError
+
+    def parity(self, reference: Any, candidate: Any) -> dict[str, float]:
+        """How far ``candidate`` outputs are from ``reference`` outputs: ``max_abs_diff``, ``agreement``."""
+        raise NotImplementedError

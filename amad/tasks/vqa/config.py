@@ -1,0 +1,151 @@
+"""The VQA task's ``params.yaml`` sections: ``data`` and the model configs (``teacher``, ``students.*``).
+
+No defaults here: ``params.yaml`` holds every value (see the configuration reference in the README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from amad.config import require, require_choice
+
+DATA_SOURCES = ("shapes", "jsonl", "vqav2")
+
+
+def _check_heads(width: int, heads: int, key: str, width_key: str) -> None:
+    require(heads >= 1, f"{key}.heads", f"must be >= 1, got {heads}")
+    require(width >= 1, width_key, f"must be >= 1, got {width}")
+    require(width % heads == 0, f"{key}.heads", f"{heads} heads do not divide the width {width} ({width_key})")
+
+
+def _check_mlp_ratio(mlp_ratio: float, key: str) -> None:
+    require(mlp_ratio > 0, f"{key}.mlp_ratio", f"must be > 0, got {mlp_ratio}")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """Vision tower: a timm ViT, by explicit shape or by timm name."""
+
+    timm_name: str | None
+    timm_pretrained: bool
+    image_size: int
+    patch_size: int
+    width: int
+    depth: int
+    heads: int
+    mlp_ratio: float
+
+    def validate(self, key: str) -> None:
+        _check_heads(self.width, self.heads, key, f"{key}.width")
+        require(self.depth >= 1, f"{key}.depth", f"must be >= 1, got {self.depth}")
+        require(self.image_size >= 1, f"{key}.image_size", f"must be >= 1, got {self.image_size}")
+        require(
+            self.patch_size >= 1 and self.image_size % self.patch_size == 0,
+            f"{key}.patch_size",
+            f"{self.patch_size} does not divide {key}.image_size {self.image_size}",
+        )
+        _check_mlp_ratio(self.mlp_ratio, key)
+        require(not self.timm_pretrained or self.timm_name, f"{key}.timm_pretrained", f"needs {key}.timm_name")
+        if self.timm_name is not None:
+            import timm  # only when a timm name is given: validating it needs timm's registry
+
+            require(timm.is_model(self.timm_name), f"{key}.timm_name", f"{self.timm_name!r} is not a timm model")
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Text tower: an open_clip ``TextTransformer`` (causal) with open_clip's tokenizer."""
+
+    context_length: int
+    width: int
+    depth: int
+    heads: int
+    mlp_ratio: float
+
+    def validate(self, key: str) -> None:
+        _check_heads(self.width, self.heads, key, f"{key}.width")
+        require(self.depth >= 1, f"{key}.depth", f"must be >= 1, got {self.depth}")
+        require(self.context_length >= 4, f"{key}.context_length", f"must be >= 4, got {self.context_length}")
+        _check_mlp_ratio(self.mlp_ratio, key)
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """BLIP-style fusion: text self-attention + cross-attention to image tokens, at the text width."""
+
+    depth: int
+    heads: int
+    mlp_ratio: float
+
+    def validate(self, key: str) -> None:
+        require(self.depth >= 1, f"{key}.depth", f"must be >= 1, got {self.depth}")
+        require(self.heads >= 1, f"{key}.heads", f"must be >= 1, got {self.heads}")
+        _check_mlp_ratio(self.mlp_ratio, key)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A VQA model: vision + text + fusion towers and the answer head."""
+
+    vision: VisionConfig
+    text: TextConfig
+    fusion: FusionConfig
+    pretrained: str | None
+
+    def validate(self, key: str) -> None:
+        text_width = self.text.width
+        require(
+            text_width % self.fusion.heads == 0,
+            f"{key}.fusion.heads",
+            f"{self.fusion.heads} heads do not divide the fusion width {text_width} ({key}.text.width)",
+        )
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    """The built-in synthetic shapes generator."""
+
+    train: int
+    val: int
+    test: int
+    image_size: int
+    grid: int
+    min_objects: int
+    max_objects: int
+
+    def validate(self, key: str) -> None:
+        for split in ("train", "val", "test"):
+            require(getattr(self, split) >= 1, f"{key}.{split}", f"must be >= 1, got {getattr(self, split)}")
+        require(2 <= self.grid <= 8, f"{key}.grid", f"must be in 2..8, got {self.grid}")
+        require(
+            self.image_size >= 1 and self.image_size % self.grid == 0,
+            f"{key}.image_size",
+            f"{key}.grid {self.grid} does not divide {key}.image_size {self.image_size}",
+        )
+        require(self.image_size // self.grid >= 6, f"{key}.image_size", "cells must be at least 6 pixels")
+        require(
+            2 <= self.min_objects <= self.max_objects,
+            f"{key}.min_objects",
+            f"need 2 <= {key}.min_objects <= {key}.max_objects, got {self.min_objects} and {self.max_objects}",
+        )
+        require(
+            self.max_objects <= self.grid**2,
+            f"{key}.max_objects",
+            f"at most {key}.grid^2 = {self.grid**2}, got {self.max_objects}",
+        )
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the VQA data comes from."""
+
+    source: str
+    path: str
+    max_answers: int
+    shapes: ShapesConfig
+
+    def validate(self, key: str) -> None:
+        require_choice(self.source, DATA_SOURCES, f"{key}.source")
+        require(Path(self.path).is_dir(), f"{key}.path", f"no such folder: {self.path}")
+        require(self.max_answers >= 2, f"{key}.max_answers", f"must be >= 2, got {self.max_answers}")

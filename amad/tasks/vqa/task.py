@@ -1,0 +1,165 @@
+"""The ``vqa`` task: answer classification over a fixed answer vocabulary.
+
+Model: timm ViT + open_clip text transformer + BLIP-style fusion + answer head
+(:class:`~amad.tasks.vqa.model.VQAModel`); inputs ``(pixels [B, 3, H, W], tokens [B, L])``,
+outputs answer logits ``[B, A]``. Task loss: soft-target cross-entropy on VQA answer scores;
+output distillation: Hinton KD on the logits. State: the answer vocabulary of the prepared data.
+
+The heavy modules (torch models, datasets) are imported where they are used, so validating
+``params.yaml`` (every stage does it first) does not load timm or open_clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from amad.config import require
+from amad.errors import AmadError
+from amad.tasks import TASKS
+from amad.tasks.base import ExportSpec, GroupShape, Task
+from amad.tasks.vqa.config import DataConfig, ModelConfig, VisionConfig
+
+SUMMARY = "answers.json"  # the prepared folder's vocabulary and split summary
+GROUPS = ("vision_self", "text_self", "fusion_self", "fusion_cross")
+
+
+def vision_tokens_and_shape(config: VisionConfig) -> tuple[int, int, int, int]:
+    """``(tokens, depth, heads, width)`` of the vision tower; a timm name is resolved on the meta device."""
+    if config.timm_name is None:
+        return (config.image_size // config.patch_size) ** 2 + 1, config.depth, config.heads, config.width
+    import torch
+
+    from amad.tasks.vqa.model import build_vision_tower
+
+    with torch.device("meta"):  # shapes only: no memory, no weights loaded
+        tower = build_vision_tower(dataclasses.replace(config, timm_pretrained=False))
+    grid = tower.patch_embed.grid_size
+    tokens = grid[0] * grid[1] + tower.num_prefix_tokens
+    return tokens, len(tower.blocks), tower.blocks[0].attn.num_heads, tower.embed_dim
+
+
+@TASKS.register("vqa")
+class VQATask(Task):
+    data_config = DataConfig
+    model_config = ModelConfig
+    attention_groups = GROUPS
+    primary_metric = "accuracy"
+
+    def group_shapes(self, config: ModelConfig, key: str) -> dict[str, GroupShape]:
+        image_tokens, depth, heads, width = vision_tokens_and_shape(config.vision)
+        text, fusion, length = config.text, config.fusion, config.text.context_length
+        return {
+            "vision_self": GroupShape(depth, heads, width, image_tokens, image_tokens, f"{key}.vision"),
+            "text_self": GroupShape(text.depth, text.heads, text.width, length, length, f"{key}.text"),
+            "fusion_self": GroupShape(fusion.depth, fusion.heads, text.width, length, length, f"{key}.fusion"),
+            "fusion_cross": GroupShape(fusion.depth, fusion.heads, text.width, length, image_tokens, f"{key}.fusion"),
+        }
+
+    def check_model(self, config: ModelConfig, key: str) -> None:
+        if config.pretrained is not None:
+            require(Path(config.pretrained).exists(), f"{key}.pretrained", f"no such file or folder: {config.pretrained}")
+
+    def check_student(self, teacher: ModelConfig, student: ModelConfig, key: str) -> None:
+        for tower, field in (("vision", "image_size"), ("text", "context_length")):
+            mine, theirs = getattr(getattr(student, tower), field), getattr(getattr(teacher, tower), field)
+            require(
+                mine == theirs,
+                f"{key}.{tower}.{field}",
+                f"must equal teacher.{tower}.{field} ({theirs}): teacher and students share the preprocessing",
+            )
+
+    # -- data -------------------------------------------------------------------------------
+    def prepare(
+        self, config: DataConfig, seed: int, out: Path, check_splits: Callable | None = None, log: Callable = print
+    ) -> dict:
+        from amad.tasks.vqa.prepare import prepare
+
+        return prepare(config, seed, out, check_splits, log)
+
+    def _summary(self, data_dir: Path) -> dict:
+        path = Path(data_dir) / SUMMARY
+        if not path.exists():
+            raise AmadError(f"{path}: not found; run the prepare stage first (dvc repro prepare)")
+        return json.loads(path.read_text())
+
+    def split_sizes(self, data_dir: Path) -> dict[str, int]:
+        return {split: entry["questions"] for split, entry in self._summary(data_dir)["splits"].items()}
+
+    def read_state(self, data_dir: Path) -> dict:
+        return {"answers": self._summary(data_dir)["answers"]}
+
+    def dataset(self, data_dir: Path, split: str, preprocess: Any, state: dict) -> Any:
+        from amad.tasks.vqa.dataset import VQADataset
+
+        return VQADataset(data_dir, split, preprocess, state["answers"])
+
+    # -- models -----------------------------------------------------------------------------
+    def preprocess(self, config: ModelConfig) -> Any:
+        from amad.preprocess import Preprocess
+
+        return Preprocess(image_size=config.vision.image_size, context_length=config.text.context_length)
+
+    def build_model(self, config: ModelConfig, state: dict) -> Any:
+        from amad.tasks.vqa.model import VQAModel
+
+        return VQAModel(config, len(state["answers"]))
+
+    def module_groups(self, model: Any) -> dict[str, list[str]]:
+        return model.attention_groups()
+
+    def model_inputs(self, batch: dict) -> tuple:
+        return batch["pixels"], batch["tokens"]
+
+    def attention_masks(self, group: str, batch: dict) -> tuple[Any, Any]:
+        from amad.tasks.vqa.model import VQAModel
+
+        return VQAModel.attention_masks(group, batch["tokens"])
+
+    # -- objective --------------------------------------------------------------------------
+    def task_loss(self, outputs: Any, batch: dict) -> Any:
+        from amad.losses.logit import task_loss
+
+        return task_loss(outputs, batch["targets"])
+
+    def output_distillation(self, student_outputs: Any, teacher_outputs: Any, temperature: float) -> Any:
+        from amad.losses.logit import logit_kd_loss
+
+        return logit_kd_loss(student_outputs, teacher_outputs, temperature=temperature)
+
+    # -- evaluation and export ----------------------------------------------------------------
+    def evaluate(self, forward: Callable, dataset: Any, *, device: Any = "cpu", batch_size: int = 256) -> dict:
+        from amad.evaluation import predict_outputs
+        from amad.tasks.vqa.evaluation import accuracy_report
+
+        logits = predict_outputs(forward, dataset, self.model_inputs, device=device, batch_size=batch_size)
+        return accuracy_report(logits, dataset)
+
+    def describe(self, dataset: Any, index: int) -> str:
+        record = dataset.records[index]
+        return f"{record.id}: {record.question} -> {', '.join(record.answers)}"
+
+    def example_inputs(self, preprocess: Any, batch_size: int) -> tuple:
+        import torch
+
+        pixels = torch.zeros(batch_size, 3, preprocess.image_size, preprocess.image_size)
+        tokens = torch.zeros(batch_size, preprocess.context_length, dtype=torch.long)
+        tokens[:, :3] = torch.tensor([49406, 320, 49407])  # start, one word, end
+        return pixels, tokens
+
+    def export_spec(self, preprocess: Any, state: dict) -> ExportSpec:
+        import torch
+
+        pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
+        tokens = preprocess.tokenize(["what is this?", "is there a circle?"])
+        metadata = {"amad.answers": json.dumps(state["answers"]), "amad.preprocess": json.dumps(preprocess.to_dict())}
+        return ExportSpec(("pixels", "tokens"), ("logits",), (pixels, tokens), metadata)
+
+    def parity(self, reference: Any, candidate: Any) -> dict[str, float]:
+        return {
+            "max_abs_diff": float((reference - candidate).abs().max()),
+            "agreement": float((reference.argmax(-1) == candidate.argmax(-1)).float().mean()),
+        }

@@ -1,0 +1,210 @@
+"""The two training jobs of the pipeline: the teacher, and one student x method distillation."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from amad.config import to_dict
+from amad.errors import AmadError
+from amad.evaluation import evaluate_model
+from amad.methods import METHODS
+from amad.models import load_model, save_model
+from amad.models.io import load_pretrained
+from amad.objective import DistillationObjective, ObjectiveOutput
+from amad.params import Params, distilled_groups
+from amad.tasks.base import Task
+from amad.training.checkpoint import fingerprint
+from amad.training.distillation import DistillationStep, FrozenTeacher, capture_for, layer_pairs, mean_artefacts
+from amad.training.distributed import Runtime
+from amad.training.teacher_cache import build_teacher_cache
+from amad.training.trainer import FitResult, fit
+
+
+def build_model(task: Task, config: Any, state: dict, seed: int, log: Callable[[str], None] = print) -> nn.Module:
+    """A model of ``task`` from ``config``, seeded; ``config.pretrained`` weights loaded where they fit."""
+    torch.manual_seed(seed)
+    model = task.build_model(config, state)
+    if config.pretrained:
+        loaded, total = load_pretrained(model, config.pretrained)
+        log(f"initialised {loaded}/{total} tensors from {config.pretrained}")
+    return model
+
+
+def check_batch_sizes(task: Task, data_dir: Path, batch_sizes: dict[str, int]) -> None:
+    """Each training batch (by params key) fits the prepared training split; ConfigError names the key."""
+    task.check_batch_sizes(task.split_sizes(data_dir), batch_sizes)
+
+
+def _data_fingerprint(data_dir: Path) -> str:
+    """Hash of the prepared folder's small files, so a checkpoint is only resumed on the same data."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(data_dir).iterdir() if p.is_file()):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _validation(task: Task, dataset: Any, device: torch.device) -> Callable[[nn.Module], dict[str, float]]:
+    metric = task.primary_metric
+    return lambda model: {metric: evaluate_model(task, model, dataset, device=device)[metric]}
+
+
+def _finish(runtime: Runtime, checkpoint: Path) -> None:
+    if runtime.is_main and checkpoint.exists():
+        checkpoint.unlink()
+
+
+def train_teacher(
+    params: Params,
+    data_dir: Path,
+    out_dir: Path,
+    runtime: Runtime,
+    *,
+    checkpoint_dir: Path,
+    log_dir: Path | None,
+    log: Callable[[str], None] = print,
+) -> FitResult:
+    """Train the teacher on the ground truth and save it to ``out_dir``."""
+    task = params.task_plugin()
+    check_batch_sizes(task, data_dir, {"train.batch_size": params.train.batch_size})
+    state = task.read_state(data_dir)
+    model = build_model(task, params.teacher, state, params.seed, log)
+    preprocess = task.preprocess(params.teacher)
+    train_set = task.dataset(data_dir, "train", preprocess, state)
+    val_set = task.dataset(data_dir, "val", preprocess, state)
+
+    def compute_loss(model: nn.Module, batch: dict) -> ObjectiveOutput:
+        loss = task.task_loss(model(*task.model_inputs(batch)), batch)
+        return ObjectiveOutput(total=loss, terms={"task": float(loss.detach())}, artefacts={})
+
+    checkpoint = checkpoint_dir / "teacher.pt"
+    result = fit(
+        model,
+        compute_loss,
+        train_set=train_set,
+        optim=params.train,
+        seed=params.seed,
+        runtime=runtime,
+        checkpoint_path=checkpoint,
+        loader_workers=params.runtime.loader_workers,
+        log_dir=log_dir,
+        evaluate=_validation(task, val_set, runtime.device),
+        fingerprint=fingerprint(
+            params.task, to_dict(params.teacher), to_dict(params.train), params.seed, _data_fingerprint(data_dir)
+        ),
+        description="teacher",
+        log=log,
+    )
+    if runtime.is_main:
+        save_model(out_dir, task, model.cpu(), state, preprocess, extra={"role": "teacher", "history": result.history})
+    _finish(runtime, checkpoint)
+    return result
+
+
+def distill_student(
+    params: Params,
+    student_name: str,
+    method_name: str,
+    teacher_dir: Path,
+    data_dir: Path,
+    out_dir: Path,
+    runtime: Runtime,
+    *,
+    checkpoint_dir: Path,
+    log_dir: Path | None,
+    log: Callable[[str], None] = print,
+) -> FitResult:
+    """Distil ``students.<student_name>`` from the teacher with ``method_name``; save it to ``out_dir``."""
+    distill = params.distill
+    if method_name not in distill.methods:
+        raise AmadError(f"params.yaml: distill.methods: {method_name!r} is not listed ({', '.join(distill.methods)})")
+    student_config = params.student(student_name)
+    task = params.task_plugin()
+    check_batch_sizes(task, data_dir, {"distill.train.batch_size": distill.train.batch_size})
+    loaded = load_model(teacher_dir, device=runtime.device)
+    if loaded.task_name != params.task:
+        raise AmadError(f"{teacher_dir}: a {loaded.task_name!r} model, but params.yaml: task is {params.task!r}")
+    preprocess = task.preprocess(student_config)
+    if preprocess != loaded.preprocess:
+        raise AmadError(
+            f"{teacher_dir}: the saved teacher's preprocessing differs from students.{student_name}'s; "
+            "re-run train_teacher (dvc repro)"
+        )
+    teacher = FrozenTeacher(loaded.model)
+    seed = params.distill_seed
+    student = build_model(task, student_config, loaded.state, seed, log)
+    method_class = METHODS.get(method_name, "distill.methods")
+    pairs = []
+    if method_class.needs.layers:
+        shapes = distilled_groups(
+            task, params.teacher, student_config, f"students.{student_name}", distill.attention.modules
+        )
+        pairs = layer_pairs(
+            task, loaded.model, student, distill.attention.modules, distill.attention.layer_mapping, shapes
+        )
+    method = method_class(distill.settings[method_name], pairs)
+    objective = DistillationObjective(task, method, distill.weights, distill.output.temperature)
+    train_set = task.dataset(data_dir, "train", preprocess, loaded.state)
+    cache = None
+    if method.needs.teacher:
+        cache = build_teacher_cache(
+            teacher,
+            train_set,
+            lambda: capture_for(method, teacher.model, "teacher", detach=True),
+            task.model_inputs,
+            device=runtime.device,
+            batch_size=distill.train.batch_size,
+            max_mib=params.runtime.teacher_cache_mib,
+            log=log if runtime.is_main else lambda _: None,
+        )
+    step = DistillationStep(task, teacher, objective, cache)
+    val_set = task.dataset(data_dir, "val", preprocess, loaded.state)
+    name = f"{student_name}-{method_name}"
+    checkpoint = checkpoint_dir / f"{name}.pt"
+    result = fit(
+        student,
+        step,
+        train_set=train_set,
+        optim=distill.train,
+        seed=seed,
+        runtime=runtime,
+        checkpoint_path=checkpoint,
+        loader_workers=params.runtime.loader_workers,
+        objective=objective,
+        log_dir=log_dir,
+        evaluate=_validation(task, val_set, runtime.device),
+        description=name,
+        log=log,
+        fingerprint=fingerprint(
+            to_dict(student_config),
+            to_dict(distill.train),
+            to_dict(distill.attention),
+            to_dict(distill.weights),
+            to_dict(distill.output),
+            to_dict(distill.settings[method_name]),
+            method_name,
+            seed,
+            _data_fingerprint(data_dir),
+            (teacher_dir / "config.json").read_text(),
+        ),
+    )
+    if runtime.is_main:
+        files = {}
+        if method.artefact_file is not None:
+            files[method.artefact_file] = mean_artefacts(step, student, val_set, runtime.device)
+        extra = {
+            "role": "student",
+            "student": student_name,
+            "method": method_name,
+            "history": result.history,
+            "layer_pairs": [[p.teacher, p.student, p.group] for p in pairs],
+            **method.summary(),
+        }
+        save_model(out_dir, task, student.cpu(), loaded.state, preprocess, extra=extra, files=files)
+    _finish(runtime, checkpoint)
+    return result
