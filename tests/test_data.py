@@ -7,15 +7,27 @@ import pytest
 import torch
 from PIL import Image
 
-from amad.config import DataConfig, ShapesConfig
-from amad.data.answers import build_vocabulary, normalize_answer, vqa_accuracy
-from amad.data.dataset import VQADataset
-from amad.data.manifest import read_manifest
-from amad.data.prepare import prepare
+from helpers import tiny_params_dict
+
 from amad.data.shapes import FAMILIES, ShapesGenerator
-from amad.data.vqav2 import read_vqav2
-from amad.errors import DataError
+from amad.errors import ConfigError, DataError
+from amad.params import parse_params
 from amad.preprocess import Preprocess
+from amad.tasks.vqa.answers import build_vocabulary, normalize_answer, vqa_accuracy
+from amad.tasks.vqa.dataset import VQADataset
+from amad.tasks.vqa.manifest import read_manifest
+from amad.tasks.vqa.prepare import prepare
+from amad.tasks.vqa.task import VQATask
+from amad.tasks.vqa.vqav2 import read_vqav2
+
+
+def data_config(source="shapes", path=None, **shapes):
+    params = tiny_params_dict()
+    params["data"]["source"] = source
+    if path is not None:
+        params["data"]["path"] = path
+    params["data"]["shapes"].update(shapes)
+    return parse_params(params).data
 
 
 def test_generator_is_deterministic():
@@ -107,6 +119,10 @@ def good_line(index=0, image="images/a.png"):
         (json.dumps({"id": "1", "image": 3, "question": "q", "answers": ["x"]}), r":2: field 'image' must be a str"),
         (good_line(1, "images/missing.png"), r"m\.jsonl:2: image not found"),
         (good_line(0), r":2: duplicate id '0' \(first on line 1\)"),
+        (good_line(1, "../outside/secret.png"), r"m\.jsonl:2: field 'image' may not contain '\.\.'"),
+        (good_line(1, "images/../../x.png"), r"m\.jsonl:2: field 'image' may not contain '\.\.'"),
+        (good_line(1, "/etc/passwd"), r"m\.jsonl:2: field 'image' must be a path relative to the data folder"),
+        (good_line(1, "C:\\x.png"), r"m\.jsonl:2: field 'image' must be a path relative"),
     ],
 )
 def test_manifest_errors_name_file_and_line(tmp_path, line, message):
@@ -142,7 +158,7 @@ def test_vqav2_reader_and_prepare(tmp_path):
     splits = read_vqav2(tmp_path / "vqa", seed=0)
     assert [len(splits[s]) for s in ("train", "val", "test")] == [2, 2, 2]
     assert len(splits["train"][0].answers) == 10
-    summary = prepare(DataConfig(source="vqav2", path=str(tmp_path / "vqa")), 0, tmp_path / "prepared")
+    summary = prepare(data_config("vqav2", str(tmp_path / "vqa")), 0, tmp_path / "prepared")
     assert summary["answers"] == ["red", "blue"]
     records = read_manifest(tmp_path / "prepared" / "val.jsonl")
     assert all((tmp_path / "prepared" / r.image).is_file() for r in records)
@@ -166,18 +182,37 @@ def test_prepare_jsonl_counts_out_of_vocabulary_and_leaves_nothing_on_error(tmp_
         source / "val.jsonl", [json.dumps({"id": "v", "image": "images/a.png", "question": "q", "answers": ["maybe"]})]
     )
     write_lines(source / "test.jsonl", [good_line(0)])
-    summary = prepare(DataConfig(source="jsonl", path=str(source)), 0, tmp_path / "out")
+    summary = prepare(data_config("jsonl", str(source)), 0, tmp_path / "out")
     assert summary["splits"]["val"]["out_of_vocabulary"] == 1
     write_lines(source / "test.jsonl", [good_line(0), "{broken"])
     with pytest.raises(DataError, match=r"test\.jsonl:2"):
-        prepare(DataConfig(source="jsonl", path=str(source)), 0, tmp_path / "out2")
+        prepare(data_config("jsonl", str(source)), 0, tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_prepare_refuses_undecodable_images_and_small_training_splits_before_writing(tmp_path):
+    source = tmp_path / "user"
+    (source / "images").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(source / "images" / "a.png")
+    (source / "images" / "b.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    for split in ("train", "val", "test"):
+        write_lines(source / f"{split}.jsonl", [good_line(0)])
+    write_lines(source / "test.jsonl", [good_line(0), good_line(1, "images/b.jpg")])
+    with pytest.raises(DataError, match=r"test record '1': image .*b\.jpg cannot be decoded"):
+        prepare(data_config("jsonl", str(source)), 0, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    task = VQATask()
+    check = lambda sizes: task.check_batch_sizes(sizes, {"distill.train.batch_size": 2})  # noqa: E731
+    with pytest.raises(ConfigError, match=r"distill\.train\.batch_size: 2 is larger than the training split \(1 samples\)"):
+        prepare(data_config("jsonl", str(source)), 0, tmp_path / "out", check)
+    assert not (tmp_path / "out").exists()
+
+
 def test_dataset_image_cache_returns_the_decoded_pixels(tmp_path):
-    config = DataConfig(source="shapes", shapes=ShapesConfig(train=8, val=8, test=8, image_size=32))
-    summary = prepare(config, 0, tmp_path)
+    config = data_config(train=8, val=8, test=8, image_size=32)
+    summary = prepare(config, 0, tmp_path / "prepared")
+    tmp_path = tmp_path / "prepared"
     preprocess = Preprocess(image_size=32, context_length=16)
     cached = VQADataset(tmp_path, "val", preprocess, summary["answers"])
     uncached = VQADataset(tmp_path, "val", preprocess, summary["answers"], cache_mib=0)

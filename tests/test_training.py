@@ -1,6 +1,7 @@
 """Models, save / load, capture on built models, training determinism, resume and DDP."""
 
 import os
+from dataclasses import replace
 import shutil
 import subprocess
 import sys
@@ -8,15 +9,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import prepared_data, tiny_model_config
+from helpers import TASK, prepared_data, tiny_model_config, tiny_params
 
 from amad.attention import capture_attention
-from amad.config import DistillConfig, MiniLMConfig, OptimConfig
-from amad.data.dataset import VQADataset
-from amad.models import VQAModel, load_model, save_model
-from amad.objective import DistillationObjective, ObjectiveConfig
+from amad.methods import METHODS
+from amad.models import load_model, save_model
+from amad.objective import DistillationObjective, ObjectiveOutput
+from amad.params import distilled_groups
+from amad.tasks.vqa.dataset import VQADataset
+from amad.tasks.vqa.model import VQAModel
+from amad.training.distillation import DistillationStep, FrozenTeacher, capture_for, layer_pairs
 from amad.training.distributed import GlobalBatchSampler, Runtime
-from amad.training.tasks import DistillationStep, FrozenTeacher, layer_pairs, objective_config, read_answers
 from amad.training.teacher_cache import build_teacher_cache
 from amad.training.trainer import fit
 
@@ -29,15 +32,19 @@ def data(tmp_path_factory):
     return prepared_data(tmp_path_factory.mktemp("data") / "prepared", train=64, val=16, test=16)
 
 
-def tiny_model(answers, seed=0, heads=4):
+def read_answers(data):
+    return TASK.read_state(data)["answers"]
+
+
+def tiny_model(answers, seed=0, heads=4, width=32):
     torch.manual_seed(seed)
-    return VQAModel(tiny_model_config(heads=heads), len(answers))
+    return VQAModel(tiny_model_config(width=width, heads=heads), len(answers))
 
 
 def test_save_load_round_trip_in_a_fresh_process(data, tmp_path):
     answers = read_answers(data)
     model = tiny_model(answers).eval()
-    save_model(tmp_path / "m", model, answers, extra={"note": "x"})
+    save_model(tmp_path / "m", TASK, model, {"answers": answers}, model.preprocess, extra={"note": "x"})
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
     dataset = VQADataset(data, "val", model.preprocess, answers)
     batch = torch.utils.data.default_collate([dataset[i] for i in range(4)])
@@ -46,10 +53,10 @@ def test_save_load_round_trip_in_a_fresh_process(data, tmp_path):
         "import torch; from amad.models import load_model;"
         f"m = load_model({str(tmp_path / 'm')!r}); x = torch.load({str(tmp_path / 'inputs.pt')!r});"
         f"torch.save(m.model(x['pixels'], x['tokens']), {str(tmp_path / 'out.pt')!r});"
-        "print(m.answers[0], m.extra['note'])"
+        "print(m.state['answers'][0], m.extra['note'], m.task_name)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.split() == [answers[0], "x"]
+    assert result.stdout.split() == [answers[0], "x", "vqa"]
     with torch.no_grad():
         expected = model(batch["pixels"], batch["tokens"])
     torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected)
@@ -87,7 +94,6 @@ def train_tiny(data, checkpoint, *, epochs=2, interrupt_after=None, seed=0, log_
     answers = read_answers(data)
     model = tiny_model(answers, seed=seed)
     dataset = VQADataset(data, "train", model.preprocess, answers)
-    objective = DistillationObjective(ObjectiveConfig(method="none"))
     calls = []
 
     def evaluate(_model):
@@ -97,9 +103,11 @@ def train_tiny(data, checkpoint, *, epochs=2, interrupt_after=None, seed=0, log_
         return {"accuracy": 0.0}
 
     def compute_loss(m, batch):
-        return objective(student_logits=m(batch["pixels"], batch["tokens"]), targets=batch["targets"])
+        loss = TASK.task_loss(m(*TASK.model_inputs(batch)), batch)
+        return ObjectiveOutput(total=loss, terms={"task": float(loss.detach())}, artefacts={})
 
-    optim = OptimConfig(epochs=epochs, batch_size=16, lr=1e-3)
+    params = tiny_params()
+    optim = replace(params.train, epochs=epochs, batch_size=16, lr=1e-3)
     fit(
         model,
         compute_loss,
@@ -148,12 +156,13 @@ DDP_SCRIPT = """
 import sys, torch
 from pathlib import Path
 sys.path.insert(0, {tests!r})
-from helpers import tiny_model_config
-from amad.config import OptimConfig, Params
+from helpers import tiny_params_dict
+from amad.params import parse_params
 from amad.training.distributed import init_runtime, shutdown_runtime
-from amad.training.tasks import train_teacher
-params = Params(teacher=tiny_model_config(), students={{"s": tiny_model_config()}},
-                train=OptimConfig(epochs=2, batch_size=16, lr=1e-3))
+from amad.training.jobs import train_teacher
+raw = tiny_params_dict()
+raw["train"].update(epochs=2, batch_size=16, lr=1e-3)
+params = parse_params(raw)
 runtime = init_runtime()
 train_teacher(params, Path({data!r}), Path(sys.argv[1]), runtime, checkpoint_dir=Path(sys.argv[2]), log_dir=None,
               log=lambda _: None)
@@ -185,54 +194,58 @@ def test_two_process_ddp_matches_single_process(data, tmp_path):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
 
 
-@pytest.mark.parametrize("method", ["logit", "amad", "minilm"])
-def test_cached_teacher_outputs_give_the_live_teachers_loss(data, method):
+def build_step(data, method_name, *, cache_mib=None, messages=None):
     answers = read_answers(data)
+    params = tiny_params()
     teacher, student = FrozenTeacher(tiny_model(answers, seed=1, heads=4)), tiny_model(answers, seed=2, heads=2)
-    distill = DistillConfig(minilm=MiniLMConfig(relation_heads=2))
-    pairs, group_of = layer_pairs(teacher.model, student, distill)
-    objective = DistillationObjective(objective_config(distill, method), pairs if method != "logit" else [])
+    student_config = tiny_model_config(heads=2)
+    selection = params.distill.attention
+    method_class = METHODS.get(method_name, "method")
+    pairs = []
+    if method_class.needs.layers:
+        shapes = distilled_groups(TASK, params.teacher, student_config, "students.s", selection.modules)
+        pairs = layer_pairs(TASK, teacher.model, student, selection.modules, selection.layer_mapping, shapes)
+    settings = params.distill.settings[method_name]
+    if method_name == "minilm":
+        settings = replace(settings, relation_heads=2)
+    method = method_class(settings, pairs)
+    objective = DistillationObjective(TASK, method, params.distill.weights, params.distill.output.temperature)
     train_set = VQADataset(data, "train", student.preprocess, answers)
+    cache = None
+    if cache_mib is not None:
+        cache = build_teacher_cache(
+            teacher,
+            train_set,
+            lambda: capture_for(method, teacher.model, "teacher", detach=True),
+            TASK.model_inputs,
+            device=torch.device("cpu"),
+            batch_size=16,
+            max_mib=cache_mib,
+            log=messages.append,
+        )
+    return DistillationStep(TASK, teacher, objective, cache), student, train_set
+
+
+@pytest.mark.parametrize("method", ["logit", "amad", "minilm", "hidden"])
+def test_cached_teacher_outputs_give_the_live_teachers_loss(data, method):
     messages = []
-    cache = build_teacher_cache(
-        teacher,
-        train_set,
-        objective.teacher_modules,
-        qkv=objective.needs_qkv,
-        device=torch.device("cpu"),
-        batch_size=16,
-        max_mib=64,
-        log=messages.append,
-    )
+    cached_step, student, train_set = build_step(data, method, cache_mib=64, messages=messages)
+    cache = cached_step.cache
     assert cache is not None and messages == [
         f"teacher outputs cached for 64 training samples ({cache.nbytes / 2**20:.0f} MiB)"
     ]
+    live_step = DistillationStep(TASK, cached_step.teacher, cached_step.objective)
     batch = torch.utils.data.default_collate([train_set[i] for i in (37, 2, 63, 18, 5)])  # a shuffled batch
-    live = DistillationStep(teacher, objective, group_of)(student, batch)
-    cached = DistillationStep(teacher, objective, group_of, cache)(student, batch)
+    live = live_step(student, batch)
+    cached = cached_step(student, batch)
     assert live.terms.keys() == cached.terms.keys()
     for name, value in live.terms.items():
         assert cached.terms[name] == pytest.approx(value, abs=1e-5), name
 
 
 def test_teacher_cache_is_skipped_when_it_does_not_fit(data):
-    answers = read_answers(data)
-    teacher = FrozenTeacher(tiny_model(answers))
     messages = []
-    modules = teacher.model.attention_groups()["vision_self"]
-    cache = build_teacher_cache(
-        teacher,
-        VQADataset(data, "train", teacher.model.preprocess, answers),
-        modules,
-        qkv=False,
-        device=torch.device("cpu"),
-        batch_size=16,
-        max_mib=0.01,
-        log=messages.append,
-    )
-    assert cache is None
+    step, _, _ = build_step(data, "amad", cache_mib=0.01, messages=messages)
+    assert step.cache is None
     assert messages and messages[0].startswith("teacher outputs not cached:") and "0.01" in messages[0]
-    assert (
-        build_teacher_cache(teacher, [], modules, qkv=False, device=torch.device("cpu"), batch_size=16, max_mib=0)
-        is None
-    )
+    assert build_step(data, "amad", cache_mib=0, messages=[])[0].cache is None
