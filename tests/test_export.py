@@ -7,18 +7,33 @@ import re
 import onnx
 import pytest
 import torch
-from helpers import prepared_data, tiny_model_config
+from dataclasses import replace
+
+from helpers import TASK, prepared_data, tiny_model_config, tiny_params
 
 from amad.cli import main as amad_main
-from amad.config import BenchmarkConfig, ExportConfig, TensorRTConfig
 from amad.errors import AmadError
 from amad.evaluation import model_cost
 from amad.export import tensorrt
-from amad.export.onnx_model import read_metadata
 from amad.export.pipeline import export_model
-from amad.models import VQAModel, save_model
-from amad.training.tasks import read_answers
+from amad.models import save_model
+from amad.tasks.vqa.model import VQAModel
+from amad.tasks.vqa.predict import read_exported_metadata
 from deploy.triton import ONNX_MODEL, write_model_repository
+
+PARAMS = tiny_params()
+
+
+def read_answers(data):
+    return TASK.read_state(data)["answers"]
+
+
+def export_config(**changes):
+    return replace(PARAMS.export, **changes)
+
+
+def benchmark_config(**changes):
+    return replace(PARAMS.benchmark, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +43,15 @@ def workspace(tmp_path_factory):
     answers = read_answers(data)
     for name, heads in (("teacher", 4), ("student", 2)):
         torch.manual_seed(0)
-        save_model(root / "models" / name, VQAModel(tiny_model_config(heads=heads), len(answers)), answers)
+        model = VQAModel(tiny_model_config(heads=heads), len(answers))
+        save_model(root / "models" / name, TASK, model, {"answers": answers}, model.preprocess)
     reports = {
         name: export_model(
             name,
             root / "models" / name,
             root / "exported" / name,
             data,
-            ExportConfig(models=("teacher", "student"), parity_samples=24),
+            export_config(models=("teacher", "student"), parity_samples=24),
             log=lambda _: None,
         )
         for name in ("teacher", "student")
@@ -56,7 +72,7 @@ def test_export_writes_a_self_describing_onnx_with_parity_and_int8_accuracy(work
     assert graph.opset_import[0].version >= 18
     assert [i.name for i in graph.graph.input] == ["pixels", "tokens"]
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
-    answers, preprocess = read_metadata(folder / "model.int8.onnx")
+    answers, preprocess = read_exported_metadata(folder / "model.int8.onnx")
     assert answers == read_answers(root / "data") and preprocess.image_size == 24
 
 
@@ -68,7 +84,7 @@ def test_failed_parity_stops_and_writes_nothing(workspace):
             root / "models" / "teacher",
             root / "strict",
             data,
-            ExportConfig(parity_samples=8, parity_atol=1e-30),
+            export_config(parity_samples=8, parity_atol=1e-30),
             log=lambda _: None,
         )
     assert not (root / "strict").exists()
@@ -83,17 +99,16 @@ def test_tensorrt_is_skipped_cleanly_without_cuda(tmp_path):
             tmp_path / "a.onnx",
             tmp_path / "b.onnx",
             tmp_path / "c.plan",
-            image_size=8,
-            context_length=4,
-            profile=TensorRTConfig(),
+            input_shapes={"pixels": (3, 8, 8), "tokens": (4,)},
+            profile=PARAMS.export.tensorrt,
         )
 
 
 def test_benchmark_schema(workspace, monkeypatch):
-    from amad.benchmark import run_benchmark, speedups
+    from amad.bench.latency import run_benchmark, speedups
 
     root, data, _ = workspace
-    config = BenchmarkConfig(batch_sizes=(1, 2), warmup=1, repeats=3, threads=1)
+    config = benchmark_config(batch_sizes=(1, 2), warmup=1, repeats=3, threads=1)
     report = run_benchmark(
         ["teacher", "student"],
         config,
@@ -120,19 +135,19 @@ def test_benchmark_schema(workspace, monkeypatch):
 
 @pytest.mark.parametrize("burst, order", [(1, "ab" * 4), (3, "aaabbb" * 2)])
 def test_benchmark_interleaves_bursts_and_skips_the_first_call_of_each(burst, order):
-    from amad.benchmark import time_interleaved
+    from amad.bench.latency import time_interleaved
 
     calls = []
     runners = {(name, "fake"): functools.partial(lambda name, *_: calls.append(name), name) for name in "ab"}
-    config = BenchmarkConfig(warmup=1, repeats=4, burst=burst)
-    timings = time_interleaved(runners, torch.zeros(1), torch.zeros(1), config)
+    config = benchmark_config(warmup=1, repeats=4, burst=burst)
+    timings = time_interleaved(runners, (torch.zeros(1), torch.zeros(1)), config)
     assert "".join(calls) == "ab" + order  # warm-up round, then the timed rounds
     assert {key: len(times) for key, times in timings.items()} == {("a", "fake"): 4, ("b", "fake"): 4}
 
 
 def test_benchmark_burst_must_be_positive():
     with pytest.raises(AmadError, match=r"benchmark\.burst"):
-        BenchmarkConfig(burst=0).validate("benchmark")
+        benchmark_config(burst=0).validate("benchmark")
 
 
 @pytest.mark.parametrize(
@@ -185,12 +200,12 @@ def test_predict_errors(workspace, capsys):
 
 def test_triton_repository_matches_the_onnx_model(workspace, tmp_path):
     root, _, _ = workspace
-    names = write_model_repository(root / "exported" / "student", tmp_path / "triton", TensorRTConfig(max_batch=16))
+    names = write_model_repository(root / "exported" / "student", tmp_path / "triton", max_batch=16)
     assert names == [ONNX_MODEL]  # no engine without TensorRT
     model_dir = tmp_path / "triton" / ONNX_MODEL
     config = (model_dir / "config.pbtxt").read_text()
     graph = onnx.load(str(model_dir / "1" / "model.onnx"))
-    answers, preprocess = read_metadata(model_dir / "1" / "model.onnx")
+    answers, preprocess = read_exported_metadata(model_dir / "1" / "model.onnx")
     assert 'backend: "onnxruntime"' in config and "max_batch_size: 16" in config
     assert f"dims: [ 3, {preprocess.image_size}, {preprocess.image_size} ]" in config
     assert f"dims: [ {preprocess.context_length} ]" in config
@@ -207,6 +222,6 @@ def test_triton_repository_matches_the_onnx_model(workspace, tmp_path):
 
 def test_model_cost_counts_parameters(workspace):
     model = VQAModel(tiny_model_config(), 5)
-    cost = model_cost(model, 24, 12)
+    cost = model_cost(model, TASK.example_inputs(model.preprocess, 1))
     assert cost["params"] == sum(p.numel() for p in model.parameters())
     assert cost["gflops"] > 0

@@ -7,7 +7,7 @@ from timm.layers import Attention as TimmAttention
 from torch import nn
 
 from amad.export.attention_for_export import ExportAttention, with_export_attention
-from amad.models import VQAModel
+from amad.tasks.vqa.model import VQAModel
 
 ATOL = 1e-5
 

@@ -322,3 +322,19 @@ def test_fused_kl_gradcheck_student_and_temperature():
             lambda s, tau, m=query_mask: amad_loss(teacher, s, temperature=tau, query_mask=m, reduction="none"),
             (student, temperature),
         )
+
+
+def test_hidden_state_loss_golden():
+    from amad.losses import HiddenStateProjection, hidden_state_loss
+
+    teacher = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])  # (B=1, L=2, dt=2)
+    student = torch.tensor([[[1.0], [2.0]]])  # (B=1, L=2, ds=1)
+    projection = HiddenStateProjection(1, 2)
+    with torch.no_grad():
+        projection.linear.weight.copy_(torch.tensor([[2.0], [1.0]]))
+        projection.linear.bias.copy_(torch.tensor([0.0, 1.0]))
+    # projected rows: [2, 2] and [4, 3]; squared errors per token: mean([1, 0]) = 0.5, mean([1, 1]) = 1.0
+    assert hidden_state_loss(teacher, student, projection).item() == pytest.approx(0.75)
+    assert hidden_state_loss(teacher, student, projection, token_mask=torch.tensor([[True, False]])).item() == 0.5
+    same_width = torch.nn.Identity()
+    assert hidden_state_loss(teacher, teacher, same_width).item() == 0.0

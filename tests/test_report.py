@@ -1,8 +1,10 @@
 """The summary table's trade-off verdict."""
 
-import json
+from helpers import TASK, tiny_model_config
 
+from amad.models import save_model
 from amad.report import best_student, summary
+from amad.tasks.vqa.model import VQAModel
 
 
 def test_best_student_is_the_fastest_within_two_points_of_the_most_accurate():
@@ -19,10 +21,9 @@ def test_best_student_is_the_fastest_within_two_points_of_the_most_accurate():
 
 def test_summary_names_an_unbenchmarked_more_accurate_student(tmp_path):
     models, exported = tmp_path / "models", tmp_path / "exported"
-    heads = {"vision": {"heads": 2}, "text": {"heads": 2}, "fusion": {"heads": 2}}
+    model = VQAModel(tiny_model_config(heads=2), 3)
     for name in ("teacher", "s-amad", "s-one2one"):
-        (models / name).mkdir(parents=True)
-        (models / name / "config.json").write_text(json.dumps({"model": heads}))
+        save_model(models / name, TASK, model, {"answers": ["a", "b", "c"]}, model.preprocess)
     evals = {
         name: {"accuracy": acc, "params": 1e6, "gflops": 0.1}
         for name, acc in [("teacher", 0.9), ("s-amad", 0.7), ("s-one2one", 0.8)]
@@ -33,6 +34,6 @@ def test_summary_names_an_unbenchmarked_more_accurate_student(tmp_path):
         "results": {"teacher": {"onnxruntime": {"1": {"p50_ms": 3.0}}}, "s-amad": {"onnxruntime": {"1": point}}},
     }
     text, rows = summary(evals, latency, exported, models)
-    assert "`s-amad`" in text and "3.00x" in text
+    assert "`s-amad`" in text and "3.00x" in text and "| 2/2/2/2 |" in text
     assert "The most accurate student, `s-one2one` (0.8000), was not benchmarked" in text
     assert [r["model"] for r in rows] == ["teacher", "s-amad"]

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import prepared_data, tiny_model_config
+from dataclasses import replace
 
-from amad.config import ExportConfig
+from helpers import TASK, prepared_data, tiny_model_config, tiny_params
+
 from amad.export.pipeline import export_model
-from amad.models import VQAModel, save_model
-from amad.predict import load_predictor, predict_question
-from amad.training.tasks import read_answers
+from amad.models import save_model
+from amad.tasks.vqa.model import VQAModel
+from amad.tasks.vqa.predict import load_predictor, predict_question
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,15 +49,16 @@ def test_pytriton_server_answers_like_the_local_model(tmp_path):
     from deploy.client import ask
 
     data = prepared_data(tmp_path / "data", train=16, val=16, test=8)
-    answers = read_answers(data)
+    answers = TASK.read_state(data)["answers"]
     torch.manual_seed(0)
-    save_model(tmp_path / "model", VQAModel(tiny_model_config(), len(answers)), answers)
+    model = VQAModel(tiny_model_config(), len(answers))
+    save_model(tmp_path / "model", TASK, model, {"answers": answers}, model.preprocess)
     export_model(
         "m",
         tmp_path / "model",
         tmp_path / "exported",
         data,
-        ExportConfig(models=("teacher",), int8=False),
+        replace(tiny_params().export, models=("teacher",), int8=False),
         log=lambda _: None,
     )
     onnx_path = tmp_path / "exported" / "model.onnx"
