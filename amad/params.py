@@ -164,8 +164,6 @@ class ExportConfig:
         require(self.parity_samples >= 1, f"{key}.parity_samples", f"must be >= 1, got {self.parity_samples}")
         require(self.parity_atol > 0, f"{key}.parity_atol", f"must be > 0, got {self.parity_atol}")
         require(0 < self.min_agreement <= 1, f"{key}.min_agreement", f"must be in (0, 1], got {self.min_agreement}")
-        if self.triton_model is not None:
-            require_choice(self.triton_model, self.models, f"{key}.triton_model")
 
 
 @dataclass(frozen=True)
@@ -342,6 +340,8 @@ def check_params(params: Params, task: Task) -> None:
     known = params.model_names()
     for index, model in enumerate(params.export.models):
         require_choice(model, known, child("export.models", index))
+    if params.export.triton_model is not None:
+        require_choice(params.export.triton_model, params.export.models, "export.triton_model")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
