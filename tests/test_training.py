@@ -1,5 +1,6 @@
 """Models, save / load, capture on built models, training determinism, resume and DDP."""
 
+import json
 import os
 from dataclasses import replace
 import shutil
@@ -12,6 +13,7 @@ import torch
 from helpers import TASK, prepared_data, tiny_model_config, tiny_params
 
 from amad.attention import capture_attention
+from amad.errors import AmadError
 from amad.methods import METHODS
 from amad.models import load_model, save_model
 from amad.objective import DistillationObjective, ObjectiveOutput
@@ -249,3 +251,19 @@ def test_teacher_cache_is_skipped_when_it_does_not_fit(data):
     assert step.cache is None
     assert messages and messages[0].startswith("teacher outputs not cached:") and "0.01" in messages[0]
     assert build_step(data, "amad", cache_mib=0, messages=[])[0].cache is None
+
+
+def test_models_saved_before_tasks_were_plug_ins_still_load(data, tmp_path):
+    answers = read_answers(data)
+    model = tiny_model(answers).eval()
+    save_model(tmp_path / "m", TASK, model, {"answers": answers}, model.preprocess)
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    legacy = {"format": "amad.vqa/1", "model": config["model"], "answers": answers}
+    legacy.update(preprocess=config["preprocess"], extra={})
+    (tmp_path / "m" / "config.json").write_text(json.dumps(legacy))
+    loaded = load_model(tmp_path / "m")
+    assert loaded.task_name == "vqa" and loaded.state == {"answers": answers}
+    assert same_weights(loaded.model, model)
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**legacy, "format": "amad.vqa/0"}))
+    with pytest.raises(AmadError, match=r"format 'amad.vqa/0' is not 'amad/2'; re-create the model"):
+        load_model(tmp_path / "m")
