@@ -48,7 +48,9 @@ class OptimConfig:
         require(self.batch_size >= 1, f"{key}.batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.lr > 0, f"{key}.lr", f"must be > 0, got {self.lr}")
         require(self.weight_decay >= 0, f"{key}.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        require(0 <= self.warmup_fraction < 1, f"{key}.warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}")
+        require(
+            0 <= self.warmup_fraction < 1, f"{key}.warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}"
+        )
         require(self.grad_clip >= 0, f"{key}.grad_clip", f"must be >= 0 (0 disables clipping), got {self.grad_clip}")
 
 
@@ -186,7 +188,9 @@ class BenchmarkConfig:
             require_choice(backend, BACKENDS, child(f"{key}.backends", index))
         require(self.warmup >= 0, f"{key}.warmup", f"must be >= 0, got {self.warmup}")
         require(self.repeats >= 3, f"{key}.repeats", f"must be >= 3 (percentiles), got {self.repeats}")
-        require(self.burst >= 1, f"{key}.burst", f"must be >= 1 (1: one timed call per pair and round), got {self.burst}")
+        require(
+            self.burst >= 1, f"{key}.burst", f"must be >= 1 (1: one timed call per pair and round), got {self.burst}"
+        )
         require(self.threads >= 0, f"{key}.threads", f"must be >= 0 (0: all cores), got {self.threads}")
 
 
@@ -250,7 +254,11 @@ def _parse_distill(raw: Any) -> DistillConfig:
         require(isinstance(name, str), key, f"expected a method name, got {name!r}")
         METHODS.get(name, key)
         require(methods.index(name) == index, key, f"{name!r} is listed twice")
-        require(name in raw, f"distill.{name}", f"missing section for the listed method (write `{name}: {{}}` if it has no settings)")
+        require(
+            name in raw,
+            f"distill.{name}",
+            f"missing section for the listed method (write `{name}: {{}}` if it has no settings)",
+        )
     seed = raw["seed"]
     require(
         seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0),
@@ -277,10 +285,16 @@ def parse_params(raw: Any) -> Params:
     """Build and check :class:`Params` from the parsed YAML."""
     raw = _mapping(raw, "")
     _check_keys(raw, SECTIONS, "")
-    require(isinstance(raw["task"], str), "task", f"expected a task name ({', '.join(TASKS.names())}), got {raw['task']!r}")
+    require(
+        isinstance(raw["task"], str), "task", f"expected a task name ({', '.join(TASKS.names())}), got {raw['task']!r}"
+    )
     task = get_task(raw["task"])
     seed = raw["seed"]
-    require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed", f"expected an integer >= 0, got {seed!r}")
+    require(
+        isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+        "seed",
+        f"expected an integer >= 0, got {seed!r}",
+    )
     students_raw = _mapping(raw["students"], "students")
     require(len(students_raw) > 0, "students", "define at least one student, e.g. students.h4")
     students = {}

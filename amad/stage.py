@@ -6,8 +6,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from amad.params import Params, load_params
 from amad.errors import AmadError
+from amad.params import Params, load_params
 
 CHECKPOINTS = Path("checkpoints")  # git-ignored, outside every stage's outs: interrupted stages resume
 LOGS = Path("logs")  # dvclive folders, declared as persistent outs

@@ -22,7 +22,11 @@ def main(params: Params) -> None:
         report = evaluate_model(task, loaded.model, test_set)
         cost = model_cost(loaded.model, task.example_inputs(loaded.preprocess, 1))
         primary = report[task.primary_metric]
-        metrics[name] = {task.primary_metric: round(primary, 4), "params": cost["params"], "gflops": round(cost["gflops"], 4)}
+        metrics[name] = {
+            task.primary_metric: round(primary, 4),
+            "params": cost["params"],
+            "gflops": round(cost["gflops"], 4),
+        }
         breakdowns[name] = report["breakdown"]
         print(
             f"{name:>16s}: {task.primary_metric} {primary:.4f}, {cost['params'] / 1e6:.2f}M params, "

@@ -3,8 +3,8 @@ model repository exported/triton/ (for `export.triton_model`)."""
 
 from pathlib import Path
 
-from amad.params import Params
 from amad.export.pipeline import export_model
+from amad.params import Params
 from amad.stage import run_stage
 from deploy.triton import write_model_repository
 

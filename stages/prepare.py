@@ -11,7 +11,10 @@ from amad.stage import run_stage
 
 def main(params: Params) -> None:
     task = params.task_plugin()
-    batch_sizes = {"train.batch_size": params.train.batch_size, "distill.train.batch_size": params.distill.train.batch_size}
+    batch_sizes = {
+        "train.batch_size": params.train.batch_size,
+        "distill.train.batch_size": params.distill.train.batch_size,
+    }
     task.prepare(
         params.data,
         params.seed,

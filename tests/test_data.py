@@ -5,9 +5,8 @@ from collections import Counter
 
 import pytest
 import torch
-from PIL import Image
-
 from helpers import tiny_params_dict
+from PIL import Image
 
 from amad.data.shapes import FAMILIES, ShapesGenerator
 from amad.errors import ConfigError, DataError
@@ -204,7 +203,9 @@ def test_prepare_refuses_undecodable_images_and_small_training_splits_before_wri
     assert not (tmp_path / "out").exists()
     task = VQATask()
     check = lambda sizes: task.check_batch_sizes(sizes, {"distill.train.batch_size": 2})  # noqa: E731
-    with pytest.raises(ConfigError, match=r"distill\.train\.batch_size: 2 is larger than the training split \(1 samples\)"):
+    with pytest.raises(
+        ConfigError, match=r"distill\.train\.batch_size: 2 is larger than the training split \(1 samples\)"
+    ):
         prepare(data_config("jsonl", str(source)), 0, tmp_path / "out", check)
     assert not (tmp_path / "out").exists()
 

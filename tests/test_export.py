@@ -3,12 +3,11 @@
 import functools
 import json
 import re
+from dataclasses import replace
 
 import onnx
 import pytest
 import torch
-from dataclasses import replace
-
 from helpers import TASK, prepared_data, tiny_model_config, tiny_params
 
 from amad.cli import main as amad_main

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from helpers import tiny_params_dict
 
 from amad.models import load_model

@@ -2,10 +2,10 @@
 
 import json
 import os
-from dataclasses import replace
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest

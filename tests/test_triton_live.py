@@ -10,12 +10,11 @@ import socket
 import subprocess
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from dataclasses import replace
-
 from helpers import TASK, prepared_data, tiny_model_config, tiny_params
 
 from amad.export.pipeline import export_model

@@ -1,1 +1,1 @@
-"""Data: the synthetic shapes generator, manifest / VQAv2 readers, answers and the torch dataset."""
+"""Data helpers shared by the tasks: the synthetic shapes generator, path and image checks."""

@@ -37,7 +37,9 @@ def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, conf
 
     with atomic_dir(out_dir) as staging:
         onnx_path = staging / "model.onnx"
-        export_onnx(model, spec, onnx_path, opset=config.opset, extra_metadata={"amad.model": name, "amad.task": task.name})
+        export_onnx(
+            model, spec, onnx_path, opset=config.opset, extra_metadata={"amad.model": name, "amad.task": task.name}
+        )
         fp32 = OnnxModel(onnx_path)
         torch_outputs = outputs(model, parity_set)
         report["parity"] = task.parity(torch_outputs, outputs(fp32, parity_set))
@@ -84,5 +86,7 @@ def _tensorrt(staging: Path, task: Any, spec: Any, config: ExportConfig, test_se
     )
     engine = tensorrt.TensorRTModel(staging / "model.plan", spec.input_names, spec.output_names[0])
     metric = task.primary_metric
-    report["accuracy"]["tensorrt_fp16"] = task.evaluate(engine, test_set, device="cuda", batch_size=config.tensorrt.max_batch)[metric]
+    report["accuracy"]["tensorrt_fp16"] = task.evaluate(
+        engine, test_set, device="cuda", batch_size=config.tensorrt.max_batch
+    )[metric]
     return built

@@ -34,7 +34,9 @@ class AmadSettings:
         require(self.temperature > 0, f"{key}.temperature", f"must be > 0, got {self.temperature}")
         require_choice(self.temperature_schedule, SCHEDULES, f"{key}.temperature_schedule")
         if self.final_temperature is not None:
-            require(self.final_temperature > 0, f"{key}.final_temperature", f"must be > 0, got {self.final_temperature}")
+            require(
+                self.final_temperature > 0, f"{key}.final_temperature", f"must be > 0, got {self.final_temperature}"
+            )
         require(
             self.temperature_schedule not in ("linear", "cosine") or self.final_temperature is not None,
             f"{key}.final_temperature",

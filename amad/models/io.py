@@ -124,7 +124,9 @@ def _spec(directory: Path, config: dict) -> tuple[Task, Any]:
         task = get_task(config["task"], "task")
         return task, from_dict(task.model_config, config["model"], "model", source=source)
     except ConfigError as error:
-        raise AmadError(f"{source}: {error.key}: {error.reason}; re-create the model with this version (dvc repro)") from None
+        raise AmadError(
+            f"{source}: {error.key}: {error.reason}; re-create the model with this version (dvc repro)"
+        ) from None
 
 
 def load_model(directory: str | Path, *, device: str | torch.device = "cpu") -> LoadedModel:

@@ -112,7 +112,11 @@ def mean_artefacts(
         for index, pair in enumerate(method.pairs):
             query_mask, key_mask = task.attention_masks(pair.group, batch)
             _, artefact = method.layer_term(
-                index, teacher_capture.records[pair.teacher], student_capture.records[pair.student], query_mask, key_mask
+                index,
+                teacher_capture.records[pair.teacher],
+                student_capture.records[pair.student],
+                query_mask,
+                key_mask,
             )
             if artefact is not None:
                 sums[pair.student] = sums.get(pair.student, 0) + artefact.sum(0).cpu()

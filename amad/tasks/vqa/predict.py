@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from amad.atomic import atomic_file
-from amad.tasks.vqa.manifest import read_manifest
 from amad.errors import AmadError
 from amad.preprocess import Preprocess
+from amad.tasks.vqa.manifest import read_manifest
 
 
 @dataclass

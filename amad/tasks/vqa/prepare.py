@@ -15,10 +15,10 @@ from pathlib import Path
 
 from amad.atomic import atomic_dir
 from amad.data.images import check_decodable
-from amad.tasks.vqa.answers import build_vocabulary, normalize_answer
-from amad.tasks.vqa.manifest import SPLITS, Record, read_manifest, write_manifest
 from amad.data.shapes import ShapesGenerator
+from amad.tasks.vqa.answers import build_vocabulary, normalize_answer
 from amad.tasks.vqa.config import DataConfig
+from amad.tasks.vqa.manifest import SPLITS, Record, read_manifest, write_manifest
 from amad.tasks.vqa.vqav2 import read_vqav2
 
 

@@ -61,7 +61,9 @@ class VQATask(Task):
 
     def check_model(self, config: ModelConfig, key: str) -> None:
         if config.pretrained is not None:
-            require(Path(config.pretrained).exists(), f"{key}.pretrained", f"no such file or folder: {config.pretrained}")
+            require(
+                Path(config.pretrained).exists(), f"{key}.pretrained", f"no such file or folder: {config.pretrained}"
+            )
 
     def check_student(self, teacher: ModelConfig, student: ModelConfig, key: str) -> None:
         for tower, field in (("vision", "image_size"), ("text", "context_length")):

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from amad.tasks.vqa.manifest import Record
 from amad.errors import DataError
+from amad.tasks.vqa.manifest import Record
 
 
 def _load_json(path: Path) -> dict:
