@@ -13,8 +13,9 @@ Supported modules:
   caller still receives what it asked for.
 
 With ``hidden=True`` the output of the block that holds each captured attention module (its
-parent module: the residual stream after that layer) is recorded too, batch first; with
-``maps=False`` the maps are not recorded and fused attention stays on.
+parent module: the residual stream after that layer) is recorded too, batch first. With
+``maps=False`` (hidden states only) timm keeps its fused attention and ``nn.MultiheadAttention``
+calls are left as they are.
 
 Layers are chosen by module path or ``fnmatch`` pattern (``"visual.blocks.*.attn"``)::
 

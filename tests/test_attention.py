@@ -180,3 +180,32 @@ def test_selection_errors_name_the_pattern():
     with pytest.raises(ValueError, match=r"'blocks\.0' is a Block.*did you mean 'blocks\.0\.attn'"):
         AttentionCapture(model, "blocks.0")
     assert attention_module_names(model) == ["blocks.0.attn", "blocks.1.attn"]
+
+
+def test_hidden_states_are_the_outputs_of_the_blocks_holding_the_captured_modules():
+    from helpers import tiny_model_config
+
+    from amad.tasks.vqa.model import VQAModel
+
+    torch.manual_seed(0)
+    model = VQAModel(tiny_model_config(), 7).eval()
+    pixels, tokens = torch.randn(2, 3, 24, 24), torch.tensor([[49406, 320, 49407] + [0] * 9] * 2)
+    names = ["vision.blocks.1.attn", "text.transformer.resblocks.0.attn", "fusion.cross_attn.0.attn"]
+    outputs = {}
+    handles = [
+        model.get_submodule(name.rpartition(".")[0]).register_forward_hook(
+            lambda _m, _i, out, name=name: outputs.__setitem__(name, out)
+        )
+        for name in names
+    ]
+    with torch.no_grad(), capture_attention(model, names, maps=False, hidden=True) as capture:
+        model(pixels, tokens)
+    for handle in handles:
+        handle.remove()
+    for name in names:
+        hidden = capture.records[name].hidden
+        assert hidden.shape[0] == 2, name  # batch first
+        expected = outputs[name] if outputs[name].shape[0] == 2 else outputs[name].transpose(0, 1)
+        torch.testing.assert_close(hidden, expected)
+        assert capture.records[name].probs is None
+    assert model.vision.blocks[1].attn.fused_attn == model.vision.blocks[0].attn.fused_attn  # fusion untouched
