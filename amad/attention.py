@@ -67,16 +67,6 @@ class AttentionRecord:
     hidden: Tensor | None = None
 
 
-@dataclass
-class AttentionRecords:
-    """Attention records per module path, held apart from any capture (e.g. cached teacher outputs).
-
-    Passes wherever the distillation objective takes a capture (it reads ``records``).
-    """
-
-    records: dict[str, AttentionRecord]
-
-
 def attention_module_names(model: nn.Module) -> list[str]:
     """Paths of every attention module in ``model`` that can be captured."""
     return [name for name, module in model.named_modules() if isinstance(module, SUPPORTED_TYPES)]

@@ -67,10 +67,11 @@ def _safe(name: str) -> str:
     return name.replace(".", "_")
 
 
-def alignment_pictures(model_dir: Path, out: Path) -> list[Path]:
-    """One heat map per distilled layer from ``alignment.safetensors``."""
+def alignment_pictures(artefact: Path, out: Path) -> list[Path]:
+    """One heat map per distilled layer from an alignment artefact (teacher head x student head)."""
     written = []
-    for layer, weights in load_file(model_dir / "alignment.safetensors").items():
+    model_dir = artefact.parent
+    for layer, weights in load_file(artefact).items():
         path = out / f"{_safe(layer)}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         heat_map(
@@ -85,7 +86,8 @@ def attention_pictures(teacher_dir: Path, student_dir: Path, data_dir: Path, out
     query tokens, columns: its real key tokens)."""
     teacher, student = load_model(teacher_dir), load_model(student_dir)
     task = student.task
-    pairs = student.extra.get("layer_pairs", [])
+    group_of = {m: g for g, modules in task.module_groups(student.model).items() for m in modules}
+    pairs = [(t, s, group_of[s]) for t, s, *_ in student.extra.get("layer_pairs", [])]  # older folders: no group
     dataset = task.dataset(data_dir, "val", student.preprocess, student.state)
     batch = torch.utils.data.default_collate([dataset[sample]])
     inputs = task.model_inputs(batch)
@@ -139,9 +141,7 @@ def best_student(rows: list[dict], tolerance: float = 0.02) -> dict | None:
     return min((r for r in students if r["accuracy"] >= top - tolerance), key=lambda r: r["latency_ms"])
 
 
-def summary(
-    eval_metrics: dict, latency: dict, exported: Path, models_dir: Path, metric: str = "accuracy"
-) -> tuple[str, list[dict]]:
+def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path, metric: str) -> tuple[str, list[dict]]:
     """Markdown table and the ``metric`` (the task's primary metric) / latency rows (for the scatter plot)."""
     results = latency.get("results", {})
     batch_sizes = latency.get("settings", {}).get("batch_sizes", [])

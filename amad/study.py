@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from amad.atomic import write_json
+from amad.params import load_params
 
 PARAMS = Path("params.yaml")
 
@@ -42,10 +43,11 @@ def run_seed(seed: int, overrides: list[str]) -> dict:
     return json.loads(Path("metrics/eval.json").read_text())
 
 
-def aggregate(runs: list[dict]) -> dict[str, dict[str, float]]:
+def aggregate(runs: list[dict], metric: str) -> dict[str, dict[str, float]]:
+    """Mean, sample std and values of ``metric`` (the task's primary metric) per model over the runs."""
     table = {}
     for model in runs[0]:
-        values = [run[model]["accuracy"] for run in runs]
+        values = [run[model][metric] for run in runs]
         table[model] = {
             "mean": statistics.fmean(values),
             "std": statistics.stdev(values) if len(values) > 1 else 0.0,
@@ -54,8 +56,8 @@ def aggregate(runs: list[dict]) -> dict[str, dict[str, float]]:
     return table
 
 
-def format_table(table: dict[str, dict[str, float]]) -> str:
-    lines = ["| model | accuracy (mean ± std) | runs |", "|---|---|---|"]
+def format_table(table: dict[str, dict[str, float]], metric: str) -> str:
+    lines = [f"| model | {metric} (mean ± std) | runs |", "|---|---|---|"]
     for model, row in table.items():
         runs = ", ".join(f"{v:.4f}" for v in row["runs"])
         lines.append(f"| {model} | {row['mean']:.4f} ± {row['std']:.4f} | {runs} |")
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.seeds < 1:
         sys.exit("error: --seeds must be >= 1")
+    metric = load_params(PARAMS).task_plugin().primary_metric
     original, staged = PARAMS.read_text(), _index_entry(PARAMS)
     try:
         runs = [run_seed(seed, args.set) for seed in range(args.seeds)]
@@ -83,9 +86,9 @@ def main(argv: list[str] | None = None) -> None:
                 "workspace are the last run's until the next dvc repro",
                 file=sys.stderr,
             )
-    table = aggregate(runs)
-    write_json(args.out, {"seeds": args.seeds, "overrides": args.set, "accuracy": table})
-    print(format_table(table))
+    table = aggregate(runs, metric)
+    write_json(args.out, {"seeds": args.seeds, "overrides": args.set, "metric": metric, metric: table})
+    print(format_table(table, metric))
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def main() -> None:
     parser.add_argument("export_dir", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--gpu", action="store_true", help="GPU instance group for the onnxruntime model")
-    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-batch", type=int, required=True, help="as export.tensorrt.max_batch in params.yaml")
     args = parser.parse_args()
     names = write_model_repository(args.export_dir, args.out, max_batch=args.max_batch, gpu=args.gpu)
     print(f"wrote {', '.join(names)} to {args.out}")

@@ -34,7 +34,8 @@ def main(params: Params) -> None:
             log_dir=LOGS / name,
         )
         if runtime.is_main:
-            print(f"{name}: val accuracy {result.final.get('val/accuracy', float('nan')):.4f}")
+            metric = params.task_plugin().primary_metric
+            print(f"{name}: val {metric} {result.final.get(f'val/{metric}', float('nan')):.4f}")
     finally:
         shutdown_runtime(runtime)
 

@@ -4,11 +4,10 @@ import json
 from pathlib import Path
 
 from amad.atomic import atomic_dir
+from amad.methods import METHODS
 from amad.params import Params
 from amad.report import alignment_pictures, attention_pictures, summary
 from amad.stage import run_stage
-
-ALIGNMENT = "alignment.safetensors"  # the artefact of methods that align heads (amad)
 
 
 def main(params: Params) -> None:
@@ -19,10 +18,13 @@ def main(params: Params) -> None:
         text, rows = summary(eval_metrics, latency, Path("exported"), Path("models"), metric)
         (out / "summary.md").write_text(text)
         (out / "accuracy_latency.json").write_text(json.dumps(rows, indent=2) + "\n")
-        for name in params.model_names():
-            model_dir = Path("models") / name
-            if (model_dir / ALIGNMENT).exists():
-                alignment_pictures(model_dir, out / "alignment" / name)
+        for student in params.students:
+            for method in params.distill.methods:
+                name, artefact = f"{student}-{method}", METHODS.get(method, "distill.methods").artefact_file
+                model_dir = Path("models") / name
+                if artefact is None or not (model_dir / artefact).exists():
+                    continue
+                alignment_pictures(model_dir / artefact, out / "alignment" / name)
                 attention_pictures(Path("models/teacher"), model_dir, Path("data/prepared"), out / "attention" / name)
     print(text)
 

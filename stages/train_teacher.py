@@ -23,7 +23,8 @@ def main(params: Params) -> None:
             log_dir=LOGS / "teacher",
         )
         if runtime.is_main:
-            print(f"teacher: val accuracy {result.final.get('val/accuracy', float('nan')):.4f}")
+            metric = params.task_plugin().primary_metric
+            print(f"teacher: val {metric} {result.final.get(f'val/{metric}', float('nan')):.4f}")
     finally:
         shutdown_runtime(runtime)
 

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 import torch
-from helpers import tiny_params_dict
+from helpers import TINY_SHAPES, tiny_params_dict
 from PIL import Image
 
 from amad.data.shapes import FAMILIES, ShapesGenerator
@@ -29,17 +29,20 @@ def data_config(source="shapes", path=None, **shapes):
     return parse_params(params).data
 
 
+SHAPES = {k: TINY_SHAPES[k] for k in ("image_size", "grid", "min_objects", "max_objects")}
+
+
 def test_generator_is_deterministic():
-    first, second = ShapesGenerator(3), ShapesGenerator(3)
+    first, second = ShapesGenerator(3, **SHAPES), ShapesGenerator(3, **SHAPES)
     for _ in range(50):
         a, b = first.sample(), second.sample()
         assert a == b
         assert first.render(a.objects).tobytes() == second.render(b.objects).tobytes()
-    assert ShapesGenerator(4).sample() != ShapesGenerator(3).sample()
+    assert ShapesGenerator(4, **SHAPES).sample() != ShapesGenerator(3, **SHAPES).sample()
 
 
 def test_answers_are_balanced_and_families_covered():
-    generator = ShapesGenerator(0)
+    generator = ShapesGenerator(0, **SHAPES)
     samples = [generator.sample() for _ in range(4000)]
     answers = Counter(s.answer for s in samples)
     assert answers.most_common(1)[0][1] / len(samples) < 0.25
@@ -51,7 +54,7 @@ def test_answers_are_balanced_and_families_covered():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_answers_are_true_of_the_scene(family):
-    generator = ShapesGenerator(1)
+    generator = ShapesGenerator(1, **SHAPES)
     for _ in range(200):
         sample = generator.sample(family)
         objects = sample.objects

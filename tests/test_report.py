@@ -33,7 +33,7 @@ def test_summary_names_an_unbenchmarked_more_accurate_student(tmp_path):
         "settings": {"batch_sizes": [1]},
         "results": {"teacher": {"onnxruntime": {"1": {"p50_ms": 3.0}}}, "s-amad": {"onnxruntime": {"1": point}}},
     }
-    text, rows = summary(evals, latency, exported, models)
+    text, rows = summary(evals, latency, exported, models, "accuracy")
     assert "`s-amad`" in text and "3.00x" in text and "| 2/2/2/2 |" in text
     assert "The most accurate student, `s-one2one` (0.8000), was not benchmarked" in text
     assert [r["model"] for r in rows] == ["teacher", "s-amad"]

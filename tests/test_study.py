@@ -3,6 +3,7 @@
 import json
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -43,6 +44,13 @@ def fake_dvc(calls):
             raise subprocess.CalledProcessError(1, command)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def vqa_params(monkeypatch):
+    """The fake repository's params.yaml is one line; the study only needs the task's metric."""
+    task = SimpleNamespace(primary_metric="accuracy")
+    monkeypatch.setattr(study, "load_params", lambda _path: SimpleNamespace(task_plugin=lambda: task))
 
 
 def test_study_aggregates_seeds_and_restores_params(repo, monkeypatch, capsys):

@@ -119,6 +119,7 @@ def train_tiny(data, checkpoint, *, epochs=2, interrupt_after=None, seed=0, log_
         runtime=CPU,
         checkpoint_path=checkpoint,
         fingerprint="f",
+        loader_workers=0,
         evaluate=evaluate,
         log_dir=log_dir,
         log=lambda _: None,

@@ -64,7 +64,7 @@ class ShapesGenerator:
         max_objects: most objects in a scene (<= grid^2).
     """
 
-    def __init__(self, seed: int, *, image_size: int = 32, grid: int = 4, min_objects: int = 2, max_objects: int = 6):
+    def __init__(self, seed: int, *, image_size: int, grid: int, min_objects: int, max_objects: int):
         self.rng = np.random.default_rng(seed)
         self.image_size = image_size
         self.grid = grid

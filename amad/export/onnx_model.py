@@ -23,7 +23,7 @@ MAX_BATCH = 4096
 
 
 def export_onnx(
-    model: torch.nn.Module, spec: ExportSpec, path: str | Path, *, opset: int = 18, extra_metadata: dict | None = None
+    model: torch.nn.Module, spec: ExportSpec, path: str | Path, *, opset: int, extra_metadata: dict | None = None
 ) -> None:
     """Export ``model`` with ``torch.onnx.export(dynamo=True)`` and a dynamic batch axis on every input.
 

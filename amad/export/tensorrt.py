@@ -100,7 +100,7 @@ class TensorRTModel:
         self.stream = torch.cuda.Stream()
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        on_device = [x.cuda().contiguous() for x in inputs]
+        on_device = [(x.cuda().float() if x.is_floating_point() else x.cuda().long()).contiguous() for x in inputs]
         for name, tensor in zip(self.input_names, on_device):
             self.context.set_input_shape(name, tuple(tensor.shape))
             self.context.set_tensor_address(name, tensor.data_ptr())

@@ -138,10 +138,6 @@ class Task:
         """Attention module paths per group, each list ordered by depth."""
         raise NotImplementedError
 
-    def hidden_modules(self, model: Any) -> dict[str, str]:
-        """The block whose output is the hidden state after each attention module (by its path)."""
-        raise NotImplementedError
-
     def model_inputs(self, batch: dict) -> tuple:
         """The model's ``forward`` arguments from a batch."""
         raise NotImplementedError

@@ -36,11 +36,6 @@ def build_model(task: Task, config: Any, state: dict, seed: int, log: Callable[[
     return model
 
 
-def check_batch_sizes(task: Task, data_dir: Path, batch_sizes: dict[str, int]) -> None:
-    """Each training batch (by params key) fits the prepared training split; ConfigError names the key."""
-    task.check_batch_sizes(task.split_sizes(data_dir), batch_sizes)
-
-
 def _data_fingerprint(data_dir: Path) -> str:
     """Hash of the prepared folder's small files, so a checkpoint is only resumed on the same data."""
     digest = hashlib.sha256()
@@ -71,7 +66,7 @@ def train_teacher(
 ) -> FitResult:
     """Train the teacher on the ground truth and save it to ``out_dir``."""
     task = params.task_plugin()
-    check_batch_sizes(task, data_dir, {"train.batch_size": params.train.batch_size})
+    task.check_batch_sizes(task.split_sizes(data_dir), {"train.batch_size": params.train.batch_size})
     state = task.read_state(data_dir)
     model = build_model(task, params.teacher, state, params.seed, log)
     preprocess = task.preprocess(params.teacher)
@@ -125,7 +120,7 @@ def distill_student(
         raise AmadError(f"params.yaml: distill.methods: {method_name!r} is not listed ({', '.join(distill.methods)})")
     student_config = params.student(student_name)
     task = params.task_plugin()
-    check_batch_sizes(task, data_dir, {"distill.train.batch_size": distill.train.batch_size})
+    task.check_batch_sizes(task.split_sizes(data_dir), {"distill.train.batch_size": distill.train.batch_size})
     loaded = load_model(teacher_dir, device=runtime.device)
     if loaded.task_name != params.task:
         raise AmadError(f"{teacher_dir}: a {loaded.task_name!r} model, but params.yaml: task is {params.task!r}")

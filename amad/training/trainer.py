@@ -193,7 +193,7 @@ def fit(
     runtime: Runtime,
     checkpoint_path: str | Path,
     fingerprint: str,
-    loader_workers: int = 0,
+    loader_workers: int,
     objective: nn.Module | None = None,
     evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     log_dir: str | Path | None = None,

@@ -11,6 +11,7 @@ from pathlib import Path
 from amad.config import require, require_choice
 
 DATA_SOURCES = ("shapes", "jsonl", "vqav2")
+ATTENTION_GROUPS = ("vision_self", "text_self", "fusion_self", "fusion_cross")
 
 
 def _check_heads(width: int, heads: int, key: str, width_key: str) -> None:

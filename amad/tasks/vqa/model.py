@@ -17,10 +17,9 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 from amad.preprocess import PAD_TOKEN_ID, Preprocess
-from amad.tasks.vqa.config import ModelConfig, VisionConfig
+from amad.tasks.vqa.config import ATTENTION_GROUPS, ModelConfig, VisionConfig
 
 VOCAB_SIZE = 49408  # open_clip SimpleTokenizer
-ATTENTION_GROUPS = ("vision_self", "text_self", "fusion_self", "fusion_cross")
 
 
 def build_vision_tower(config: VisionConfig) -> VisionTransformer:

@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
             runtime=init_runtime(),
             checkpoint_path=Path(scratch) / "blind.pt",
             fingerprint="question-only",
+            loader_workers=params.runtime.loader_workers,
             description="question-only",
         )
     report = evaluate_model(task, blind, test_set)

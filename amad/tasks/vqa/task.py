@@ -21,10 +21,9 @@ from amad.config import require
 from amad.errors import AmadError
 from amad.tasks import TASKS
 from amad.tasks.base import ExportSpec, GroupShape, Task
-from amad.tasks.vqa.config import DataConfig, ModelConfig, VisionConfig
+from amad.tasks.vqa.config import ATTENTION_GROUPS, DataConfig, ModelConfig, VisionConfig
 
 SUMMARY = "answers.json"  # the prepared folder's vocabulary and split summary
-GROUPS = ("vision_self", "text_self", "fusion_self", "fusion_cross")
 
 
 def vision_tokens_and_shape(config: VisionConfig) -> tuple[int, int, int, int]:
@@ -46,7 +45,7 @@ def vision_tokens_and_shape(config: VisionConfig) -> tuple[int, int, int, int]:
 class VQATask(Task):
     data_config = DataConfig
     model_config = ModelConfig
-    attention_groups = GROUPS
+    attention_groups = ATTENTION_GROUPS
     primary_metric = "accuracy"
 
     def group_shapes(self, config: ModelConfig, key: str) -> dict[str, GroupShape]:
