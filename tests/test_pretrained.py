@@ -46,7 +46,7 @@ def test_the_real_weights_load_offline_and_embed_sentences_sensibly(tokenizer):
 @pytest.mark.parametrize("attn_implementation", ["eager", "sdpa"])
 def test_captured_maps_equal_the_models_own_attentions(tokenizer, attn_implementation):
     reference = load("eager")
-    batch = tokenizer(SENTENCES[:2] + ["two"], padding=True, return_tensors="pt")
+    batch = tokenizer([*SENTENCES[:2], "two"], padding=True, return_tensors="pt")
     with torch.no_grad():
         expected = reference(**batch, output_attentions=True).attentions
     model = load(attn_implementation)
