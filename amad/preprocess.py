@@ -6,6 +6,7 @@ Training, evaluation, export metadata and ``amad predict`` all build their input
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -14,9 +15,10 @@ import torch
 from open_clip.tokenizer import SimpleTokenizer
 from PIL import Image, UnidentifiedImageError
 
-from amad.errors import DataError
+from amad.errors import AmadError, DataError
 
-PAD_TOKEN_ID = 0  # open_clip's SimpleTokenizer pads with 0
+PAD_TOKEN_ID = 0  # open_clip's SimpleTokenizer and BERT-style tokenizers pad with 0
+HF_PREFIX = "hf:"  # tokenizer = "hf:<folder>": a Hugging Face tokenizer from a local folder
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class Preprocess:
     context_length: int
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    tokenizer: str = "open_clip.SimpleTokenizer"
+    tokenizer: str = "open_clip.SimpleTokenizer"  # or "hf:<folder>" (see hf_tokenizer_name)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
@@ -61,9 +63,20 @@ class Preprocess:
         """Read an image file -> ``[3, H, W]`` tensor; DataError names the file if it is unreadable."""
         return torch.from_numpy(self.normalize(self.read_resized(path)))
 
-    def tokenize(self, questions: list[str]) -> torch.Tensor:
-        """Questions -> int64 token ids ``[N, context_length]`` (start, text, end, then 0 padding)."""
-        return _tokenizer(self.context_length)(questions).long()
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        """Texts -> int64 token ids ``[N, context_length]`` (start, text, end, then 0 padding; longer
+        texts are truncated, keeping the end token)."""
+        if self.tokenizer.startswith(HF_PREFIX):
+            encoded = _hf_tokenizer(self.tokenizer[len(HF_PREFIX) :])(
+                texts, padding="max_length", truncation=True, max_length=self.context_length, return_tensors="pt"
+            )
+            return encoded["input_ids"].long()
+        return _tokenizer(self.context_length)(texts).long()
+
+
+def hf_tokenizer_name(folder: str) -> str:
+    """The ``tokenizer`` value of a Hugging Face tokenizer stored in a local folder."""
+    return HF_PREFIX + folder
 
 
 _TOKENIZERS: dict[int, SimpleTokenizer] = {}
@@ -73,3 +86,17 @@ def _tokenizer(context_length: int) -> SimpleTokenizer:
     if context_length not in _TOKENIZERS:
         _TOKENIZERS[context_length] = SimpleTokenizer(context_length=context_length)
     return _TOKENIZERS[context_length]
+
+
+@functools.cache
+def _hf_tokenizer(folder: str):
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise AmadError("Hugging Face tokenizers need transformers: pip install 'amad[hf]'") from None
+    if not Path(folder).is_dir():
+        raise AmadError(f"tokenizer folder {folder} not found (the model was built with it; copy it back)")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token_id != PAD_TOKEN_ID:
+        raise AmadError(f"{folder}: the tokenizer pads with id {tokenizer.pad_token_id}; amad needs 0 (BERT-style)")
+    return tokenizer

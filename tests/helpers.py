@@ -21,7 +21,15 @@ def tiny_model_dict(width: int = 32, heads: int = 4) -> dict:
     vision = {"timm_name": None, "timm_pretrained": False, "image_size": 24, "patch_size": 6}
     return {
         "vision": {**vision, "width": width, "depth": 2, "heads": heads, "mlp_ratio": 4.0},
-        "text": {"context_length": 12, "width": width, "depth": 1, "heads": heads, "mlp_ratio": 4.0},
+        "text": {
+            "context_length": 12,
+            "width": width,
+            "depth": 1,
+            "heads": heads,
+            "mlp_ratio": 4.0,
+            "hf_model": None,
+            "hf_pretrained": False,
+        },
         "fusion": {"depth": 1, "heads": heads, "mlp_ratio": 4.0},
         "pretrained": None,
     }

@@ -72,3 +72,66 @@ def test_captured_maps_carry_gradients_to_the_queries_and_keys(tokenizer):
     capture.probs("encoder.layer.0.attention.self")[..., 0].sum().backward()
     layer = model.encoder.layer[0].attention.self
     assert layer.query.weight.grad.abs().sum() > 0 and layer.key.weight.grad.abs().sum() > 0
+
+
+def minilm_text(**changes) -> dict:
+    text = {"context_length": 12, "width": 384, "depth": 6, "heads": 12, "mlp_ratio": 4.0}
+    return {**text, "hf_model": str(minilm.get_model_path()), "hf_pretrained": True, **changes}
+
+
+def test_a_vqa_teacher_with_the_minilm_text_tower_trains_distils_and_exports(tmp_path):
+    from dataclasses import replace
+
+    from helpers import TASK, prepared_data, tiny_model_dict, tiny_params_dict
+
+    from amad.export.pipeline import export_model
+    from amad.models import load_model
+    from amad.params import parse_params
+    from amad.training.distributed import Runtime
+    from amad.training.jobs import distill_student, train_teacher
+
+    data = prepared_data(tmp_path / "prepared", train=32, val=16, test=16)
+    teacher = {**tiny_model_dict(), "text": minilm_text(), "fusion": {"depth": 1, "heads": 4, "mlp_ratio": 4.0}}
+    student = {
+        **tiny_model_dict(width=16, heads=2),
+        "text": minilm_text(width=96, depth=1, heads=2, hf_pretrained=False),
+        "fusion": {"depth": 1, "heads": 2, "mlp_ratio": 4.0},
+    }
+    raw = tiny_params_dict(teacher=teacher, students={"h2": student})
+    raw["distill"]["methods"] = ["amad", "minilm", "hidden"]
+    raw["distill"]["minilm"]["relation_heads"] = 2
+    params = parse_params(raw)
+    preprocess = TASK.preprocess(params.teacher)
+    assert preprocess.tokenizer.startswith("hf:") and preprocess.tokenize(["a red circle?"])[0, 0] == 101
+    cpu = Runtime(rank=0, world_size=1, device=torch.device("cpu"))
+    common = {"checkpoint_dir": tmp_path / "checkpoints", "log_dir": None, "log": lambda _: None}
+    train_teacher(params, data, tmp_path / "teacher", cpu, **common)
+    loaded = load_model(tmp_path / "teacher")
+    assert loaded.task.module_groups(loaded.model)["text_self"][0] == "text.model.encoder.layer.0.attention.self"
+    for method in ("amad", "minilm", "hidden"):
+        result = distill_student(params, "h2", method, tmp_path / "teacher", data, tmp_path / method, cpu, **common)
+        assert result.final["train/attention"] > 0, method
+    export = replace(params.export, models=("teacher",), parity_samples=16)
+    report = export_model("teacher", tmp_path / "teacher", tmp_path / "exported", data, export, log=lambda _: None)
+    assert report["parity"]["max_abs_diff"] <= 1e-4 and report["parity"]["agreement"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (minilm_text(width=192), r"teacher\.text\.width: must be the pretrained model's 384"),
+        (minilm_text(depth=2), r"teacher\.text\.depth: must be the pretrained model's 6"),
+        (minilm_text(hf_model="/no/such/folder"), r"teacher\.text\.hf_model: no Hugging Face model folder"),
+        (minilm_text(context_length=1000), r"teacher\.text\.context_length: 1000 is longer than the model's 512"),
+        (minilm_text(hf_model=None), r"teacher\.text\.hf_pretrained: needs teacher\.text\.hf_model"),
+    ],
+)
+def test_hugging_face_text_tower_settings_are_checked_before_any_work(text, message):
+    from helpers import tiny_model_dict, tiny_params_dict
+
+    from amad.errors import ConfigError
+    from amad.params import parse_params
+
+    raw = tiny_params_dict(teacher={**tiny_model_dict(), "text": text})
+    with pytest.raises(ConfigError, match=message):
+        parse_params(raw)

@@ -102,9 +102,10 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise AmadError(f"{path}: invalid JSON at line {error.lineno}: {error.msg}") from None
-    if config.get("format") == LEGACY_VQA_FORMAT:
+    if config.get("format") == LEGACY_VQA_FORMAT:  # before plug-in tasks and Hugging Face text towers
         state = {"answers": config.pop("answers")}
-        config = {**config, "format": FORMAT, "task": "vqa", "state": state}
+        text = {**config["model"]["text"], "hf_model": None, "hf_pretrained": False}
+        config = {**config, "format": FORMAT, "task": "vqa", "state": state, "model": {**config["model"], "text": text}}
     if config.get("format") != FORMAT:
         raise AmadError(
             f"{path}: format {config.get('format')!r} is not {FORMAT!r}; re-create the model with this "

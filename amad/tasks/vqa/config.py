@@ -56,15 +56,19 @@ class VisionConfig:
 
 @dataclass(frozen=True)
 class TextConfig:
-    """Text tower: an open_clip ``TextTransformer`` (causal) with open_clip's tokenizer."""
+    """Text tower: an open_clip ``TextTransformer`` (causal) with open_clip's tokenizer, or a Hugging
+    Face BERT-style encoder from a local folder (its tokenizer, its architecture with this shape)."""
 
     context_length: int
     width: int
     depth: int
     heads: int
     mlp_ratio: float
+    hf_model: str | None  # a local Hugging Face folder (config.json, tokenizer, weights), or null
+    hf_pretrained: bool  # load the folder's weights (width, depth and mlp_ratio must be the folder's)
 
     def validate(self, key: str) -> None:
+        require(not self.hf_pretrained or self.hf_model is not None, f"{key}.hf_pretrained", f"needs {key}.hf_model")
         _check_heads(self.width, self.heads, key, f"{key}.width")
         require(self.depth >= 1, f"{key}.depth", f"must be >= 1, got {self.depth}")
         require(self.context_length >= 4, f"{key}.context_length", f"must be >= 4, got {self.context_length}")

@@ -3,7 +3,8 @@
 Attention modules (the paths :mod:`amad.attention` captures), by group:
 
 * ``vision_self``: ``vision.blocks.{i}.attn`` (timm ``Attention``, image tokens)
-* ``text_self``: ``text.transformer.resblocks.{i}.attn`` (causal ``nn.MultiheadAttention``)
+* ``text_self``: ``text.transformer.resblocks.{i}.attn`` (causal ``nn.MultiheadAttention``), or
+  ``text.model.encoder.layer.{i}.attention.self`` for a Hugging Face text tower (bidirectional)
 * ``fusion_self``: ``fusion.resblocks.{i}.attn`` (causal self-attention over the question)
 * ``fusion_cross``: ``fusion.cross_attn.{i}.attn`` (question tokens attend to image tokens)
 """
@@ -16,8 +17,9 @@ from open_clip.transformer import MultimodalTransformer, TextTransformer
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from amad.preprocess import PAD_TOKEN_ID, Preprocess
-from amad.tasks.vqa.config import ATTENTION_GROUPS, ModelConfig, VisionConfig
+from amad.errors import AmadError
+from amad.preprocess import PAD_TOKEN_ID, Preprocess, hf_tokenizer_name
+from amad.tasks.vqa.config import ATTENTION_GROUPS, ModelConfig, TextConfig, VisionConfig
 
 VOCAB_SIZE = 49408  # open_clip SimpleTokenizer
 
@@ -45,6 +47,46 @@ def build_vision_tower(config: VisionConfig) -> VisionTransformer:
     )
 
 
+def preprocess_of(config: ModelConfig) -> Preprocess:
+    """The preprocessing of a model built from ``config`` (a Hugging Face text tower brings its tokenizer)."""
+    text = config.text
+    tokenizer = {"tokenizer": hf_tokenizer_name(text.hf_model)} if text.hf_model is not None else {}
+    return Preprocess(image_size=config.vision.image_size, context_length=text.context_length, **tokenizer)
+
+
+class HFTextTower(nn.Module):
+    """A Hugging Face BERT-style encoder from a local folder, at the shape of ``config``; returns its
+    token states ``[B, L, width]``. With ``hf_pretrained`` the folder's weights are loaded (the
+    head count may differ from the folder's: the weights are the same tensors, regrouped)."""
+
+    def __init__(self, config: TextConfig) -> None:
+        super().__init__()
+        try:
+            import transformers
+        except ImportError:
+            raise AmadError("a Hugging Face text tower needs transformers: pip install 'amad[hf]'") from None
+        hf_config = transformers.AutoConfig.from_pretrained(config.hf_model)
+        hf_config.update(
+            {
+                "hidden_size": config.width,
+                "num_hidden_layers": config.depth,
+                "num_attention_heads": config.heads,
+                "intermediate_size": int(config.width * config.mlp_ratio),
+            }
+        )
+        if config.hf_pretrained:
+            self.model = transformers.AutoModel.from_pretrained(
+                config.hf_model, config=hf_config, add_pooling_layer=False, attn_implementation="sdpa"
+            )
+        else:
+            hf_config._attn_implementation = "sdpa"
+            self.model = transformers.AutoModel.from_config(hf_config, add_pooling_layer=False)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """``tokens [B, L]`` (0: padding) -> token states ``[B, L, width]``."""
+        return self.model(input_ids=tokens, attention_mask=(tokens != PAD_TOKEN_ID).long()).last_hidden_state
+
+
 class VQAModel(nn.Module):
     """Answer classifier over a fixed answer vocabulary.
 
@@ -60,16 +102,21 @@ class VQAModel(nn.Module):
         width = config.text.width
         self.vision = build_vision_tower(config.vision)
         self.vision_proj = nn.Linear(self.vision.embed_dim, width)
-        self.text = TextTransformer(
-            context_length=config.text.context_length,
-            vocab_size=VOCAB_SIZE,
-            width=width,
-            heads=config.text.heads,
-            layers=config.text.depth,
-            mlp_ratio=config.text.mlp_ratio,
-            output_dim=None,
-            output_tokens=True,
-            pad_id=PAD_TOKEN_ID,
+        self.hf_text = config.text.hf_model is not None
+        self.text = (
+            HFTextTower(config.text)
+            if self.hf_text
+            else TextTransformer(
+                context_length=config.text.context_length,
+                vocab_size=VOCAB_SIZE,
+                width=width,
+                heads=config.text.heads,
+                layers=config.text.depth,
+                mlp_ratio=config.text.mlp_ratio,
+                output_dim=None,
+                output_tokens=True,
+                pad_id=PAD_TOKEN_ID,
+            )
         )
         self.fusion = MultimodalTransformer(
             width=width,
@@ -84,14 +131,15 @@ class VQAModel(nn.Module):
 
     @property
     def preprocess(self) -> Preprocess:
-        return Preprocess(image_size=self.config.vision.image_size, context_length=self.config.text.context_length)
+        return preprocess_of(self.config)
 
     def forward(self, pixels: Tensor, tokens: Tensor) -> Tensor:
         """``pixels [B, 3, H, W]`` float, ``tokens [B, L]`` int64 -> answer logits ``[B, A]``."""
         image_tokens = self.vision_proj(self.vision.forward_features(pixels))  # (B, 1+N, D)
-        _, text_tokens = self.text(tokens)  # (B, L, D)
+        text_tokens = self.text(tokens) if self.hf_text else self.text(tokens)[1]  # (B, L, D)
         fused = self.fusion(image_tokens, text_tokens)  # (B, L, D)
-        end_of_text = tokens.argmax(dim=-1)  # (B,) the end token has the largest id
+        # (B,) where the text ends: BERT's [SEP] is the last real token, open_clip's end token the largest id
+        end_of_text = (tokens != PAD_TOKEN_ID).sum(-1) - 1 if self.hf_text else tokens.argmax(dim=-1)
         pooled = fused[torch.arange(fused.shape[0], device=fused.device), end_of_text]  # (B, D)
         return self.head(pooled)
 
@@ -99,7 +147,11 @@ class VQAModel(nn.Module):
         """Attention module paths per group, each list ordered by depth."""
         return {
             "vision_self": [f"vision.blocks.{i}.attn" for i in range(len(self.vision.blocks))],
-            "text_self": [f"text.transformer.resblocks.{i}.attn" for i in range(len(self.text.transformer.resblocks))],
+            "text_self": (
+                [f"text.model.encoder.layer.{i}.attention.self" for i in range(len(self.text.model.encoder.layer))]
+                if self.hf_text
+                else [f"text.transformer.resblocks.{i}.attn" for i in range(len(self.text.transformer.resblocks))]
+            ),
             "fusion_self": [f"fusion.resblocks.{i}.attn" for i in range(len(self.fusion.resblocks))],
             "fusion_cross": [f"fusion.cross_attn.{i}.attn" for i in range(len(self.fusion.cross_attn))],
         }

@@ -41,6 +41,37 @@ def vision_tokens_and_shape(config: VisionConfig) -> tuple[int, int, int, int]:
     return tokens, len(tower.blocks), tower.blocks[0].attn.num_heads, tower.embed_dim
 
 
+def check_hf_text_tower(text: Any, key: str) -> None:
+    """The local Hugging Face folder exists and, where its weights are loaded, has the configured shape."""
+    folder = Path(text.hf_model)
+    require(
+        (folder / "config.json").is_file(), f"{key}.hf_model", f"no Hugging Face model folder (config.json) at {folder}"
+    )
+    try:
+        hf = json.loads((folder / "config.json").read_text())
+    except json.JSONDecodeError as error:
+        raise AmadError(f"{folder / 'config.json'}: invalid JSON at line {error.lineno}: {error.msg}") from None
+    positions = hf.get("max_position_embeddings", text.context_length)
+    require(
+        text.context_length <= positions,
+        f"{key}.context_length",
+        f"{text.context_length} is longer than the model's {positions} positions",
+    )
+    if not text.hf_pretrained:
+        return
+    hidden = hf.get("hidden_size")
+    for field, theirs in (
+        ("width", hidden),
+        ("depth", hf.get("num_hidden_layers")),
+        ("mlp_ratio", hf.get("intermediate_size", 0) / max(1, hidden or 1)),
+    ):
+        require(
+            getattr(text, field) == theirs,
+            f"{key}.{field}",
+            f"must be the pretrained model's {theirs} (hf_pretrained loads its weights), got {getattr(text, field)}",
+        )
+
+
 @TASKS.register("vqa")
 class VQATask(Task):
     data_config = DataConfig
@@ -63,8 +94,15 @@ class VQATask(Task):
             require(
                 Path(config.pretrained).exists(), f"{key}.pretrained", f"no such file or folder: {config.pretrained}"
             )
+        if config.text.hf_model is not None:
+            check_hf_text_tower(config.text, f"{key}.text")
 
     def check_student(self, teacher: ModelConfig, student: ModelConfig, key: str) -> None:
+        require(
+            student.text.hf_model == teacher.text.hf_model,
+            f"{key}.text.hf_model",
+            f"must equal teacher.text.hf_model ({teacher.text.hf_model}): teacher and students share the tokenizer",
+        )
         for tower, field in (("vision", "image_size"), ("text", "context_length")):
             mine, theirs = getattr(getattr(student, tower), field), getattr(getattr(teacher, tower), field)
             require(
@@ -100,9 +138,9 @@ class VQATask(Task):
 
     # -- models -----------------------------------------------------------------------------
     def preprocess(self, config: ModelConfig) -> Any:
-        from amad.preprocess import Preprocess
+        from amad.tasks.vqa.model import preprocess_of
 
-        return Preprocess(image_size=config.vision.image_size, context_length=config.text.context_length)
+        return preprocess_of(config)
 
     def build_model(self, config: ModelConfig, state: dict) -> Any:
         from amad.tasks.vqa.model import VQAModel
