@@ -18,7 +18,7 @@ TASK = VQATask()
 
 
 def tiny_model_dict(width: int = 32, heads: int = 4) -> dict:
-    vision = {"timm_name": None, "timm_pretrained": False, "image_size": 24, "patch_size": 6}
+    vision = {"timm_name": None, "timm_weights": None, "image_size": 24, "patch_size": 6}
     return {
         "vision": {**vision, "width": width, "depth": 2, "heads": heads, "mlp_ratio": 4.0},
         "text": {

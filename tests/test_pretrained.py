@@ -135,3 +135,36 @@ def test_hugging_face_text_tower_settings_are_checked_before_any_work(text, mess
     raw = tiny_params_dict(teacher={**tiny_model_dict(), "text": text})
     with pytest.raises(ConfigError, match=message):
         parse_params(raw)
+
+
+def timm_vision(weights, **changes) -> dict:
+    vision = {"timm_name": "vit_tiny_patch16_224", "timm_weights": str(weights), "image_size": 32}
+    return {**vision, "patch_size": 16, "width": 192, "depth": 12, "heads": 3, "mlp_ratio": 4.0, **changes}
+
+
+def test_a_timm_vision_tower_loads_its_weights_from_a_local_file(tmp_path):
+    import timm
+    from helpers import TASK, tiny_model_dict, tiny_params_dict
+    from safetensors.torch import save_file
+
+    from amad.errors import ConfigError
+    from amad.params import parse_params
+    from amad.tasks.vqa.model import build_vision_tower
+
+    torch.manual_seed(0)
+    source = timm.create_model("vit_tiny_patch16_224", pretrained=False)  # with its classifier, as published
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, tmp_path / "vit_tiny.safetensors")
+    weights = tmp_path / "vit_tiny.safetensors"
+    teacher = {**tiny_model_dict(), "vision": timm_vision(weights)}
+    student = {**tiny_model_dict(width=16, heads=2), "vision": timm_vision(weights, heads=1)}  # same tensors
+    params = parse_params(tiny_params_dict(teacher=teacher, students={"h2": student}))
+    for config in (params.teacher.vision, params.students["h2"].vision):
+        tower = build_vision_tower(config)
+        for name in ("blocks.0.attn.qkv.weight", "blocks.11.mlp.fc2.weight", "patch_embed.proj.weight"):
+            torch.testing.assert_close(tower.state_dict()[name], source.state_dict()[name])
+        assert tower.pos_embed.shape[1] == (32 // 16) ** 2 + 1  # resampled to the configured image size
+    assert TASK.group_shapes(params.students["h2"], "students.h2")["vision_self"].heads == 1
+    with pytest.raises(ConfigError, match=r"teacher\.vision\.width: must be vit_tiny_patch16_224's 192"):
+        parse_params(tiny_params_dict(teacher={**teacher, "vision": timm_vision(weights, width=96)}))
+    with pytest.raises(ConfigError, match=r"teacher\.vision\.timm_weights: no such file"):
+        parse_params(tiny_params_dict(teacher={**teacher, "vision": timm_vision(tmp_path / "missing.safetensors")}))

@@ -260,7 +260,9 @@ def test_models_saved_before_tasks_were_plug_ins_still_load(data, tmp_path):
     save_model(tmp_path / "m", TASK, model, {"answers": answers}, model.preprocess)
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     text = {k: v for k, v in config["model"]["text"].items() if not k.startswith("hf_")}  # the old text keys
-    legacy = {"format": "amad.vqa/1", "model": {**config["model"], "text": text}, "answers": answers}
+    vision = {**{k: v for k, v in config["model"]["vision"].items() if k != "timm_weights"}, "timm_pretrained": False}
+    old_model = {**config["model"], "text": text, "vision": vision}
+    legacy = {"format": "amad.vqa/1", "model": old_model, "answers": answers}
     legacy.update(preprocess=config["preprocess"], extra={})
     (tmp_path / "m" / "config.json").write_text(json.dumps(legacy))
     loaded = load_model(tmp_path / "m")

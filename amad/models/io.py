@@ -105,7 +105,9 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
     if config.get("format") == LEGACY_VQA_FORMAT:  # before plug-in tasks and Hugging Face text towers
         state = {"answers": config.pop("answers")}
         text = {**config["model"]["text"], "hf_model": None, "hf_pretrained": False}
-        config = {**config, "format": FORMAT, "task": "vqa", "state": state, "model": {**config["model"], "text": text}}
+        vision = {k: v for k, v in config["model"]["vision"].items() if k != "timm_pretrained"}
+        model = {**config["model"], "text": text, "vision": {**vision, "timm_weights": None}}
+        config = {**config, "format": FORMAT, "task": "vqa", "state": state, "model": model}
     if config.get("format") != FORMAT:
         raise AmadError(
             f"{path}: format {config.get('format')!r} is not {FORMAT!r}; re-create the model with this "

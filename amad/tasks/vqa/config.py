@@ -26,10 +26,11 @@ def _check_mlp_ratio(mlp_ratio: float, key: str) -> None:
 
 @dataclass(frozen=True)
 class VisionConfig:
-    """Vision tower: a timm ViT, by explicit shape or by timm name."""
+    """Vision tower: a timm ViT of the given shape; with ``timm_name``, that timm architecture with
+    the shape fields as overrides, and its weights from ``timm_weights`` (a local file) if given."""
 
     timm_name: str | None
-    timm_pretrained: bool
+    timm_weights: str | None  # a local .safetensors / .pth / .bin checkpoint of timm_name (never a hub download)
     image_size: int
     patch_size: int
     width: int
@@ -47,7 +48,7 @@ class VisionConfig:
             f"{self.patch_size} does not divide {key}.image_size {self.image_size}",
         )
         _check_mlp_ratio(self.mlp_ratio, key)
-        require(not self.timm_pretrained or self.timm_name, f"{key}.timm_pretrained", f"needs {key}.timm_name")
+        require(self.timm_weights is None or self.timm_name, f"{key}.timm_weights", f"needs {key}.timm_name")
         if self.timm_name is not None:
             import timm  # only when a timm name is given: validating it needs timm's registry
 

@@ -27,12 +27,19 @@ VOCAB_SIZE = 49408  # open_clip SimpleTokenizer
 def build_vision_tower(config: VisionConfig) -> VisionTransformer:
     """A timm ViT returning all tokens (no pooling, no classifier)."""
     if config.timm_name:
+        weights = {"pretrained_cfg_overlay": {"file": config.timm_weights}} if config.timm_weights else {}
         return timm.create_model(
             config.timm_name,
-            pretrained=config.timm_pretrained,
+            pretrained=config.timm_weights is not None,
             num_classes=0,
             global_pool="",
             img_size=config.image_size,
+            patch_size=config.patch_size,
+            embed_dim=config.width,
+            depth=config.depth,
+            num_heads=config.heads,
+            mlp_ratio=config.mlp_ratio,
+            **weights,
         )
     return VisionTransformer(
         img_size=config.image_size,

@@ -26,19 +26,36 @@ from amad.tasks.vqa.config import ATTENTION_GROUPS, DataConfig, ModelConfig, Vis
 SUMMARY = "answers.json"  # the prepared folder's vocabulary and split summary
 
 
-def vision_tokens_and_shape(config: VisionConfig) -> tuple[int, int, int, int]:
-    """``(tokens, depth, heads, width)`` of the vision tower; a timm name is resolved on the meta device."""
+def vision_tokens(config: VisionConfig) -> int:
+    """Image tokens of the vision tower; a timm architecture is built on the meta device to count them."""
     if config.timm_name is None:
-        return (config.image_size // config.patch_size) ** 2 + 1, config.depth, config.heads, config.width
+        return (config.image_size // config.patch_size) ** 2 + 1
     import torch
 
     from amad.tasks.vqa.model import build_vision_tower
 
     with torch.device("meta"):  # shapes only: no memory, no weights loaded
-        tower = build_vision_tower(dataclasses.replace(config, timm_pretrained=False))
+        tower = build_vision_tower(dataclasses.replace(config, timm_weights=None))
     grid = tower.patch_embed.grid_size
-    tokens = grid[0] * grid[1] + tower.num_prefix_tokens
-    return tokens, len(tower.blocks), tower.blocks[0].attn.num_heads, tower.embed_dim
+    return grid[0] * grid[1] + tower.num_prefix_tokens
+
+
+def check_timm_weights(vision: VisionConfig, key: str) -> None:
+    """A timm checkpoint exists and fits the configured shape (the head count may differ: same tensors)."""
+    import timm
+
+    path = Path(vision.timm_weights)
+    require(path.is_file(), f"{key}.timm_weights", f"no such file: {path}")
+    defaults = timm.create_model(vision.timm_name, pretrained=False, num_classes=0, global_pool="")
+    reference = {"patch_size": defaults.patch_embed.patch_size[0], "width": defaults.embed_dim}
+    reference["depth"] = len(defaults.blocks)
+    reference["mlp_ratio"] = defaults.blocks[0].mlp.fc1.out_features / defaults.embed_dim
+    for field, theirs in reference.items():
+        require(
+            getattr(vision, field) == theirs,
+            f"{key}.{field}",
+            f"must be {vision.timm_name}'s {theirs} to load {key}.timm_weights, got {getattr(vision, field)}",
+        )
 
 
 def check_hf_text_tower(text: Any, key: str) -> None:
@@ -80,10 +97,12 @@ class VQATask(Task):
     primary_metric = "accuracy"
 
     def group_shapes(self, config: ModelConfig, key: str) -> dict[str, GroupShape]:
-        image_tokens, depth, heads, width = vision_tokens_and_shape(config.vision)
+        vision, image_tokens = config.vision, vision_tokens(config.vision)
         text, fusion, length = config.text, config.fusion, config.text.context_length
         return {
-            "vision_self": GroupShape(depth, heads, width, image_tokens, image_tokens, f"{key}.vision"),
+            "vision_self": GroupShape(
+                vision.depth, vision.heads, vision.width, image_tokens, image_tokens, f"{key}.vision"
+            ),
             "text_self": GroupShape(text.depth, text.heads, text.width, length, length, f"{key}.text"),
             "fusion_self": GroupShape(fusion.depth, fusion.heads, text.width, length, length, f"{key}.fusion"),
             "fusion_cross": GroupShape(fusion.depth, fusion.heads, text.width, length, image_tokens, f"{key}.fusion"),
@@ -96,6 +115,8 @@ class VQATask(Task):
             )
         if config.text.hf_model is not None:
             check_hf_text_tower(config.text, f"{key}.text")
+        if config.vision.timm_weights is not None:
+            check_timm_weights(config.vision, f"{key}.vision")
 
     def check_student(self, teacher: ModelConfig, student: ModelConfig, key: str) -> None:
         require(
