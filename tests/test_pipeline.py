@@ -94,22 +94,3 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     (repo / "data" / "source" / "extra.txt").write_text("a new file in the data folder\n")
     ran = re.findall(r"Running stage '([\w@-]+)'", run(["dvc", "repro"], repo, env).stdout)
     assert ran == ["prepare"], "the data folder is a dependency; prepared data unchanged: nothing else runs"
-
-
-def test_bad_params_fail_with_one_line_naming_the_key(tmp_path):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"]["path"] = str(ROOT / "data" / "source")
-    params["students"]["h4"]["vision"]["heads"] = 3
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.prepare"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "error: params.yaml: students.h4.vision.heads: 3 heads do not divide the width 64 (students.h4.vision.width)"
-    )
-    assert not (tmp_path / "data").exists()
