@@ -6,7 +6,8 @@ in its own virtual environment (``make triton-venv`` creates ``.triton-venv``)::
 
     .triton-venv/bin/python -m deploy.pytriton_server exported/h2-amad/model.onnx --http-port 8000
 
-Its Python backend stub must find the interpreter's own libpython: this script re-executes itself
+It listens on the loopback address unless ``--host`` names another one (``--host 0.0.0.0`` for
+every interface). Its Python backend stub must find the interpreter's own libpython: this script re-executes itself
 with ``LD_LIBRARY_PATH`` pointing at the interpreter's ``lib`` folder. SIGTERM stops it cleanly.
 This file imports only numpy, onnxruntime and pytriton (not amad), so it runs in that venv.
 """
@@ -30,9 +31,25 @@ def _ensure_libpython_path() -> None:
         os.execv(sys.executable, [sys.executable, "-m", "deploy.pytriton_server", *sys.argv[1:]])
 
 
+def _listen(config_class: type, args: argparse.Namespace) -> dict:
+    """TritonConfig fields that put every endpoint on ``args.host`` (Triton's own default is every
+    interface); where this PyTriton has no metrics address, the metrics endpoint is switched off."""
+    import dataclasses
+
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    listen = {"http_address": args.host, "http_port": args.http_port}
+    listen.update(grpc_address=args.host, grpc_port=args.grpc_port)
+    if "metrics_address" in fields:
+        listen.update(metrics_address=args.host, metrics_port=args.metrics_port)
+    else:
+        listen["allow_metrics"] = False
+    return listen
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("onnx")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
@@ -56,7 +73,7 @@ def main() -> None:
     def infer(pixels: np.ndarray, tokens: np.ndarray) -> dict[str, np.ndarray]:
         return {"logits": session.run(["logits"], {"pixels": pixels, "tokens": tokens})[0]}
 
-    config = TritonConfig(http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port)
+    config = TritonConfig(**_listen(TritonConfig, args))
     with Triton(config=config) as triton:
         triton.bind(
             model_name=MODEL_NAME,
@@ -70,7 +87,7 @@ def main() -> None:
                 max_batch_size=args.max_batch, batcher=DynamicBatcher(max_queue_delay_microseconds=2000)
             ),
         )
-        print(f"serving {args.onnx} as '{MODEL_NAME}' on http://localhost:{args.http_port}", flush=True)
+        print(f"serving {args.onnx} as '{MODEL_NAME}' on http://{args.host}:{args.http_port}", flush=True)
         triton.serve()
 
 

@@ -39,6 +39,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses with a socket listening on ``port`` (from /proc/net/tcp)."""
+    addresses = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, local_port = local.split(":")
+        if state == "0A" and int(local_port, 16) == port:  # 0A: LISTEN
+            addresses.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return addresses
+
+
 @pytest.mark.slow
 def test_pytriton_server_answers_like_the_local_model(tmp_path):
     python = pytriton_python()
@@ -90,6 +101,7 @@ def test_pytriton_server_answers_like_the_local_model(tmp_path):
                 if server.poll() is not None or time.time() > deadline:
                     pytest.fail(f"Triton did not come up:\n{server.stdout.read()[-3000:]}")
                 time.sleep(1)
+        assert listening_addresses(ports[0]) == {"127.0.0.1"}, "loopback only unless --host says otherwise"
         image = next((data / "images").glob("test_*.png"))
         question = "what color is the circle?"
         remote = ask(f"127.0.0.1:{ports[0]}", "amad_vqa", image, question, top_k=3, metadata_onnx=onnx_path)
