@@ -338,3 +338,26 @@ def test_hidden_state_loss_golden():
     assert hidden_state_loss(teacher, student, projection, token_mask=torch.tensor([[True, False]])).item() == 0.5
     same_width = torch.nn.Identity()
     assert hidden_state_loss(teacher, teacher, same_width).item() == 0.0
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_relation_loss_fused_backward_matches_plain_autograd(with_mask):
+    generator = torch.Generator().manual_seed(31)
+    teacher = tuple(torch.randn(2, 4, 6, 8, generator=generator, dtype=torch.float64) for _ in range(3))
+    student = tuple(torch.randn(2, 2, 6, 8, generator=generator, dtype=torch.float64) for _ in range(3))
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2]) if with_mask else None
+    losses, grads = [], []
+    for teacher_needs_grad in (False, True):  # True takes the plain autograd path
+        inputs_t = tuple(t.clone().requires_grad_(teacher_needs_grad) for t in teacher)
+        inputs_s = tuple(s.clone().requires_grad_() for s in student)
+        loss = relation_loss(inputs_t, inputs_s, num_relation_heads=4, query_mask=mask, key_mask=mask)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(torch.cat([s.grad.flatten() for s in inputs_s]))
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-8, atol=1e-12)
+    frozen = tuple(t.clone() for t in teacher)
+    student_inputs = tuple(s.clone().requires_grad_() for s in student)
+    assert torch.autograd.gradcheck(
+        lambda *x: relation_loss(frozen, x, num_relation_heads=2, query_mask=mask, key_mask=mask), student_inputs
+    )

@@ -8,7 +8,7 @@ divisible by ``R``) work.
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -31,13 +31,58 @@ def relation_heads(per_head: Tensor, num_relation_heads: int) -> Tensor:
     return joined.view(batch, length, num_relation_heads, width // num_relation_heads).transpose(1, 2)
 
 
+def relation_scores(
+    vectors: Tensor, num_relation_heads: int, key_mask: Tensor | None = None, *, masked: float = float("-inf")
+) -> Tensor:
+    """Relation logits ``X X^T / sqrt(d_r)`` ``[B, R, L, L]``; masked keys get ``masked``."""
+    split = relation_heads(vectors, num_relation_heads)  # (B, R, L, d_r)
+    split = split * split.shape[-1] ** -0.25  # scale the small factor, not the (L, L) product
+    scores = split @ split.transpose(-2, -1)  # (B, R, L, L)
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None, None, :], masked)
+    return scores
+
+
 def self_relation(vectors: Tensor, num_relation_heads: int, key_mask: Tensor | None = None) -> Tensor:
     """Relation distribution ``softmax(X X^T / sqrt(d_r))`` ``[B, R, L, L]``; masked keys get 0."""
-    split = relation_heads(vectors, num_relation_heads)  # (B, R, L, d_r)
-    scores = split @ split.transpose(-2, -1) / math.sqrt(split.shape[-1])  # (B, R, L, L)
-    if key_mask is not None:
-        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
-    return torch.softmax(scores, dim=-1)
+    return torch.softmax(relation_scores(vectors, num_relation_heads, key_mask), dim=-1)
+
+
+class _RowKLToScores(torch.autograd.Function):
+    """Row-wise ``KL(t || softmax(z))`` from a fixed ``log t`` and student logits ``z``.
+
+    The gradient with respect to ``z`` is ``(softmax(z) - t) * grad`` (rows of ``t`` sum to 1): one
+    elementwise pass instead of autograd's chain through softmax, division and log.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, teacher_log: Tensor, student_scores: Tensor) -> Tensor:
+        student_log = torch.log_softmax(student_scores, dim=-1)  # (..., k)
+        teacher = teacher_log.exp()
+        ctx.save_for_backward(teacher, student_log)
+        return torch.linalg.vecdot(teacher_log - student_log, teacher)  # (...)
+
+    @staticmethod
+    def backward(ctx: Any, grad_rows: Tensor) -> tuple[None, Tensor]:
+        teacher, student_log = ctx.saved_tensors
+        grad = student_log.exp().sub_(teacher)  # softmax(z) - t
+        return None, grad.mul_(grad_rows[..., None])
+
+
+def relation_kl(teacher: Tensor, student: Tensor, num_relation_heads: int, key_mask: Tensor | None) -> Tensor:
+    """Row-wise ``KL(teacher relation || student relation)`` ``[B, R, L]`` of one of q, k or v.
+
+    With a teacher that needs no gradient (the usual frozen teacher) the divergence comes from the
+    log-probabilities directly, with a hand-written backward; otherwise through plain autograd.
+    """
+    if teacher.requires_grad:
+        return row_kl(
+            self_relation(teacher, num_relation_heads, key_mask), self_relation(student, num_relation_heads, key_mask)
+        )
+    # masked keys get a finite floor: their probability is still exactly 0, and 0 * (log 0 - log 0) is 0
+    floor = torch.finfo(teacher.dtype).min / 4
+    teacher_log = torch.log_softmax(relation_scores(teacher, num_relation_heads, key_mask, masked=floor), dim=-1)
+    return _RowKLToScores.apply(teacher_log, relation_scores(student, num_relation_heads, key_mask, masked=floor))
 
 
 def relation_loss(
@@ -72,8 +117,7 @@ def relation_loss(
     for relation in relations:
         index = "qkv".index(relation[0])
         mask = query_mask if relation == "qq" else key_mask
-        teacher = self_relation(teacher_qkv[index].to(dtype), num_relation_heads, mask)
-        student = self_relation(student_qkv[index].to(dtype), num_relation_heads, mask)
-        per_item = masked_row_mean(row_kl(teacher, student), mask)  # (B, R)
+        per_row = relation_kl(teacher_qkv[index].to(dtype), student_qkv[index].to(dtype), num_relation_heads, mask)
+        per_item = masked_row_mean(per_row, mask)  # (B, R)
         total = per_item if total is None else total + per_item
     return reduce(total, reduction)
