@@ -96,7 +96,17 @@ def _hf_tokenizer(folder: str):
         raise AmadError("Hugging Face tokenizers need transformers: pip install 'amad[hf]'") from None
     if not Path(folder).is_dir():
         raise AmadError(f"tokenizer folder {folder} not found (the model was built with it; copy it back)")
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    if tokenizer.pad_token_id != PAD_TOKEN_ID:
-        raise AmadError(f"{folder}: the tokenizer pads with id {tokenizer.pad_token_id}; amad needs 0 (BERT-style)")
-    return tokenizer
+    return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+
+
+def check_hf_tokenizer(folder: str, key: str) -> None:
+    """The folder's tokenizer pads on the right with id 0 (the masks and pooling rely on both)."""
+    from amad.errors import ConfigError
+
+    tokenizer = _hf_tokenizer(folder)
+    if tokenizer.pad_token_id != PAD_TOKEN_ID or tokenizer.padding_side != "right":
+        raise ConfigError(
+            key,
+            f"the tokenizer in {folder} pads on the {tokenizer.padding_side} with id {tokenizer.pad_token_id}; "
+            f"amad needs right padding with id {PAD_TOKEN_ID} (BERT-style)",
+        )

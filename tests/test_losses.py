@@ -361,3 +361,17 @@ def test_relation_loss_fused_backward_matches_plain_autograd(with_mask):
     assert torch.autograd.gradcheck(
         lambda *x: relation_loss(frozen, x, num_relation_heads=2, query_mask=mask, key_mask=mask), student_inputs
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_relation_loss_with_masks_runs_under_autocast(dtype):
+    generator = torch.Generator().manual_seed(32)
+    teacher = tuple(torch.randn(2, 4, 6, 8, generator=generator) for _ in range(3))
+    student = tuple(torch.randn(2, 2, 6, 8, generator=generator).requires_grad_() for _ in range(3))
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    exact = relation_loss(teacher, student, num_relation_heads=4, query_mask=mask, key_mask=mask)
+    with torch.autocast("cpu", dtype=dtype):
+        low = relation_loss(teacher, student, num_relation_heads=4, query_mask=mask, key_mask=mask)
+    low.float().backward()
+    assert torch.isfinite(low) and float(low.detach()) == pytest.approx(float(exact.detach()), rel=2e-2)
+    assert all(torch.isfinite(s.grad).all() for s in student)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -84,6 +86,7 @@ def test_a_vqa_teacher_with_the_minilm_text_tower_trains_distils_and_exports(tmp
 
     from helpers import TASK, prepared_data, tiny_model_dict, tiny_params_dict
 
+    from amad.evaluation import evaluate_model, model_cost
     from amad.export.pipeline import export_model
     from amad.models import load_model
     from amad.params import parse_params
@@ -111,6 +114,9 @@ def test_a_vqa_teacher_with_the_minilm_text_tower_trains_distils_and_exports(tmp
     for method in ("amad", "minilm", "hidden"):
         result = distill_student(params, "h2", method, tmp_path / "teacher", data, tmp_path / method, cpu, **common)
         assert result.final["train/attention"] > 0, method
+    test_set = TASK.dataset(data, "test", loaded.preprocess, loaded.state)
+    assert 0 <= evaluate_model(TASK, loaded.model, test_set)["accuracy"] <= 1
+    assert model_cost(loaded.model, TASK.example_inputs(loaded.preprocess, 1))["gflops"] > 0
     export = replace(params.export, models=("teacher",), parity_samples=16)
     report = export_model("teacher", tmp_path / "teacher", tmp_path / "exported", data, export, log=lambda _: None)
     assert report["parity"]["max_abs_diff"] <= 1e-4 and report["parity"]["agreement"] == 1.0
@@ -124,6 +130,7 @@ def test_a_vqa_teacher_with_the_minilm_text_tower_trains_distils_and_exports(tmp
         (minilm_text(hf_model="/no/such/folder"), r"teacher\.text\.hf_model: no Hugging Face model folder"),
         (minilm_text(context_length=1000), r"teacher\.text\.context_length: 1000 is longer than the model's 512"),
         (minilm_text(hf_model=None), r"teacher\.text\.hf_pretrained: needs teacher\.text\.hf_model"),
+        ("roberta", r"teacher\.text\.hf_model: a BERT-style encoder \(model_type bert\) is needed"),
     ],
 )
 def test_hugging_face_text_tower_settings_are_checked_before_any_work(text, message):
@@ -132,6 +139,16 @@ def test_hugging_face_text_tower_settings_are_checked_before_any_work(text, mess
     from amad.errors import ConfigError
     from amad.params import parse_params
 
+    if text == "roberta":  # a copy of the MiniLM folder that says it is another architecture
+        import json
+        import shutil
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp()) / "model"
+        shutil.copytree(minilm.get_model_path(), folder)
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "model_type": "roberta"}))
+        text = minilm_text(hf_model=str(folder))
     raw = tiny_params_dict(teacher={**tiny_model_dict(), "text": text})
     with pytest.raises(ConfigError, match=message):
         parse_params(raw)

@@ -3,7 +3,8 @@ ONNX Runtime session behind the same call as the torch model.
 
 The graph's inputs and outputs are the task's (:class:`~amad.tasks.base.ExportSpec`); every input
 has a dynamic batch axis. The task's metadata (VQA: the answer vocabulary and the preprocessing)
-is stored in the graph, so ``amad predict`` and the Triton client need nothing but the ``.onnx``.
+is stored in the graph, so ``amad predict`` and the Triton client need nothing but the ``.onnx``
+(and, for a Hugging Face tokenizer, the folder its metadata names).
 """
 
 from __future__ import annotations

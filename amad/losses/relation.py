@@ -32,13 +32,15 @@ def relation_heads(per_head: Tensor, num_relation_heads: int) -> Tensor:
 
 
 def relation_scores(
-    vectors: Tensor, num_relation_heads: int, key_mask: Tensor | None = None, *, masked: float = float("-inf")
+    vectors: Tensor, num_relation_heads: int, key_mask: Tensor | None = None, *, finite_mask: bool = False
 ) -> Tensor:
-    """Relation logits ``X X^T / sqrt(d_r)`` ``[B, R, L, L]``; masked keys get ``masked``."""
+    """Relation logits ``X X^T / sqrt(d_r)`` ``[B, R, L, L]``; masked keys get ``-inf``, or with
+    ``finite_mask`` a quarter of the dtype's lowest value (their probability is still exactly 0)."""
     split = relation_heads(vectors, num_relation_heads)  # (B, R, L, d_r)
     split = split * split.shape[-1] ** -0.25  # scale the small factor, not the (L, L) product
     scores = split @ split.transpose(-2, -1)  # (B, R, L, L)
     if key_mask is not None:
+        masked = torch.finfo(scores.dtype).min / 4 if finite_mask else float("-inf")
         scores = scores.masked_fill(~key_mask[:, None, None, :], masked)
     return scores
 
@@ -73,16 +75,17 @@ def relation_kl(teacher: Tensor, student: Tensor, num_relation_heads: int, key_m
     """Row-wise ``KL(teacher relation || student relation)`` ``[B, R, L]`` of one of q, k or v.
 
     With a teacher that needs no gradient (the usual frozen teacher) the divergence comes from the
-    log-probabilities directly, with a hand-written backward; otherwise through plain autograd.
+    log-probabilities directly, with a hand-written backward; otherwise through plain autograd and
+    :func:`row_kl` (whose floor on student probabilities, ``sqrt(tiny)``, makes the two differ only
+    where a student probability underflows it).
     """
     if teacher.requires_grad:
         return row_kl(
             self_relation(teacher, num_relation_heads, key_mask), self_relation(student, num_relation_heads, key_mask)
         )
-    # masked keys get a finite floor: their probability is still exactly 0, and 0 * (log 0 - log 0) is 0
-    floor = torch.finfo(teacher.dtype).min / 4
-    teacher_log = torch.log_softmax(relation_scores(teacher, num_relation_heads, key_mask, masked=floor), dim=-1)
-    return _RowKLToScores.apply(teacher_log, relation_scores(student, num_relation_heads, key_mask, masked=floor))
+    # finite floors for masked keys: 0 * (log t - log s) is then 0 there, not 0 * nan
+    teacher_log = torch.log_softmax(relation_scores(teacher, num_relation_heads, key_mask, finite_mask=True), dim=-1)
+    return _RowKLToScores.apply(teacher_log, relation_scores(student, num_relation_heads, key_mask, finite_mask=True))
 
 
 def relation_loss(

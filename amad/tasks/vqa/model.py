@@ -11,6 +11,8 @@ Attention modules (the paths :mod:`amad.attention` captures), by group:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import timm
 import torch
 from open_clip.transformer import MultimodalTransformer, TextTransformer
@@ -72,7 +74,11 @@ class HFTextTower(nn.Module):
             import transformers
         except ImportError:
             raise AmadError("a Hugging Face text tower needs transformers: pip install 'amad[hf]'") from None
-        hf_config = transformers.AutoConfig.from_pretrained(config.hf_model)
+        if not (Path(config.hf_model) / "config.json").is_file():
+            raise AmadError(
+                f"text tower folder {config.hf_model} not found (the model was built with it; copy it back)"
+            )
+        hf_config = transformers.AutoConfig.from_pretrained(config.hf_model, local_files_only=True)
         hf_config.update(
             {
                 "hidden_size": config.width,
@@ -83,7 +89,11 @@ class HFTextTower(nn.Module):
         )
         if config.hf_pretrained:
             self.model = transformers.AutoModel.from_pretrained(
-                config.hf_model, config=hf_config, add_pooling_layer=False, attn_implementation="sdpa"
+                config.hf_model,
+                config=hf_config,
+                add_pooling_layer=False,
+                attn_implementation="sdpa",
+                local_files_only=True,
             )
         else:
             hf_config._attn_implementation = "sdpa"

@@ -41,12 +41,15 @@ def vision_tokens(config: VisionConfig) -> int:
 
 
 def check_timm_weights(vision: VisionConfig, key: str) -> None:
-    """A timm checkpoint exists and fits the configured shape (the head count may differ: same tensors)."""
+    """The checkpoint file exists and the configured shape is ``timm_name``'s own (the shape its
+    checkpoints have; the head count may differ: same tensors)."""
     import timm
+    import torch
 
     path = Path(vision.timm_weights)
     require(path.is_file(), f"{key}.timm_weights", f"no such file: {path}")
-    defaults = timm.create_model(vision.timm_name, pretrained=False, num_classes=0, global_pool="")
+    with torch.device("meta"):  # the architecture's shape only
+        defaults = timm.create_model(vision.timm_name, pretrained=False, num_classes=0, global_pool="")
     reference = {"patch_size": defaults.patch_embed.patch_size[0], "width": defaults.embed_dim}
     reference["depth"] = len(defaults.blocks)
     reference["mlp_ratio"] = defaults.blocks[0].mlp.fc1.out_features / defaults.embed_dim
@@ -68,6 +71,14 @@ def check_hf_text_tower(text: Any, key: str) -> None:
         hf = json.loads((folder / "config.json").read_text())
     except json.JSONDecodeError as error:
         raise AmadError(f"{folder / 'config.json'}: invalid JSON at line {error.lineno}: {error.msg}") from None
+    require(
+        hf.get("model_type") == "bert",
+        f"{key}.hf_model",
+        f"a BERT-style encoder (model_type bert) is needed, {folder} holds {hf.get('model_type')!r}",
+    )
+    from amad.preprocess import check_hf_tokenizer
+
+    check_hf_tokenizer(str(folder), f"{key}.hf_model")
     positions = hf.get("max_position_embeddings", text.context_length)
     require(
         text.context_length <= positions,
@@ -206,8 +217,7 @@ class VQATask(Task):
         import torch
 
         pixels = torch.zeros(batch_size, 3, preprocess.image_size, preprocess.image_size)
-        tokens = torch.zeros(batch_size, preprocess.context_length, dtype=torch.long)
-        tokens[:, :3] = torch.tensor([49406, 320, 49407])  # start, one word, end
+        tokens = preprocess.tokenize(["a"] * batch_size)  # start, one word, end (the model's own tokenizer)
         return pixels, tokens
 
     def export_spec(self, preprocess: Any, state: dict) -> ExportSpec:
