@@ -16,12 +16,13 @@ from amad.attention import capture_attention
 from amad.errors import AmadError
 from amad.methods import METHODS
 from amad.models import load_model, save_model
-from amad.objective import DistillationObjective, ObjectiveOutput
+from amad.objective import DistillationObjective
 from amad.params import distilled_groups
 from amad.tasks.vqa.dataset import VQADataset
 from amad.tasks.vqa.model import VQAModel
 from amad.training.distillation import DistillationStep, FrozenTeacher, capture_for, layer_pairs
 from amad.training.distributed import GlobalBatchSampler, Runtime
+from amad.training.jobs import ground_truth_loss
 from amad.training.teacher_cache import build_teacher_cache
 from amad.training.trainer import fit
 
@@ -104,15 +105,11 @@ def train_tiny(data, checkpoint, *, epochs=2, interrupt_after=None, seed=0, log_
             raise KeyboardInterrupt
         return {"accuracy": 0.0}
 
-    def compute_loss(m, batch):
-        loss = TASK.task_loss(m(*TASK.model_inputs(batch)), batch)
-        return ObjectiveOutput(total=loss, terms={"task": float(loss.detach())}, artefacts={})
-
     params = tiny_params()
     optim = replace(params.train, epochs=epochs, batch_size=16, lr=1e-3)
     fit(
         model,
-        compute_loss,
+        ground_truth_loss(TASK),
         train_set=dataset,
         optim=optim,
         seed=seed,

@@ -137,7 +137,7 @@ def load_model(directory: str | Path, *, device: str | torch.device = "cpu") -> 
     directory = Path(directory)
     config = read_model_config(directory)
     task, model_config = _spec(directory, config)
-    model = task.build_model(model_config, config["state"])
+    model = task.build_model(task.without_pretrained_weights(model_config), config["state"])
     weights = directory / WEIGHTS
     if not weights.exists():
         raise AmadError(f"{directory}: missing {WEIGHTS}")

@@ -134,6 +134,11 @@ class Task:
         """A freshly initialised model (the caller seeds the RNG)."""
         raise NotImplementedError
 
+    def without_pretrained_weights(self, config: Any) -> Any:
+        """``config`` with its references to pretrained weights dropped: what a saved model is rebuilt
+        from before its own weights are loaded (nothing is read twice)."""
+        return config
+
     def module_groups(self, model: Any) -> dict[str, list[str]]:
         """Attention module paths per group, each list ordered by depth."""
         raise NotImplementedError

@@ -36,6 +36,16 @@ def build_model(task: Task, config: Any, state: dict, seed: int, log: Callable[[
     return model
 
 
+def ground_truth_loss(task: Task) -> Callable[[nn.Module, dict], ObjectiveOutput]:
+    """``(model, batch) -> ObjectiveOutput`` of the task loss alone (teacher training, baselines)."""
+
+    def compute_loss(model: nn.Module, batch: dict) -> ObjectiveOutput:
+        loss = task.task_loss(model(*task.model_inputs(batch)), batch)
+        return ObjectiveOutput(total=loss, terms={"task": float(loss.detach())}, artefacts={})
+
+    return compute_loss
+
+
 def _data_fingerprint(data_dir: Path) -> str:
     """Hash of the prepared folder's small files, so a checkpoint is only resumed on the same data."""
     digest = hashlib.sha256()
@@ -73,14 +83,10 @@ def train_teacher(
     train_set = task.dataset(data_dir, "train", preprocess, state)
     val_set = task.dataset(data_dir, "val", preprocess, state)
 
-    def compute_loss(model: nn.Module, batch: dict) -> ObjectiveOutput:
-        loss = task.task_loss(model(*task.model_inputs(batch)), batch)
-        return ObjectiveOutput(total=loss, terms={"task": float(loss.detach())}, artefacts={})
-
     checkpoint = checkpoint_dir / "teacher.pt"
     result = fit(
         model,
-        compute_loss,
+        ground_truth_loss(task),
         train_set=train_set,
         optim=params.train,
         seed=params.seed,

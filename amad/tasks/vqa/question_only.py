@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 
 from amad.evaluation import evaluate_model
-from amad.objective import ObjectiveOutput
 from amad.params import load_params
 from amad.tasks.vqa.task import VQATask
 from amad.training.distributed import init_runtime
-from amad.training.jobs import build_model
+from amad.training.jobs import build_model, ground_truth_loss
 from amad.training.trainer import fit
 
 
@@ -51,14 +50,10 @@ def main(argv: list[str] | None = None) -> dict:
     preprocess = task.preprocess(params.teacher)
     train_set, test_set = (task.dataset(data, split, preprocess, state) for split in ("train", "test"))
 
-    def compute_loss(model, batch):
-        loss = task.task_loss(model(*task.model_inputs(batch)), batch)
-        return ObjectiveOutput(total=loss, terms={"task": float(loss.detach())}, artefacts={})
-
     with tempfile.TemporaryDirectory() as scratch:
         fit(
             blind,
-            compute_loss,
+            ground_truth_loss(task),
             train_set=train_set,
             optim=optim,
             seed=params.seed,

@@ -179,6 +179,11 @@ class VQATask(Task):
 
         return VQAModel(config, len(state["answers"]))
 
+    def without_pretrained_weights(self, config: ModelConfig) -> ModelConfig:
+        vision = dataclasses.replace(config.vision, timm_weights=None)
+        text = dataclasses.replace(config.text, hf_pretrained=False)
+        return dataclasses.replace(config, vision=vision, text=text, pretrained=None)
+
     def module_groups(self, model: Any) -> dict[str, list[str]]:
         return model.attention_groups()
 
