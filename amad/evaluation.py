@@ -46,6 +46,6 @@ def evaluate_model(task, model: torch.nn.Module, dataset: Dataset, *, device: st
     was_training = model.training
     model.eval()
     try:
-        return task.evaluate(model, dataset, device=device)
+        return task.evaluate(task.graphs(model), dataset, device=device)
     finally:
         model.train(was_training)

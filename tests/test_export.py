@@ -139,7 +139,7 @@ def test_benchmark_interleaves_bursts_and_skips_the_first_call_of_each(burst, or
     calls = []
     runners = {(name, "fake"): functools.partial(lambda name, *_: calls.append(name), name) for name in "ab"}
     config = benchmark_config(warmup=1, repeats=4, burst=burst)
-    timings = time_interleaved(runners, (torch.zeros(1), torch.zeros(1)), config)
+    timings = time_interleaved(runners, dict.fromkeys(runners, (torch.zeros(1), torch.zeros(1))), config)
     assert "".join(calls) == "ab" + order  # warm-up round, then the timed rounds
     assert {key: len(times) for key, times in timings.items()} == {("a", "fake"): 4, ("b", "fake"): 4}
 

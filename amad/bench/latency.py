@@ -32,18 +32,24 @@ from amad.params import BenchmarkConfig
 Runner = Callable[..., object]  # (*inputs) -> outputs
 
 
-def make_runner(backend: str, model_dir: Path, export_dir: Path, threads: int) -> Runner | str:
-    """A callable running one batch, or the reason the backend is skipped."""
+def row_name(model: str, graph: str) -> str:
+    """A benchmark row: the model's name, with ``.<graph>`` for tasks exported as several graphs."""
+    return model if graph == "model" else f"{model}.{graph}"
+
+
+def make_runner(backend: str, model_dir: Path, export_dir: Path, graph: str, threads: int) -> Runner | str:
+    """A callable running one batch through ``graph``, or the reason the backend is skipped."""
     if backend == "torch":
-        model = load_model(model_dir).model
+        loaded = load_model(model_dir)
+        module = loaded.task.graphs(loaded.model.eval())[graph]
 
         def run_torch(*inputs):
             with torch.inference_mode():
-                return model(*inputs)
+                return module(*inputs)
 
         return run_torch
     if backend in ("onnxruntime", "onnxruntime_int8"):
-        path = export_dir / ("model.onnx" if backend == "onnxruntime" else "model.int8.onnx")
+        path = export_dir / (f"{graph}.onnx" if backend == "onnxruntime" else f"{graph}.int8.onnx")
         if not path.exists():
             return f"{path} not found (export.int8: false?)"
         # sessions take turns: a spinning thread pool of one would steal the cores of the next
@@ -52,11 +58,12 @@ def make_runner(backend: str, model_dir: Path, export_dir: Path, threads: int) -
     if backend == "torch_cuda_fp16":
         if not torch.cuda.is_available():
             return "no CUDA device"
-        model = load_model(model_dir, device="cuda").model.half()
+        loaded = load_model(model_dir, device="cuda")
+        module = loaded.task.graphs(loaded.model.eval().half())[graph]
 
         def run_cuda(*inputs):
             with torch.inference_mode():
-                out = model(*(x.cuda().half() if x.is_floating_point() else x.cuda() for x in inputs))
+                out = module(*(x.cuda().half() if x.is_floating_point() else x.cuda() for x in inputs))
             torch.cuda.synchronize()
             return out
 
@@ -65,11 +72,12 @@ def make_runner(backend: str, model_dir: Path, export_dir: Path, threads: int) -
         reason = tensorrt.unavailable_reason()
         if reason is not None:
             return reason
-        if not (export_dir / "model.plan").exists():
-            return f"{export_dir / 'model.plan'} not found (the export stage could not build it)"
+        plan = export_dir / f"{graph}.plan"
+        if not plan.exists():
+            return f"{plan} not found (the export stage could not build it)"
         loaded = load_model(model_dir)
-        spec = loaded.task.export_spec(loaded.preprocess, loaded.state)
-        return tensorrt.TensorRTModel(export_dir / "model.plan", spec.input_names, spec.output_names[0])
+        spec = loaded.task.export_specs(loaded.preprocess, loaded.state)[graph]
+        return tensorrt.TensorRTModel(plan, spec.input_names, spec.output_names[0])
     raise ValueError(f"unknown backend {backend!r}")
 
 
@@ -83,19 +91,20 @@ def _peak_mib(runner: Runner, inputs: tuple[torch.Tensor, ...], backend: str) ->
 
 
 def time_interleaved(
-    runners: dict[tuple[str, str], Runner], inputs: tuple[torch.Tensor, ...], config: BenchmarkConfig
+    runners: dict[tuple[str, str], Runner], inputs: dict[tuple[str, str], tuple], config: BenchmarkConfig
 ) -> dict[tuple[str, str], list[float]]:
-    """Seconds per timed call of each runner: warm-up rounds, then interleaved rounds of bursts."""
+    """Seconds per timed call of each runner on its ``inputs``: warm-up rounds, then interleaved
+    rounds of bursts."""
     for _ in range(config.warmup):
-        for runner in runners.values():
-            runner(*inputs)
+        for key, runner in runners.items():
+            runner(*inputs[key])
     untimed = 1 if config.burst > 1 else 0
     timings: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
     for _ in range(math.ceil(config.repeats / (config.burst - untimed))):
         for key, runner in runners.items():
             for call in range(config.burst):
                 start = time.perf_counter()
-                runner(*inputs)
+                runner(*inputs[key])
                 if call >= untimed:
                     timings[key].append(time.perf_counter() - start)
     return timings
@@ -112,24 +121,28 @@ def run_benchmark(
 ) -> dict:
     threads = config.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
-    runners: dict[tuple[str, str], Runner] = {}
-    results: dict[str, dict[str, dict]] = {name: {} for name in models}
-    for name in models:
-        for backend in config.backends:
-            runner = make_runner(backend, models_dir / name, exported_dir / name, threads)
-            if isinstance(runner, str):
-                results[name][backend] = {"skipped": runner}
-            else:
-                runners[name, backend] = runner
     loaded = load_model(models_dir / models[0])
+    specs = loaded.task.export_specs(loaded.preprocess, loaded.state)
+    runners: dict[tuple[str, str], Runner] = {}
+    graph_of: dict[str, str] = {}
+    results: dict[str, dict[str, dict]] = {}
+    for name in models:
+        for graph in specs:
+            row = row_name(name, graph)
+            graph_of[row], results[row] = graph, {}
+            for backend in config.backends:
+                runner = make_runner(backend, models_dir / name, exported_dir / name, graph, threads)
+                if isinstance(runner, str):
+                    results[row][backend] = {"skipped": runner}
+                else:
+                    runners[row, backend] = runner
     dataset = loaded.task.dataset(data_dir, "val", loaded.preprocess, loaded.state)
     largest = max(config.batch_sizes)
-    samples = loaded.task.model_inputs(
-        torch.utils.data.default_collate([dataset[i % len(dataset)] for i in range(largest)])
-    )
+    batch = torch.utils.data.default_collate([dataset[i % len(dataset)] for i in range(largest)])
+    samples = {graph: spec.batch_inputs(batch) for graph, spec in specs.items()}
     for batch_size in config.batch_sizes:
-        inputs = tuple(x[:batch_size].contiguous() for x in samples)
-        peaks = {key: _peak_mib(runner, inputs, key[1]) for key, runner in runners.items()}
+        inputs = {key: tuple(x[:batch_size].contiguous() for x in samples[graph_of[key[0]]]) for key in runners}
+        peaks = {key: _peak_mib(runner, inputs[key], key[1]) for key, runner in runners.items()}
         timings = time_interleaved(runners, inputs, config)
         for (name, backend), times in timings.items():
             ms = np.asarray(times) * 1e3
@@ -168,12 +181,14 @@ def p50(report: dict, model: str, backend: str, batch_size: int) -> float | None
 
 
 def speedups(report: dict, teacher: str = "teacher") -> dict[str, float]:
-    """Ratios at batch 1: each model vs the teacher (ONNX Runtime), ORT vs torch, int8 vs fp32."""
+    """Ratios at batch 1: each row vs the teacher's same graph (ONNX Runtime), ORT vs torch, int8 vs fp32."""
     ratios = {}
-    teacher_ort = p50(report, teacher, "onnxruntime", 1)
     for model in report["results"]:
+        graph = model.partition(".")[2]
+        teacher_row = f"{teacher}.{graph}" if graph else teacher
+        teacher_ort = p50(report, teacher_row, "onnxruntime", 1)
         ort, eager, int8 = (p50(report, model, b, 1) for b in ("onnxruntime", "torch", "onnxruntime_int8"))
-        if teacher_ort and ort and model != teacher:
+        if teacher_ort and ort and model != teacher_row:
             ratios[f"{model}_vs_teacher_onnxruntime_b1"] = round(teacher_ort / ort, 3)
         if ort and eager:
             ratios[f"{model}_onnxruntime_vs_torch_b1"] = round(eager / ort, 3)

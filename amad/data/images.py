@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -19,3 +21,12 @@ def check_decodable(path: Path, where: str) -> None:
             image.load()
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as error:
         raise DataError(f"{where}: image {path} cannot be decoded ({error})") from None
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` to ``target`` (copy where linking is impossible), creating folders."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

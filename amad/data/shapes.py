@@ -203,6 +203,10 @@ class ShapesGenerator:
         return Sample(tuple(objects), f"are there more {first}s than {second}s?", answer, "compare")
 
     # -- public --------------------------------------------------------------------------------
+    def scene(self) -> tuple[ShapeObject, ...]:
+        """A random scene: ``min_objects`` to ``max_objects`` objects in distinct cells."""
+        return tuple(self._scene())
+
     def sample(self, family: str | None = None) -> Sample:
         """One sample of ``family`` (uniformly chosen when None)."""
         family = family or self._choice(FAMILIES)

@@ -1,4 +1,9 @@
-"""The ``export`` stage's work for one model: ONNX, parity gate, int8, fp16, TensorRT, export.json."""
+"""The ``export`` stage's work for one model: ONNX, parity gate, int8, fp16, TensorRT, export.json.
+
+A model is exported as the task's graphs (VQA: ``model``; retrieval: ``image`` and ``text``), one
+file set per graph: ``<graph>.onnx``, ``<graph>.int8.onnx``, ``<graph>.fp16.onnx`` and, where
+TensorRT runs, ``<graph>.plan``. Parity and accuracy are measured on the graphs together.
+"""
 
 from __future__ import annotations
 
@@ -24,25 +29,33 @@ def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, conf
         AmadError: fp32 parity with PyTorch fails on validation inputs (nothing is written).
     """
     loaded = load_model(model_dir)
-    task, model, preprocess = loaded.task, loaded.model, loaded.preprocess
+    task, model, preprocess = loaded.task, loaded.model.eval(), loaded.preprocess
     val_set = task.dataset(data_dir, "val", preprocess, loaded.state)
     test_set = task.dataset(data_dir, "test", preprocess, loaded.state)
     parity_set = Subset(val_set, range(min(config.parity_samples, len(val_set))))
-    spec = task.export_spec(preprocess, loaded.state)
+    specs = task.export_specs(preprocess, loaded.state)
+    graphs = task.graphs(model)
     metric = task.primary_metric
-    report: dict = {"model": name, "task": task.name}
+    report: dict = {"model": name, "task": task.name, "graphs": list(specs)}
 
-    def outputs(forward, dataset, **kwargs):
-        return predict_outputs(forward, dataset, task.model_inputs, **kwargs)
+    def outputs(forwards: dict) -> dict:
+        return {g: predict_outputs(forwards[g], parity_set, specs[g].batch_inputs) for g in specs}
+
+    def sessions(suffix: str) -> dict[str, OnnxModel]:
+        return {g: OnnxModel(staging / f"{g}{suffix}") for g in specs}
 
     with atomic_dir(out_dir) as staging:
-        onnx_path = staging / "model.onnx"
-        export_onnx(
-            model, spec, onnx_path, opset=config.opset, extra_metadata={"amad.model": name, "amad.task": task.name}
-        )
-        fp32 = OnnxModel(onnx_path)
-        torch_outputs = outputs(model, parity_set)
-        report["parity"] = task.parity(torch_outputs, outputs(fp32, parity_set))
+        for graph, spec in specs.items():
+            export_onnx(
+                graphs[graph],
+                spec,
+                staging / f"{graph}.onnx",
+                opset=config.opset,
+                extra_metadata={"amad.model": name, "amad.task": task.name, "amad.graph": graph},
+            )
+        fp32 = sessions(".onnx")
+        torch_outputs = outputs(graphs)
+        report["parity"] = task.parity(torch_outputs, outputs(fp32))
         report["parity"].update(samples=len(parity_set), atol=config.parity_atol, min_agreement=config.min_agreement)
         if (
             report["parity"]["max_abs_diff"] > config.parity_atol
@@ -60,33 +73,37 @@ def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, conf
         report["metric"] = metric
         report["accuracy"] = {"onnx_fp32": task.evaluate(fp32, test_set)[metric]}
         if config.int8:
-            quantize_int8(onnx_path, staging / "model.int8.onnx")
-            int8 = OnnxModel(staging / "model.int8.onnx")
+            for graph in specs:
+                quantize_int8(staging / f"{graph}.onnx", staging / f"{graph}.int8.onnx")
+            int8 = sessions(".int8.onnx")
             report["accuracy"]["onnx_int8"] = task.evaluate(int8, test_set)[metric]
-            report["int8_vs_fp32"] = task.parity(torch_outputs, outputs(int8, parity_set))
-        convert_fp16(onnx_path, staging / "model.fp16.onnx")
-        report["tensorrt"] = _tensorrt(staging, task, spec, config, test_set, report)
+            report["int8_vs_fp32"] = task.parity(torch_outputs, outputs(int8))
+        for graph in specs:
+            convert_fp16(staging / f"{graph}.onnx", staging / f"{graph}.fp16.onnx")
+        report["tensorrt"] = _tensorrt(staging, task, specs, config, test_set, report)
         report["files"] = {p.name: p.stat().st_size for p in sorted(staging.iterdir())}
         write_json(staging / "export.json", report)
     return report
 
 
-def _tensorrt(staging: Path, task: Any, spec: Any, config: ExportConfig, test_set: Any, report: dict) -> dict:
+def _tensorrt(staging: Path, task: Any, specs: dict, config: ExportConfig, test_set: Any, report: dict) -> dict:
     if not config.tensorrt.enabled:
         return {"skipped": "disabled in params (export.tensorrt.enabled: false)"}
     reason = tensorrt.unavailable_reason()
     if reason is not None:
         return {"skipped": reason}
-    built = tensorrt.build_engine(
-        staging / "model.onnx",
-        staging / "model.fp16.onnx",
-        staging / "model.plan",
-        input_shapes={name: tuple(x.shape[1:]) for name, x in zip(spec.input_names, spec.example_inputs)},
-        profile=config.tensorrt,
-    )
-    engine = tensorrt.TensorRTModel(staging / "model.plan", spec.input_names, spec.output_names[0])
+    built, engines = {}, {}
+    for graph, spec in specs.items():
+        built[graph] = tensorrt.build_engine(
+            staging / f"{graph}.onnx",
+            staging / f"{graph}.fp16.onnx",
+            staging / f"{graph}.plan",
+            input_shapes={name: tuple(x.shape[1:]) for name, x in zip(spec.input_names, spec.example_inputs)},
+            profile=config.tensorrt,
+        )
+        engines[graph] = tensorrt.TensorRTModel(staging / f"{graph}.plan", spec.input_names, spec.output_names[0])
     metric = task.primary_metric
     report["accuracy"]["tensorrt_fp16"] = task.evaluate(
-        engine, test_set, device="cuda", batch_size=config.tensorrt.max_batch
+        engines, test_set, device="cuda", batch_size=config.tensorrt.max_batch
     )[metric]
     return built

@@ -1,6 +1,6 @@
 """Tasks as plug-ins: ``TASKS`` maps ``params.yaml: task`` (and a saved model's ``task``) to its class.
 
-Built in: ``vqa``. A new task is a :class:`~amad.tasks.base.Task` subclass decorated with
+Built in: ``vqa``, ``retrieval``. A new task is a :class:`~amad.tasks.base.Task` subclass decorated with
 ``@TASKS.register("name")``, imported here (or by the code that uses it).
 """
 
@@ -8,7 +8,7 @@ from amad.registry import Registry
 
 TASKS: Registry = Registry("task")
 
-from amad.tasks import vqa  # noqa: E402  (registration)
+from amad.tasks import retrieval, vqa  # noqa: E402  (registration)
 
 
 def get_task(name: str, key: str = "task"):
@@ -16,4 +16,4 @@ def get_task(name: str, key: str = "task"):
     return TASKS.get(name, key)()
 
 
-__all__ = ["TASKS", "get_task", "vqa"]
+__all__ = ["TASKS", "get_task", "retrieval", "vqa"]

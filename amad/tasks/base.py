@@ -13,6 +13,10 @@ Vocabulary:
   sample's position in its split), which the teacher cache looks outputs up by.
 * **inputs**: the tuple the model's ``forward`` takes, in the order of the exported graph's inputs.
 * **outputs**: what ``forward`` returns (a tensor, batch first).
+* **graphs**: the parts of a model that are exported and served, by name, each
+  ``(*inputs) -> tensor``: VQA has one (``model``, the whole model), retrieval two (``image`` and
+  ``text`` encoders). Evaluation runs on graphs, so a torch model and its ONNX files are evaluated
+  by the same code; the export writes ``<graph>.onnx`` per graph.
 """
 
 from __future__ import annotations
@@ -55,12 +59,14 @@ class ExportSpec:
         output_names: names of its outputs.
         example_inputs: a batch of 2 to trace with.
         metadata: ONNX metadata that lets a runtime use the file alone (vocabulary, preprocessing).
+        batch_inputs: the graph's inputs from a dataset batch (parity checks and benchmarks).
     """
 
     input_names: tuple[str, ...]
     output_names: tuple[str, ...]
     example_inputs: tuple[Any, ...]
     metadata: dict[str, str]
+    batch_inputs: Callable[[dict], tuple]
 
 
 class Task:
@@ -161,8 +167,15 @@ class Task:
         raise NotImplementedError
 
     # -- evaluation and export ----------------------------------------------------------------
-    def evaluate(self, forward: Callable, dataset: Any, *, device: Any = "cpu", batch_size: int = 256) -> dict:
-        """``{primary_metric: value, "breakdown": {...}}`` of ``forward(*inputs)`` over ``dataset``."""
+    def graphs(self, model: Any) -> dict[str, Callable]:
+        """The model's exported parts by graph name (default: the whole model, named ``model``)."""
+        return {"model": model}
+
+    def evaluate(
+        self, graphs: dict[str, Callable], dataset: Any, *, device: Any = "cpu", batch_size: int = 256
+    ) -> dict:
+        """``{primary_metric: value, "breakdown": {...}}`` of a model's graphs (torch modules or
+        exported files, as :meth:`graphs` names them) over ``dataset``."""
         raise NotImplementedError
 
     def describe(self, dataset: Any, index: int) -> str:
@@ -173,9 +186,11 @@ class Task:
         """Inputs of a fixed dummy batch (for FLOP counts and tracing)."""
         raise NotImplementedError
 
-    def export_spec(self, preprocess: Any, state: dict) -> ExportSpec:
+    def export_specs(self, preprocess: Any, state: dict) -> dict[str, ExportSpec]:
+        """How each of :meth:`graphs` becomes an ONNX graph, by graph name."""
         raise NotImplementedError
 
-    def parity(self, reference: Any, candidate: Any) -> dict[str, float]:
-        """How far ``candidate`` outputs are from ``reference`` outputs: ``max_abs_diff``, ``agreement``."""
+    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> dict[str, float]:
+        """How far ``candidate`` outputs are from ``reference`` outputs (both ``{graph: [N, ...]}`` over
+        the same samples): ``max_abs_diff`` and ``agreement`` (share of identical predictions)."""
         raise NotImplementedError

@@ -8,13 +8,11 @@ of each split have no answer in it: those are counted, never silently dropped).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections import Counter
 from pathlib import Path
 
 from amad.atomic import atomic_dir
-from amad.data.images import check_decodable
+from amad.data.images import check_decodable, link_or_copy
 from amad.data.shapes import ShapesGenerator
 from amad.tasks.vqa.answers import build_vocabulary, normalize_answer
 from amad.tasks.vqa.config import DataConfig
@@ -44,14 +42,6 @@ def generate_shapes(config: DataConfig, seed: int, images: Path) -> dict[str, li
     return splits
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
 def import_images(records: dict[str, list[Record]], source_root: Path, out: Path) -> dict[str, list[Record]]:
     """Check that every referenced image decodes, hard-link (or copy) it under ``out/images`` and
     rewrite the paths."""
@@ -62,7 +52,7 @@ def import_images(records: dict[str, list[Record]], source_root: Path, out: Path
             relative = Path("images") / record.image
             if not (out / relative).exists():
                 check_decodable(source_root / record.image, f"{split} record {record.id!r}")
-                _link_or_copy(source_root / record.image, out / relative)
+                link_or_copy(source_root / record.image, out / relative)
             rewritten.append(Record(record.id, relative.as_posix(), record.question, record.answers, record.family))
         imported[split] = rewritten
     return imported

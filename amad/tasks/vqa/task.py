@@ -19,6 +19,7 @@ from typing import Any
 
 from amad.config import require
 from amad.errors import AmadError
+from amad.hf_text import check_hf_text_tower
 from amad.tasks import TASKS
 from amad.tasks.base import ExportSpec, GroupShape, Task
 from amad.tasks.vqa.config import ATTENTION_GROUPS, DataConfig, ModelConfig, VisionConfig
@@ -58,45 +59,6 @@ def check_timm_weights(vision: VisionConfig, key: str) -> None:
             getattr(vision, field) == theirs,
             f"{key}.{field}",
             f"must be {vision.timm_name}'s {theirs} to load {key}.timm_weights, got {getattr(vision, field)}",
-        )
-
-
-def check_hf_text_tower(text: Any, key: str) -> None:
-    """The local Hugging Face folder exists and, where its weights are loaded, has the configured shape."""
-    folder = Path(text.hf_model)
-    require(
-        (folder / "config.json").is_file(), f"{key}.hf_model", f"no Hugging Face model folder (config.json) at {folder}"
-    )
-    try:
-        hf = json.loads((folder / "config.json").read_text())
-    except json.JSONDecodeError as error:
-        raise AmadError(f"{folder / 'config.json'}: invalid JSON at line {error.lineno}: {error.msg}") from None
-    require(
-        hf.get("model_type") == "bert",
-        f"{key}.hf_model",
-        f"a BERT-style encoder (model_type bert) is needed, {folder} holds {hf.get('model_type')!r}",
-    )
-    from amad.preprocess import check_hf_tokenizer
-
-    check_hf_tokenizer(str(folder), f"{key}.hf_model")
-    positions = hf.get("max_position_embeddings", text.context_length)
-    require(
-        text.context_length <= positions,
-        f"{key}.context_length",
-        f"{text.context_length} is longer than the model's {positions} positions",
-    )
-    if not text.hf_pretrained:
-        return
-    hidden = hf.get("hidden_size")
-    for field, theirs in (
-        ("width", hidden),
-        ("depth", hf.get("num_hidden_layers")),
-        ("mlp_ratio", hf.get("intermediate_size", 0) / max(1, hidden or 1)),
-    ):
-        require(
-            getattr(text, field) == theirs,
-            f"{key}.{field}",
-            f"must be the pretrained model's {theirs} (hf_pretrained loads its weights), got {getattr(text, field)}",
         )
 
 
@@ -207,11 +169,13 @@ class VQATask(Task):
         return logit_kd_loss(student_outputs, teacher_outputs, temperature=temperature)
 
     # -- evaluation and export ----------------------------------------------------------------
-    def evaluate(self, forward: Callable, dataset: Any, *, device: Any = "cpu", batch_size: int = 256) -> dict:
+    def evaluate(
+        self, graphs: dict[str, Callable], dataset: Any, *, device: Any = "cpu", batch_size: int = 256
+    ) -> dict:
         from amad.evaluation import predict_outputs
         from amad.tasks.vqa.evaluation import accuracy_report
 
-        logits = predict_outputs(forward, dataset, self.model_inputs, device=device, batch_size=batch_size)
+        logits = predict_outputs(graphs["model"], dataset, self.model_inputs, device=device, batch_size=batch_size)
         return accuracy_report(logits, dataset)
 
     def describe(self, dataset: Any, index: int) -> str:
@@ -225,15 +189,16 @@ class VQATask(Task):
         tokens = preprocess.tokenize(["a"] * batch_size)  # start, one word, end (the model's own tokenizer)
         return pixels, tokens
 
-    def export_spec(self, preprocess: Any, state: dict) -> ExportSpec:
+    def export_specs(self, preprocess: Any, state: dict) -> dict[str, ExportSpec]:
         import torch
 
         pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
         tokens = preprocess.tokenize(["what is this?", "is there a circle?"])
         metadata = {"amad.answers": json.dumps(state["answers"]), "amad.preprocess": json.dumps(preprocess.to_dict())}
-        return ExportSpec(("pixels", "tokens"), ("logits",), (pixels, tokens), metadata)
+        return {"model": ExportSpec(("pixels", "tokens"), ("logits",), (pixels, tokens), metadata, self.model_inputs)}
 
-    def parity(self, reference: Any, candidate: Any) -> dict[str, float]:
+    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> dict[str, float]:
+        reference, candidate = reference["model"], candidate["model"]
         return {
             "max_abs_diff": float((reference - candidate).abs().max()),
             "agreement": float((reference.argmax(-1) == candidate.argmax(-1)).float().mean()),

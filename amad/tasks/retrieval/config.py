@@ -1,0 +1,182 @@
+"""The retrieval task's ``params.yaml`` sections: ``data`` and the model configs (``teacher``, ``students.*``).
+
+No defaults here: ``params.yaml`` holds every value (see the configuration reference in the README).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from amad.config import require, require_choice
+
+DATA_SOURCES = ("shapes", "csv", "coco", "karpathy")
+ATTENTION_GROUPS = ("vision_self", "text_self")
+SPLITS = ("train", "val", "test")
+
+
+def _check_heads(width: int, heads: int, key: str) -> None:
+    require(heads >= 1, f"{key}.heads", f"must be >= 1, got {heads}")
+    require(width >= 1, f"{key}.width", f"must be >= 1, got {width}")
+    require(width % heads == 0, f"{key}.heads", f"{heads} heads do not divide the width {width} ({key}.width)")
+
+
+def _check_tower(config, key: str) -> None:
+    _check_heads(config.width, config.heads, key)
+    require(config.depth >= 1, f"{key}.depth", f"must be >= 1, got {config.depth}")
+    require(config.mlp_ratio > 0, f"{key}.mlp_ratio", f"must be > 0, got {config.mlp_ratio}")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """open_clip ``VisionTransformer`` (class token, final projection to ``embed_dim``)."""
+
+    image_size: int
+    patch_size: int
+    width: int
+    depth: int
+    heads: int
+    mlp_ratio: float
+
+    def validate(self, key: str) -> None:
+        _check_tower(self, key)
+        require(
+            self.patch_size >= 1 and self.image_size >= 1 and self.image_size % self.patch_size == 0,
+            f"{key}.patch_size",
+            f"{self.patch_size} does not divide {key}.image_size {self.image_size}",
+        )
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """open_clip ``TextTransformer`` (causal, end-of-text pooling, open_clip's tokenizer), or a
+    Hugging Face BERT-style encoder from a local folder (its tokenizer, mean pooling over real
+    tokens, a linear projection), at this shape."""
+
+    context_length: int
+    width: int
+    depth: int
+    heads: int
+    mlp_ratio: float
+    hf_model: str | None  # a local Hugging Face folder (config.json, tokenizer, weights), or null
+    hf_pretrained: bool  # load the folder's weights (width, depth and mlp_ratio must be the folder's)
+
+    def validate(self, key: str) -> None:
+        require(not self.hf_pretrained or self.hf_model is not None, f"{key}.hf_pretrained", f"needs {key}.hf_model")
+        _check_tower(self, key)
+        require(self.context_length >= 4, f"{key}.context_length", f"must be >= 4, got {self.context_length}")
+
+
+@dataclass(frozen=True)
+class FrozenConfig:
+    """Towers whose weights stay fixed while this model trains (the projections always train)."""
+
+    vision: bool
+    text: bool
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A CLIP: vision and text towers, projections to ``embed_dim`` and a learned logit scale.
+
+    ``architecture`` names an open_clip model config (``ViT-B-32``, ...) whose non-shape settings
+    (activation, pooling, image mean / std) the model takes; the shapes are always the ones given
+    here (null: open_clip's defaults at these shapes). ``checkpoint`` is a local open_clip checkpoint
+    file of this shape (never a download; the head counts may differ from the checkpoint's). ``pretrained`` is an amad model folder or checkpoint whose matching tensors
+    initialise the model.
+    """
+
+    architecture: str | None
+    checkpoint: str | None
+    embed_dim: int
+    vision: VisionConfig
+    text: TextConfig
+    frozen: FrozenConfig
+    pretrained: str | None
+
+    def validate(self, key: str) -> None:
+        require(self.embed_dim >= 1, f"{key}.embed_dim", f"must be >= 1, got {self.embed_dim}")
+        if self.architecture is not None:
+            import open_clip  # only when a name is given: validating it needs open_clip's registry
+
+            require(
+                self.architecture in open_clip.list_models(),
+                f"{key}.architecture",
+                f"{self.architecture!r} is not an open_clip model config (open_clip.list_models())",
+            )
+
+
+@dataclass(frozen=True)
+class SplitFilesConfig:
+    """One annotation file per split, relative to ``data.path`` (Karpathy: usually the same file)."""
+
+    train: str
+    val: str
+    test: str
+
+
+@dataclass(frozen=True)
+class CSVConfig:
+    """open_clip's CSV convention: a header row, one caption per row; rows naming the same image
+    are one image with several captions."""
+
+    separator: str
+    image_column: str
+    caption_column: str
+
+    def validate(self, key: str) -> None:
+        require(len(self.separator) == 1, f"{key}.separator", f"must be one character, got {self.separator!r}")
+        require(self.image_column != self.caption_column, f"{key}.caption_column", "must differ from image_column")
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    """The built-in generator: shapes scenes, each with several generated captions."""
+
+    train: int
+    val: int
+    test: int
+    image_size: int
+    grid: int
+    min_objects: int
+    max_objects: int
+    captions: int
+
+    def validate(self, key: str) -> None:
+        for split in SPLITS:
+            require(getattr(self, split) >= 1, f"{key}.{split}", f"must be >= 1, got {getattr(self, split)}")
+        require(2 <= self.grid <= 8, f"{key}.grid", f"must be in 2..8, got {self.grid}")
+        require(
+            self.image_size >= 1 and self.image_size % self.grid == 0 and self.image_size // self.grid >= 6,
+            f"{key}.image_size",
+            f"must be a multiple of {key}.grid ({self.grid}) with cells of at least 6 pixels, got {self.image_size}",
+        )
+        require(
+            1 <= self.min_objects <= self.max_objects <= self.grid**2,
+            f"{key}.min_objects",
+            f"need 1 <= min_objects <= max_objects <= grid^2, got {self.min_objects} and {self.max_objects}",
+        )
+        require(1 <= self.captions <= 10, f"{key}.captions", f"must be in 1..10, got {self.captions}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the image-caption data comes from."""
+
+    source: str
+    path: str
+    images: str  # the image folder, relative to path; image paths in the files are relative to it
+    files: SplitFilesConfig
+    csv: CSVConfig
+    shapes: ShapesConfig
+
+    def validate(self, key: str) -> None:
+        require_choice(self.source, DATA_SOURCES, f"{key}.source")
+        require(Path(self.path).is_dir(), f"{key}.path", f"no such folder: {self.path}")
+        if self.source == "shapes":
+            return
+        root = Path(self.path)
+        require((root / self.images).is_dir(), f"{key}.images", f"no such folder: {root / self.images}")
+        for split in SPLITS:
+            name = getattr(self.files, split)
+            require((root / name).is_file(), f"{key}.files.{split}", f"no such file: {root / name}")

@@ -1,0 +1,83 @@
+"""The torch datasets over a prepared retrieval folder: image-caption pairs, and the images alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from amad.preprocess import Preprocess
+from amad.tasks.retrieval.sources import ImageRecord, read_records
+
+
+class PairDataset(Dataset):
+    """Samples ``{"pixels" [3,H,W], "tokens" [L], "image" (image index), "index" (pair index)}``:
+    one per (image, caption) pair of one split, images in file order, each image's captions in turn.
+
+    Captions are tokenised once up front; images are read lazily and, while the split's decoded
+    images fit in ``cache_mib``, kept in memory as resized uint8 (an image serves all its captions).
+
+    Args:
+        folder: a prepared folder (``data/prepared``).
+        split: ``train``, ``val`` or ``test``; or a path to any records file.
+        preprocess: the model's preprocessing.
+        cache_mib: memory for decoded images; the split is cached only if all of it fits.
+    """
+
+    def __init__(self, folder: str | Path, split: str, preprocess: Preprocess, *, cache_mib: int = 2048) -> None:
+        path = Path(split) if split.endswith(".jsonl") else Path(folder) / f"{split}.jsonl"
+        self.root = path.parent
+        self.records: list[ImageRecord] = read_records(path)
+        self.preprocess = preprocess
+        self.captions = [caption for record in self.records for caption in record.captions]
+        self.image_of_caption = torch.tensor(
+            [image for image, record in enumerate(self.records) for _ in record.captions], dtype=torch.long
+        )
+        self.tokens = preprocess.tokenize(self.captions)  # (captions, L)
+        image_bytes = preprocess.image_size**2 * 3
+        fits = len(self.records) * image_bytes <= cache_mib * 2**20
+        self._cache: dict[int, np.ndarray] | None = {} if fits else None
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def pixels(self, image: int) -> torch.Tensor:
+        """The preprocessed image ``[3, H, W]`` of image ``image``."""
+        rgb = self._cache.get(image) if self._cache is not None else None
+        if rgb is None:
+            rgb = self.preprocess.read_resized(self.root / self.records[image].image)
+            if self._cache is not None:
+                self._cache[image] = rgb
+        return torch.from_numpy(self.preprocess.normalize(rgb))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        image = int(self.image_of_caption[index])
+        return {"pixels": self.pixels(image), "tokens": self.tokens[index], "image": image, "index": index}
+
+
+class ImageDataset(Dataset):
+    """The images of a :class:`PairDataset` once each: ``{"pixels", "index"}`` (image index)."""
+
+    def __init__(self, pairs: PairDataset) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs.records)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        return {"pixels": self.pairs.pixels(index), "index": index}
+
+
+class CaptionDataset(Dataset):
+    """The captions of a :class:`PairDataset`: ``{"tokens", "index"}`` (caption index)."""
+
+    def __init__(self, pairs: PairDataset) -> None:
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        return {"tokens": self.pairs.tokens[index], "index": index}

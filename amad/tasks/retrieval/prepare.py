@@ -1,0 +1,114 @@
+"""The ``prepare`` stage's work for retrieval: any caption source -> ``data/prepared/``.
+
+Output: ``{train,val,test}.jsonl`` (one image a line with all its captions, image paths relative
+to the folder), ``images/`` and ``summary.json`` (images and captions per split).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from amad.atomic import atomic_dir
+from amad.data.images import check_decodable, link_or_copy
+from amad.data.shapes import ShapesGenerator
+from amad.errors import DataError
+from amad.tasks.retrieval.captions import scene_captions
+from amad.tasks.retrieval.config import SPLITS, DataConfig
+from amad.tasks.retrieval.sources import ImageRecord, read_coco, read_csv, read_karpathy, write_records
+
+SUMMARY = "summary.json"
+
+
+def generate_shapes(config: DataConfig, seed: int, out: Path) -> dict[str, list[ImageRecord]]:
+    """Generate and render the synthetic splits into ``out/images`` (PNG)."""
+    shapes = config.shapes
+    (out / "images").mkdir(parents=True)
+    splits = {}
+    for split_index, split in enumerate(SPLITS):
+        generator = ShapesGenerator(
+            seed * 1000 + 500 + split_index,
+            image_size=shapes.image_size,
+            grid=shapes.grid,
+            min_objects=shapes.min_objects,
+            max_objects=shapes.max_objects,
+        )
+        rng = np.random.default_rng([seed, split_index])
+        records = []
+        for index in range(getattr(shapes, split)):
+            objects = generator.scene()
+            name = f"images/{split}_{index:06d}.png"
+            generator.render(objects).save(out / name)
+            captions = scene_captions(objects, shapes.grid, shapes.captions, rng)
+            records.append(ImageRecord(f"{split}-{index}", name, tuple(captions)))
+        splits[split] = records
+    return splits
+
+
+def read_files(config: DataConfig) -> dict[str, list[ImageRecord]]:
+    """The records of every split from the configured annotation files."""
+    root = Path(config.path)
+    records = {}
+    for split in SPLITS:
+        path = root / getattr(config.files, split)
+        if config.source == "csv":
+            csv = config.csv
+            records[split] = read_csv(
+                path, separator=csv.separator, image_column=csv.image_column, caption_column=csv.caption_column
+            )
+        elif config.source == "coco":
+            records[split] = read_coco(path)
+        else:
+            records[split] = read_karpathy(path, split)
+    return records
+
+
+def import_images(records: dict[str, list[ImageRecord]], config: DataConfig, out: Path) -> dict[str, list[ImageRecord]]:
+    """Check that every image exists and decodes, hard-link (or copy) it under ``out/images`` and
+    rewrite the paths."""
+    root = Path(config.path)
+    images = root / config.images
+    imported = {}
+    for split, split_records in records.items():
+        source_file = root / getattr(config.files, split)
+        rewritten = []
+        for record in split_records:
+            where = f"{source_file}: {split} image {record.id!r}"
+            source = images / record.image
+            if not source.is_file():
+                raise DataError(f"{where}: image not found: {source}")
+            relative = Path("images") / record.image
+            if not (out / relative).exists():
+                check_decodable(source, where)
+                link_or_copy(source, out / relative)
+            rewritten.append(ImageRecord(record.id, relative.as_posix(), record.captions))
+        imported[split] = rewritten
+    return imported
+
+
+def prepare(config: DataConfig, seed: int, out: str | Path, check_splits=None, log=None) -> dict:
+    """Write ``out`` atomically; returns the summary stored in ``summary.json``.
+
+    ``check_splits({split: training pairs})`` may refuse the splits (raising) before any image is
+    written; ``log`` receives a short report.
+    """
+    with atomic_dir(out) as staging:
+        if config.source == "shapes":
+            if check_splits is not None:
+                check_splits({s: getattr(config.shapes, s) * config.shapes.captions for s in SPLITS})
+            splits = generate_shapes(config, seed, staging)
+        else:
+            records = read_files(config)
+            if check_splits is not None:
+                check_splits({s: sum(len(r.captions) for r in rs) for s, rs in records.items()})
+            splits = import_images(records, config, staging)
+        summary = {"splits": {}}
+        for split, records in splits.items():
+            write_records(staging / f"{split}.jsonl", records)
+            summary["splits"][split] = {"images": len(records), "captions": sum(len(r.captions) for r in records)}
+        (staging / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    if log is not None:
+        log(f"prepared {json.dumps(summary['splits'])}")
+    return summary

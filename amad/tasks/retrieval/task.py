@@ -1,0 +1,237 @@
+"""The ``retrieval`` task: CLIP-style image-text retrieval with several captions per image.
+
+Model: a CLIP (:class:`~amad.tasks.retrieval.model.RetrievalModel`); inputs ``(pixels [B, 3, H, W],
+tokens [B, L])`` of image-caption pairs, outputs the pairs' scaled embeddings ``[B, 2, E]`` (their
+products are the in-batch logits). Task loss: the symmetric contrastive loss (every caption of an
+image is a match); output distillation: KL between teacher and student similarity distributions
+in both directions. Evaluation: recall@1/5/10 both ways. Exported as two graphs, ``image`` and
+``text``, each returning unit-length embeddings. No state: the prepared data fixes nothing about
+the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from amad.config import require
+from amad.errors import AmadError
+from amad.hf_text import check_hf_text_tower
+from amad.tasks import TASKS
+from amad.tasks.base import ExportSpec, GroupShape, Task
+from amad.tasks.retrieval.config import ATTENTION_GROUPS, DataConfig, ModelConfig
+
+
+def check_checkpoint(config: ModelConfig, key: str) -> None:
+    """``checkpoint`` is a local file; an open_clip pretrained *tag* is refused in one line (it needs
+    the network, and amad never downloads)."""
+    path = Path(config.checkpoint)
+    if path.is_file():
+        return
+    import open_clip
+
+    tags = (
+        open_clip.list_pretrained_tags_by_model(config.architecture)
+        if config.architecture
+        else sorted({tag for _, tag in open_clip.list_pretrained()})
+    )
+    if config.checkpoint in tags:
+        raise AmadError(
+            f"params.yaml: {key}.checkpoint: {config.checkpoint!r} is an open_clip pretrained tag, which needs the "
+            "network to download; amad never downloads: fetch the weights once where there is network "
+            "(open_clip.create_model_and_transforms(..., pretrained=TAG) caches the file) and set "
+            f"{key}.checkpoint to that local file"
+        )
+    require(False, f"{key}.checkpoint", f"no such file: {path}")
+
+
+@TASKS.register("retrieval")
+class RetrievalTask(Task):
+    data_config = DataConfig
+    model_config = ModelConfig
+    attention_groups = ATTENTION_GROUPS
+    primary_metric = "mean_recall"
+
+    def group_shapes(self, config: ModelConfig, key: str) -> dict[str, GroupShape]:
+        vision, text = config.vision, config.text
+        image_tokens = (vision.image_size // vision.patch_size) ** 2 + 1
+        length = text.context_length
+        return {
+            "vision_self": GroupShape(
+                vision.depth, vision.heads, vision.width, image_tokens, image_tokens, f"{key}.vision"
+            ),
+            "text_self": GroupShape(text.depth, text.heads, text.width, length, length, f"{key}.text"),
+        }
+
+    def check_model(self, config: ModelConfig, key: str) -> None:
+        if config.pretrained is not None:
+            require(
+                Path(config.pretrained).exists(), f"{key}.pretrained", f"no such file or folder: {config.pretrained}"
+            )
+        if config.architecture is not None:
+            from amad.tasks.retrieval.model import unsupported_settings
+
+            unsupported = unsupported_settings(config.architecture)
+            require(
+                not unsupported,
+                f"{key}.architecture",
+                f"{config.architecture} uses open_clip settings amad cannot distil or tokenise: {', '.join(unsupported)}",
+            )
+        if config.checkpoint is not None:
+            require(
+                config.text.hf_model is None,
+                f"{key}.checkpoint",
+                f"an open_clip checkpoint holds open_clip's own text tower; set {key}.text.hf_model to null",
+            )
+            check_checkpoint(config, key)
+        if config.text.hf_model is not None:
+            check_hf_text_tower(config.text, f"{key}.text")
+
+    def check_student(self, teacher: ModelConfig, student: ModelConfig, key: str) -> None:
+        require(
+            student.text.hf_model == teacher.text.hf_model,
+            f"{key}.text.hf_model",
+            f"must equal teacher.text.hf_model ({teacher.text.hf_model}): teacher and students share the tokenizer",
+        )
+        require(
+            student.architecture == teacher.architecture,
+            f"{key}.architecture",
+            f"must equal teacher.architecture ({teacher.architecture}): it sets the image normalisation",
+        )
+        for tower, field in (("vision", "image_size"), ("text", "context_length")):
+            mine, theirs = getattr(getattr(student, tower), field), getattr(getattr(teacher, tower), field)
+            require(
+                mine == theirs,
+                f"{key}.{tower}.{field}",
+                f"must equal teacher.{tower}.{field} ({theirs}): teacher and students share the preprocessing",
+            )
+
+    def check_batch_sizes(self, split_sizes: dict[str, int], batch_sizes: dict[str, int]) -> None:
+        super().check_batch_sizes(split_sizes, batch_sizes)
+        for key, size in batch_sizes.items():
+            require(size >= 2, key, f"the contrastive loss needs at least 2 pairs a batch, got {size}")
+
+    # -- data -------------------------------------------------------------------------------
+    def prepare(
+        self, config: DataConfig, seed: int, out: Path, check_splits: Callable | None = None, log: Callable = print
+    ) -> dict:
+        from amad.tasks.retrieval.prepare import prepare
+
+        return prepare(config, seed, out, check_splits, log)
+
+    def _summary(self, data_dir: Path) -> dict:
+        from amad.tasks.retrieval.prepare import SUMMARY
+
+        path = Path(data_dir) / SUMMARY
+        if not path.exists():
+            raise AmadError(f"{path}: not found; run the prepare stage first (dvc repro prepare)")
+        return json.loads(path.read_text())
+
+    def split_sizes(self, data_dir: Path) -> dict[str, int]:
+        """Image-caption pairs per split (the training samples)."""
+        return {split: entry["captions"] for split, entry in self._summary(data_dir)["splits"].items()}
+
+    def read_state(self, data_dir: Path) -> dict:
+        self._summary(data_dir)  # the folder must be a prepared retrieval folder
+        return {}
+
+    def dataset(self, data_dir: Path, split: str, preprocess: Any, state: dict) -> Any:
+        from amad.tasks.retrieval.dataset import PairDataset
+
+        return PairDataset(data_dir, split, preprocess)
+
+    # -- models -----------------------------------------------------------------------------
+    def preprocess(self, config: ModelConfig) -> Any:
+        from amad.tasks.retrieval.model import preprocess_of
+
+        return preprocess_of(config)
+
+    def build_model(self, config: ModelConfig, state: dict) -> Any:
+        from amad.tasks.retrieval.model import RetrievalModel, load_open_clip_checkpoint
+
+        model = RetrievalModel(config)
+        if config.checkpoint is not None:
+            load_open_clip_checkpoint(model, config.checkpoint, "checkpoint")
+        return model
+
+    def without_pretrained_weights(self, config: ModelConfig) -> ModelConfig:
+        text = dataclasses.replace(config.text, hf_pretrained=False)
+        return dataclasses.replace(config, text=text, checkpoint=None, pretrained=None)
+
+    def module_groups(self, model: Any) -> dict[str, list[str]]:
+        return model.attention_groups()
+
+    def model_inputs(self, batch: dict) -> tuple:
+        return batch["pixels"], batch["tokens"]
+
+    def attention_masks(self, group: str, batch: dict) -> tuple[Any, Any]:
+        from amad.preprocess import PAD_TOKEN_ID
+
+        if group == "vision_self":
+            return None, None
+        real_tokens = batch["tokens"] != PAD_TOKEN_ID
+        return real_tokens, real_tokens
+
+    # -- objective --------------------------------------------------------------------------
+    def task_loss(self, outputs: Any, batch: dict) -> Any:
+        from amad.losses.contrastive import contrastive_loss, pair_logits
+
+        return contrastive_loss(pair_logits(outputs), batch["image"])
+
+    def output_distillation(self, student_outputs: Any, teacher_outputs: Any, temperature: float) -> Any:
+        from amad.losses.contrastive import pair_logits, similarity_distillation
+
+        return similarity_distillation(pair_logits(student_outputs), pair_logits(teacher_outputs), temperature)
+
+    # -- evaluation and export ----------------------------------------------------------------
+    def graphs(self, model: Any) -> dict[str, Callable]:
+        from amad.tasks.retrieval.model import ImageEncoder, TextEncoder
+
+        return {"image": ImageEncoder(model), "text": TextEncoder(model)}
+
+    def evaluate(
+        self, graphs: dict[str, Callable], dataset: Any, *, device: Any = "cpu", batch_size: int = 256
+    ) -> dict:
+        from amad.evaluation import predict_outputs
+        from amad.tasks.retrieval.dataset import CaptionDataset, ImageDataset
+        from amad.tasks.retrieval.evaluation import recall_report
+
+        def run(graph: str, items: Any, key: str):
+            return predict_outputs(graphs[graph], items, lambda b: (b[key],), device=device, batch_size=batch_size)
+
+        images = run("image", ImageDataset(dataset), "pixels")
+        captions = run("text", CaptionDataset(dataset), "tokens")
+        return recall_report(images, captions, dataset.image_of_caption)
+
+    def describe(self, dataset: Any, index: int) -> str:
+        image = int(dataset.image_of_caption[index])
+        return f"{dataset.records[image].id}: {dataset.captions[index]}"
+
+    def example_inputs(self, preprocess: Any, batch_size: int) -> tuple:
+        import torch
+
+        pixels = torch.zeros(batch_size, 3, preprocess.image_size, preprocess.image_size)
+        return pixels, preprocess.tokenize(["a"] * batch_size)
+
+    def export_specs(self, preprocess: Any, state: dict) -> dict[str, ExportSpec]:
+        import torch
+
+        metadata = {"amad.preprocess": json.dumps(preprocess.to_dict())}
+        pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
+        tokens = preprocess.tokenize(["a red circle", "two shapes: a blue square and a green triangle"])
+        return {
+            "image": ExportSpec(("pixels",), ("embedding",), (pixels,), metadata, lambda b: (b["pixels"],)),
+            "text": ExportSpec(("tokens",), ("embedding",), (tokens,), metadata, lambda b: (b["tokens"],)),
+        }
+
+    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> dict[str, float]:
+        """Largest embedding difference over both graphs; agreement: share of identical top-1
+        retrievals (image-to-text and text-to-image) among the compared pairs."""
+        max_diff = max(float((reference[g] - candidate[g]).abs().max()) for g in ("image", "text"))
+        ref_scores = reference["image"] @ reference["text"].t()
+        cand_scores = candidate["image"] @ candidate["text"].t()
+        same = [(ref_scores.argmax(d) == cand_scores.argmax(d)).float().mean() for d in (0, 1)]
+        return {"max_abs_diff": max_diff, "agreement": float(sum(same) / 2)}
