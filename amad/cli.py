@@ -1,5 +1,6 @@
 """The ``amad`` command line.
 
+amad predict --model M ...    VQA: answer a question about an image; retrieval: rank captions / images
 amad modules MODEL_DIR        list a saved model's attention modules by group (for params.yaml)
 amad bench-losses [ARGS]      time the distillation losses (python -m amad.bench.losses)
 """
@@ -22,8 +23,43 @@ def _modules(args: argparse.Namespace) -> None:
             print(f"  {name}")
 
 
+def source_task(source: str) -> str:
+    """The task of a model folder (its config.json) or of exported files (their metadata)."""
+    import json
+    from pathlib import Path
+
+    path = Path(source)
+    if (path / "config.json").is_file():
+        return json.loads((path / "config.json").read_text()).get("task", "vqa")  # amad.vqa/1 folders: VQA
+    onnx_file = path / "image.onnx" if path.is_dir() else path
+    if onnx_file.suffix == ".onnx" and onnx_file.is_file():
+        from amad.export.onnx_model import read_metadata
+
+        return read_metadata(onnx_file).get("amad.task", "vqa")
+    raise AmadError(f"--model {source}: expected a model folder (models/NAME), an export folder or an .onnx file")
+
+
+def _rank(args: argparse.Namespace) -> None:
+    import json
+
+    from amad.tasks.retrieval.predict import load_encoders, rank
+
+    if not args.image or not args.caption:
+        raise AmadError("a retrieval model ranks: give at least one --image and one --caption")
+    print(json.dumps(rank(load_encoders(args.model, int8=args.int8), args.image, args.caption), indent=2))
+
+
 def _predict(args: argparse.Namespace) -> None:
     from amad.tasks.vqa.predict import load_predictor, predict_manifest, predict_question
+
+    if source_task(args.model) == "retrieval":
+        _rank(args)
+        return
+    if not ((args.image and args.question) or (args.manifest and args.out)):
+        raise AmadError("a VQA model answers: give --image and --question, or --manifest and --out")
+    if len(args.image or []) > 1:
+        raise AmadError("a VQA model answers about one --image at a time (or use --manifest)")
+    args.image = args.image[0] if args.image else None
 
     if args.top_k < 1:
         raise AmadError("--top-k must be >= 1")
@@ -47,10 +83,18 @@ def main(argv: list[str] | None = None) -> None:
         prog="amad", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    predict = commands.add_parser("predict", help="answer questions about images")
-    predict.add_argument("--model", required=True, help="models/NAME, or an exported .onnx / .int8.onnx file")
-    predict.add_argument("--image")
-    predict.add_argument("--question")
+    predict = commands.add_parser(
+        "predict", help="VQA: answer questions about an image; retrieval: rank captions and images"
+    )
+    predict.add_argument(
+        "--model",
+        required=True,
+        help="models/NAME; VQA: or an exported .onnx / .int8.onnx file; retrieval: or exported/NAME",
+    )
+    predict.add_argument("--image", action="append", help="an image file (retrieval: repeat for several)")
+    predict.add_argument("--question", help="VQA: the question")
+    predict.add_argument("--caption", action="append", help="retrieval: a caption (repeat for several)")
+    predict.add_argument("--int8", action="store_true", help="retrieval exports: use the .int8.onnx files")
     predict.add_argument("--manifest", help="JSONL manifest of questions (answers optional)")
     predict.add_argument("--out", help="where --manifest predictions go (JSONL)")
     predict.add_argument("--top-k", type=int, default=1)
@@ -60,8 +104,6 @@ def main(argv: list[str] | None = None) -> None:
     modules.set_defaults(run=_modules)
     commands.add_parser("bench-losses", help="time the distillation losses (see python -m amad.bench.losses -h)")
     args = parser.parse_args(argv)
-    if args.command == "predict" and not ((args.image and args.question) or (args.manifest and args.out)):
-        parser.error("predict needs --image and --question, or --manifest and --out")
     try:
         args.run(args)
     except AmadError as error:

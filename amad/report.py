@@ -141,13 +141,21 @@ def best_student(rows: list[dict], tolerance: float = 0.02) -> dict | None:
     return min((r for r in students if r["accuracy"] >= top - tolerance), key=lambda r: r["latency_ms"])
 
 
+def model_latency(results: dict, model: str, backend: str, batch_size: int) -> float | None:
+    """p50 ms of ``model`` on ``backend`` at ``batch_size``: its one graph's, or the sum over its graphs
+    (benchmark rows ``<model>.<graph>``, e.g. a retrieval model's image and text encoders)."""
+    rows = [row for name, row in results.items() if name == model or name.startswith(f"{model}.")]
+    times = [row.get(backend, {}).get(str(batch_size), {}).get("p50_ms") for row in rows]
+    return sum(times) if times and None not in times else None
+
+
 def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path, metric: str) -> tuple[str, list[dict]]:
     """Markdown table and the ``metric`` (the task's primary metric) / latency rows (for the scatter plot)."""
     results = latency.get("results", {})
     batch_sizes = latency.get("settings", {}).get("batch_sizes", [])
     backends = sorted({b for m in results.values() for b, v in m.items() if "skipped" not in v})
     teacher = eval_metrics["teacher"]
-    teacher_ms = results.get("teacher", {}).get("onnxruntime", {}).get("1", {}).get("p50_ms")
+    teacher_ms = model_latency(results, "teacher", "onnxruntime", 1)
     header = ["model", "heads per group", "params (M)", "GFLOPs", f"{metric} torch", "ONNX", "int8"]
     header += [f"{b} b{s} p50 ms" for b in backends for s in batch_sizes]
     header += ["speed-up vs teacher (ORT b1)", f"{metric} change vs teacher"]
@@ -156,8 +164,7 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path,
     for name, metrics in eval_metrics.items():
         export_path = exported / name / "export.json"
         accuracy = json.loads(export_path.read_text())["accuracy"] if export_path.exists() else {}
-        latencies = results.get(name, {})
-        ort_ms = latencies.get("onnxruntime", {}).get("1", {}).get("p50_ms")
+        ort_ms = model_latency(results, name, "onnxruntime", 1)
         cells = [
             name,
             _heads(models_dir / name),
@@ -169,7 +176,7 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path,
         ]
         for backend in backends:
             for size in batch_sizes:
-                cells.append(_fmt(latencies.get(backend, {}).get(str(size), {}).get("p50_ms"), 2))
+                cells.append(_fmt(model_latency(results, name, backend, size), 2))
         speedup = teacher_ms / ort_ms if teacher_ms and ort_ms else None
         cells += [_fmt(speedup, 2, "x"), f"{(metrics[metric] - teacher[metric]) * 100:+.1f} pt"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -189,6 +196,12 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path,
         text += (
             f"The most accurate student, `{top['model']}` ({top['accuracy']:.4f}), was not benchmarked: "
             f"add it to `export.models` to measure it.\n"
+        )
+    graphs = sorted({name.partition(".")[2] for name in results} - {""})
+    if graphs:
+        text += (
+            f"Latencies are the sums over the exported graphs ({', '.join(graphs)}: one input each); "
+            "per graph in metrics/latency_full.json.\n"
         )
     machine = latency.get("machine", {})
     text += (

@@ -71,3 +71,43 @@ def tiny_data_config(train: int = 64, val: int = 16, test: int = 16) -> DataConf
 def prepared_data(folder: Path, **sizes) -> Path:
     TASK.prepare(tiny_data_config(**sizes), 0, folder, log=lambda _: None)
     return folder
+
+
+RETRIEVAL_PARAMS = yaml.safe_load((ROOT / "profiles" / "retrieval.yaml").read_text())
+TINY_CAPTION_SHAPES = {**TINY_SHAPES, "train": 24, "val": 8, "test": 8, "max_objects": 3, "captions": 3}
+
+
+def tiny_clip_dict(width: int = 32, heads: int = 4) -> dict:
+    return {
+        "architecture": None,
+        "checkpoint": None,
+        "embed_dim": 16,
+        "vision": {"image_size": 24, "patch_size": 6, "width": width, "depth": 2, "heads": heads, "mlp_ratio": 2.0},
+        "text": {
+            "context_length": 16,
+            "width": width,
+            "depth": 1,
+            "heads": heads,
+            "mlp_ratio": 2.0,
+            "hf_model": None,
+            "hf_pretrained": False,
+        },
+        "frozen": {"vision": False, "text": False},
+        "pretrained": None,
+    }
+
+
+def tiny_retrieval_params_dict(**sections) -> dict:
+    """profiles/retrieval.yaml with tiny data, a tiny CLIP teacher (width 32, 4 heads) and one student ``h2``."""
+    params = copy.deepcopy(RETRIEVAL_PARAMS)
+    params["data"]["path"] = str(ROOT / "data" / "source")
+    params["data"]["shapes"] = dict(TINY_CAPTION_SHAPES)
+    params["teacher"] = tiny_clip_dict()
+    params["students"] = {"h2": tiny_clip_dict(width=16, heads=2)}
+    optim = {**params["train"], "epochs": 1, "batch_size": 16, "lr": 0.001}
+    params["train"] = optim
+    params["distill"]["train"] = dict(optim)
+    params["export"]["models"] = ["teacher"]
+    params["export"]["triton_model"] = None
+    params.update(sections)
+    return params

@@ -14,13 +14,19 @@ QUANTIZED_OPS = ["MatMul", "Gemm", "Gather"]
 
 def quantize_int8(source: str | Path, target: str | Path) -> None:
     """``quant_pre_process`` (shape inference + graph clean-up), then dynamic per-channel int8 weights
-    for :data:`QUANTIZED_OPS` (the linear layers and the token embedding)."""
+    for :data:`QUANTIZED_OPS` (the linear layers and the token embedding).
+
+    ONNX Runtime's symbolic shape inference fails on some graphs (open_clip's class-token ``Expand``);
+    those are pre-processed with ONNX's own shape inference instead."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
-        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+        try:
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
+        except Exception:  # noqa: BLE001  (the symbolic pass raises whatever it trips on)
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_dynamic(
             str(prepared),
             str(target),

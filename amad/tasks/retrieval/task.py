@@ -223,8 +223,8 @@ class RetrievalTask(Task):
         pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
         tokens = preprocess.tokenize(["a red circle", "two shapes: a blue square and a green triangle"])
         return {
-            "image": ExportSpec(("pixels",), ("embedding",), (pixels,), metadata, lambda b: (b["pixels"],)),
-            "text": ExportSpec(("tokens",), ("embedding",), (tokens,), metadata, lambda b: (b["tokens"],)),
+            "image": ExportSpec(("pixels",), ("image_embedding",), (pixels,), metadata, lambda b: (b["pixels"],)),
+            "text": ExportSpec(("tokens",), ("text_embedding",), (tokens,), metadata, lambda b: (b["tokens"],)),
         }
 
     def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> dict[str, float]:
