@@ -1,7 +1,10 @@
-"""Ask a Triton server serving an amad model: image + question -> answer(s).
+"""Ask a Triton server serving an amad model: VQA image + question -> answer(s); retrieval image or
+caption -> its unit-length embedding.
 
     pip install 'tritonclient[http]'      # included in amad's dev extra
     python -m deploy.client --url localhost:8000 --image scene.png --question "what color is the circle?"
+    python -m deploy.client --url localhost:8000 --caption "a red circle"       # retrieval: text embedding
+    python -m deploy.client --url localhost:8000 --image scene.png              # retrieval: image embedding
 
 The answer vocabulary and the preprocessing come from the served model's config
 (``amad.answers`` / ``amad.preprocess`` parameters, written by ``deploy.triton``), so the client
@@ -19,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from amad.preprocess import Preprocess
+from deploy.names import triton_model_name
 from deploy.triton import ONNX_MODEL
 
 
@@ -59,15 +63,54 @@ def ask(
     return [(answers[i], float(probabilities[i])) for i in order]
 
 
+def embed(
+    url: str, *, image: str | Path | None = None, caption: str | None = None, metadata_onnx: str | Path | None = None
+) -> np.ndarray:
+    """The served retrieval encoders' unit-length embedding ``[E]`` of one image or one caption."""
+    try:
+        import tritonclient.http as http
+    except ImportError:
+        sys.exit("error: the client needs tritonclient: pip install 'tritonclient[http]'")
+    if (image is None) == (caption is None):
+        sys.exit("error: give one --image or one --caption")
+    graph, name = ("image", "pixels") if image is not None else ("text", "tokens")
+    model = triton_model_name("retrieval", graph)
+    client = http.InferenceServerClient(url=url)
+    parameters = client.get_model_config(model).get("parameters", {})
+    if "amad.preprocess" in parameters:
+        preprocess = Preprocess.from_dict(json.loads(parameters["amad.preprocess"]["string_value"]))
+    elif metadata_onnx is not None:
+        from amad.export.onnx_model import read_metadata
+
+        preprocess = Preprocess.from_dict(json.loads(read_metadata(metadata_onnx)["amad.preprocess"]))
+    else:
+        sys.exit(f"error: model '{model}' publishes no amad parameters; pass --metadata exported/NAME/{graph}.onnx")
+    if image is not None:
+        array, dtype = preprocess.load_image(image).numpy()[None].astype(np.float32), "FP32"
+    else:
+        array, dtype = preprocess.tokenize([caption]).numpy().astype(np.int64), "INT64"
+    request = http.InferInput(name, list(array.shape), dtype)
+    request.set_data_from_numpy(array)
+    output = f"{graph}_embedding"
+    return client.infer(model, [request], outputs=[http.InferRequestedOutput(output)]).as_numpy(output)[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="localhost:8000")
     parser.add_argument("--model", default=ONNX_MODEL)
-    parser.add_argument("--image", required=True)
-    parser.add_argument("--question", required=True)
+    parser.add_argument("--image")
+    parser.add_argument("--question", help="VQA: ask this about --image")
+    parser.add_argument("--caption", help="retrieval: embed this caption")
     parser.add_argument("--top-k", type=int, default=1)
     parser.add_argument("--metadata", help="exported .onnx to read answers / preprocessing from")
     args = parser.parse_args()
+    if args.question is None:  # retrieval: one embedding, as JSON
+        vector = embed(args.url, image=args.image, caption=args.caption, metadata_onnx=args.metadata)
+        print(json.dumps([round(float(x), 6) for x in vector]))
+        return
+    if args.image is None:
+        parser.error("--question needs --image")
     for answer, probability in ask(
         args.url, args.model, args.image, args.question, top_k=args.top_k, metadata_onnx=args.metadata
     ):

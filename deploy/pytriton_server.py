@@ -5,22 +5,23 @@ python backend; the model runs in ONNX Runtime inside it. PyTriton pins ``numpy<
 in its own virtual environment (``make triton-venv`` creates ``.triton-venv``)::
 
     .triton-venv/bin/python -m deploy.pytriton_server exported/h2-amad/model.onnx --http-port 8000
+    .triton-venv/bin/python -m deploy.pytriton_server exported/h2-amad/{image,text}.onnx   # retrieval
 
 It listens on the loopback address unless ``--host`` names another one (``--host 0.0.0.0`` for
 every interface). Its Python backend stub must find the interpreter's own libpython: this script re-executes itself
 with ``LD_LIBRARY_PATH`` pointing at the interpreter's ``lib`` folder. SIGTERM stops it cleanly.
-This file imports only numpy, onnxruntime and pytriton (not amad), so it runs in that venv.
+This file imports only numpy, onnxruntime, pytriton and deploy.names (not amad), so it runs in that venv.
+Each file becomes one Triton model named as ``deploy.triton`` names it, its tensors read from the graph.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import sysconfig
 
-MODEL_NAME = "amad_vqa"
+from deploy.names import triton_model_name
 
 
 def _ensure_libpython_path() -> None:
@@ -48,7 +49,7 @@ def _listen(config_class: type, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("onnx")
+    parser.add_argument("onnx", nargs="+", help="exported graphs (VQA: model.onnx; retrieval: image.onnx text.onnx)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
@@ -57,38 +58,48 @@ def main() -> None:
     args = parser.parse_args()
     _ensure_libpython_path()
 
-    import numpy as np
     import onnxruntime as ort
     from pytriton.decorators import batch
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig
 
-    session = ort.InferenceSession(args.onnx, providers=["CPUExecutionProvider"])
-    metadata = session.get_modelmeta().custom_metadata_map
-    answers = json.loads(metadata["amad.answers"])
-    preprocess = json.loads(metadata["amad.preprocess"])
-    size, length = preprocess["image_size"], preprocess["context_length"]
-
-    @batch
-    def infer(pixels: np.ndarray, tokens: np.ndarray) -> dict[str, np.ndarray]:
-        return {"logits": session.run(["logits"], {"pixels": pixels, "tokens": tokens})[0]}
-
     config = TritonConfig(**_listen(TritonConfig, args))
     with Triton(config=config) as triton:
-        triton.bind(
-            model_name=MODEL_NAME,
-            infer_func=infer,
-            inputs=[
-                Tensor(name="pixels", dtype=np.float32, shape=(3, size, size)),
-                Tensor(name="tokens", dtype=np.int64, shape=(length,)),
-            ],
-            outputs=[Tensor(name="logits", dtype=np.float32, shape=(len(answers),))],
-            config=ModelConfig(
-                max_batch_size=args.max_batch, batcher=DynamicBatcher(max_queue_delay_microseconds=2000)
-            ),
-        )
-        print(f"serving {args.onnx} as '{MODEL_NAME}' on http://{args.host}:{args.http_port}", flush=True)
+        for path in args.onnx:
+            session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+            metadata = session.get_modelmeta().custom_metadata_map
+            name = triton_model_name(metadata.get("amad.task", "vqa"), metadata.get("amad.graph", "model"))
+            triton.bind(
+                model_name=name,
+                infer_func=_infer_function(session, batch),
+                inputs=[_tensor(Tensor, value) for value in session.get_inputs()],
+                outputs=[_tensor(Tensor, value) for value in session.get_outputs()],
+                config=ModelConfig(
+                    max_batch_size=args.max_batch, batcher=DynamicBatcher(max_queue_delay_microseconds=2000)
+                ),
+            )
+            print(f"serving {path} as '{name}' on http://{args.host}:{args.http_port}", flush=True)
         triton.serve()
+
+
+def _tensor(tensor_class: type, value):
+    """A PyTriton tensor spec of an ONNX Runtime input / output (shape without the batch axis)."""
+    import numpy as np
+
+    dtypes = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(float16)": np.float16}
+    return tensor_class(name=value.name, dtype=dtypes[value.type], shape=tuple(value.shape[1:]))
+
+
+def _infer_function(session, batch):
+    """A batched PyTriton inference function running ``session`` on the request's named inputs."""
+    inputs = [value.name for value in session.get_inputs()]
+    outputs = [value.name for value in session.get_outputs()]
+
+    @batch
+    def infer(**tensors):
+        return dict(zip(outputs, session.run(outputs, {name: tensors[name] for name in inputs})))
+
+    return infer
 
 
 if __name__ == "__main__":

@@ -1,18 +1,25 @@
 """Generate a Triton Inference Server model repository for one exported model.
 
-    exported/triton/
-      amad_vqa/                 onnxruntime backend, dynamic batching
+One Triton model per exported graph; inputs and outputs are read from the ONNX graph itself::
+
+    exported/triton/                     VQA (graph `model`)
+      amad_vqa/                          onnxruntime backend, dynamic batching
         config.pbtxt
-        answers.txt             label file: `classification` requests return answers
+        answers.txt                      label file: `classification` requests return answers
         1/model.onnx
-      amad_vqa_trt/             tensorrt_plan backend (only when export built model.plan)
+      amad_vqa_trt/                      tensorrt_plan backend (only when export built model.plan)
         config.pbtxt, answers.txt, 1/model.plan
 
-Preprocessing happens in the client (deploy/client.py); its settings and the answer vocabulary
-are stored in each config's ``parameters`` (``amad.preprocess``, ``amad.answers``), so a client
-needs only the server's address.
+    exported/triton/                     retrieval (graphs `image` and `text`)
+      amad_retrieval_image/  1/model.onnx, config.pbtxt   (pixels -> image_embedding)
+      amad_retrieval_text/   1/model.onnx, config.pbtxt   (tokens -> text_embedding)
+      amad_retrieval_image_trt/, amad_retrieval_text_trt/  where export built the .plan files
 
-Usage: python -m deploy.triton exported/h2-amad exported/triton [--gpu]
+Preprocessing happens in the client (deploy/client.py); its settings (and VQA's answer
+vocabulary) are stored in each config's ``parameters`` (``amad.preprocess``, ``amad.answers``), so a
+client needs only the server's address.
+
+Usage: python -m deploy.triton exported/h2-amad exported/triton --max-batch 32 [--gpu]
 """
 
 from __future__ import annotations
@@ -22,73 +29,118 @@ import json
 import shutil
 from pathlib import Path
 
-from amad.atomic import atomic_dir
-from amad.tasks.vqa.predict import read_exported_metadata
+import onnx
 
-ONNX_MODEL = "amad_vqa"
+from amad.atomic import atomic_dir
+from amad.errors import AmadError
+from amad.export.onnx_model import read_metadata
+from deploy.names import triton_model_name
+
+ONNX_MODEL = triton_model_name("vqa", "model")
 TENSORRT_MODEL = "amad_vqa_trt"
+TRITON_TYPES = {
+    onnx.TensorProto.FLOAT: "TYPE_FP32",
+    onnx.TensorProto.FLOAT16: "TYPE_FP16",
+    onnx.TensorProto.INT64: "TYPE_INT64",
+    onnx.TensorProto.INT32: "TYPE_INT32",
+}
 
 
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def graph_tensors(path: Path) -> tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]:
+    """``(inputs, outputs)`` of an ONNX graph as ``(name, Triton type, dims without the batch axis)``."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def describe(value: onnx.ValueInfoProto) -> tuple[str, str, list[int]]:
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim[1:]]
+        return value.name, TRITON_TYPES[tensor.elem_type], dims
+
+    return [describe(v) for v in graph.input], [describe(v) for v in graph.output]
+
+
 def model_config(
     name: str,
     backend: str,
     *,
-    image_size: int,
-    context_length: int,
-    num_answers: int,
+    inputs: list[tuple[str, str, list[int]]],
+    outputs: list[tuple[str, str, list[int]]],
     max_batch_size: int,
     instance_kind: str,
-    preprocess_json: str,
-    answers_json: str,
+    parameters: dict[str, str],
+    label_file: str | None = None,
 ) -> str:
     """``config.pbtxt`` text (Triton protobuf text format)."""
     platform = 'platform: "tensorrt_plan"' if backend == "tensorrt_plan" else 'backend: "onnxruntime"'
     preferred = sorted({size for size in (8, max_batch_size) if size <= max_batch_size})
-    preprocess, answers = _escape(preprocess_json), _escape(answers_json)
+    label = f' label_filename: "{label_file}"' if label_file else ""
+
+    def tensors(entries, extra=""):
+        return ",\n".join(
+            f'  {{ name: "{n}" data_type: {t} dims: [ {", ".join(map(str, d))} ]{extra} }}' for n, t, d in entries
+        )
+
+    params = "".join(
+        f'parameters {{ key: "{key}" value: {{ string_value: "{_escape(value)}" }} }}\n'
+        for key, value in parameters.items()
+    )
     return f"""name: "{name}"
 {platform}
 max_batch_size: {max_batch_size}
 input [
-  {{ name: "pixels" data_type: TYPE_FP32 dims: [ 3, {image_size}, {image_size} ] }},
-  {{ name: "tokens" data_type: TYPE_INT64 dims: [ {context_length} ] }}
+{tensors(inputs)}
 ]
 output [
-  {{ name: "logits" data_type: TYPE_FP32 dims: [ {num_answers} ] label_filename: "answers.txt" }}
+{tensors(outputs, label)}
 ]
 dynamic_batching {{
   preferred_batch_size: [ {", ".join(str(s) for s in preferred)} ]
   max_queue_delay_microseconds: 2000
 }}
 instance_group [ {{ count: 1 kind: {instance_kind} }} ]
-parameters {{ key: "amad.preprocess" value: {{ string_value: "{preprocess}" }} }}
-parameters {{ key: "amad.answers" value: {{ string_value: "{answers}" }} }}
-"""
+{params}"""
 
 
 def write_model_repository(export_dir: Path, out: Path, *, max_batch: int, gpu: bool = False) -> list[str]:
     """Write the repository atomically; returns the model names it contains."""
-    answers, preprocess = read_exported_metadata(export_dir / "model.onnx")
-    common = {
-        "image_size": preprocess.image_size,
-        "context_length": preprocess.context_length,
-        "num_answers": len(answers),
-        "max_batch_size": max_batch,
-        "preprocess_json": json.dumps(preprocess.to_dict()),
-        "answers_json": json.dumps(answers),
-    }
-    models = [(ONNX_MODEL, "onnxruntime", "model.onnx", "KIND_GPU" if gpu else "KIND_CPU")]
-    if (export_dir / "model.plan").exists():
-        models.append((TENSORRT_MODEL, "tensorrt_plan", "model.plan", "KIND_GPU"))
+    export = json.loads((export_dir / "export.json").read_text()) if (export_dir / "export.json").exists() else {}
+    graphs = export.get("graphs", ["model"])
+    metadata = read_metadata(export_dir / f"{graphs[0]}.onnx")
+    task = metadata.get("amad.task", "vqa")
+    if "amad.preprocess" not in metadata:
+        raise AmadError(f"{export_dir}: not an amad export (no amad.preprocess metadata)")
+    parameters = {"amad.preprocess": metadata["amad.preprocess"]}
+    answers = json.loads(metadata["amad.answers"]) if "amad.answers" in metadata else None
+    if answers is not None:
+        parameters["amad.answers"] = metadata["amad.answers"]
+    models = []  # (Triton model name, backend, artefact, instance kind, graph)
+    for graph in graphs:
+        base = triton_model_name(task, graph)
+        models.append((base, "onnxruntime", f"{graph}.onnx", "KIND_GPU" if gpu else "KIND_CPU", graph))
+        if (export_dir / f"{graph}.plan").exists():
+            models.append((f"{base}_trt", "tensorrt_plan", f"{graph}.plan", "KIND_GPU", graph))
     with atomic_dir(out) as staging:
-        for name, backend, artefact, kind in models:
+        for name, backend, artefact, kind, graph in models:
+            inputs, outputs = graph_tensors(export_dir / f"{graph}.onnx")
+            target = "model.plan" if backend == "tensorrt_plan" else "model.onnx"
             (staging / name / "1").mkdir(parents=True)
-            shutil.copy2(export_dir / artefact, staging / name / "1" / artefact)
-            (staging / name / "answers.txt").write_text("\n".join(answers) + "\n")
-            (staging / name / "config.pbtxt").write_text(model_config(name, backend, instance_kind=kind, **common))
+            shutil.copy2(export_dir / artefact, staging / name / "1" / target)
+            if answers is not None:
+                (staging / name / "answers.txt").write_text("\n".join(answers) + "\n")
+            config = model_config(
+                name,
+                backend,
+                inputs=inputs,
+                outputs=outputs,
+                max_batch_size=max_batch,
+                instance_kind=kind,
+                parameters=parameters,
+                label_file="answers.txt" if answers is not None else None,
+            )
+            (staging / name / "config.pbtxt").write_text(config)
     return [name for name, *_ in models]
 
 

@@ -295,6 +295,7 @@ def test_every_method_distils_a_clip_student(trained):
 def test_both_encoders_export_with_parity_and_benchmark_separately(trained):
     from amad.bench.latency import run_benchmark, speedups
     from amad.export.pipeline import export_model
+    from deploy.triton import write_model_repository
 
     root, params, _ = trained
     config = replace(params.export, models=("teacher", "h2-amad"), parity_samples=24)
@@ -304,6 +305,13 @@ def test_both_encoders_export_with_parity_and_benchmark_separately(trained):
         assert report["parity"]["max_abs_diff"] <= 1e-4 and report["parity"]["agreement"] == 1.0
         assert {"image.onnx", "text.onnx", "image.int8.onnx", "text.int8.onnx"} <= set(report["files"])
         assert 0 <= report["accuracy"]["onnx_int8"] <= 1
+    names = write_model_repository(root / "exported" / "h2-amad", root / "triton", max_batch=8)
+    assert names == ["amad_retrieval_image", "amad_retrieval_text"]
+    image_config = (root / "triton" / "amad_retrieval_image" / "config.pbtxt").read_text()
+    assert 'name: "pixels" data_type: TYPE_FP32 dims: [ 3, 24, 24 ]' in image_config
+    assert 'name: "image_embedding" data_type: TYPE_FP32 dims: [ 16 ]' in image_config
+    text_config = (root / "triton" / "amad_retrieval_text" / "config.pbtxt").read_text()
+    assert 'name: "tokens" data_type: TYPE_INT64 dims: [ 16 ]' in text_config and "amad.preprocess" in text_config
     bench = replace(params.benchmark, batch_sizes=(1, 2), warmup=1, repeats=2, backends=("torch", "onnxruntime"))
     latency = run_benchmark(
         list(config.models),

@@ -1,0 +1,7 @@
+"""Triton model names of an exported amad graph (shared by the repository writer, the PyTriton
+server and the client; imports nothing, so the PyTriton venv can use it)."""
+
+
+def triton_model_name(task: str, graph: str) -> str:
+    """``amad_vqa`` for VQA's one graph; ``amad_<task>_<graph>`` otherwise (``amad_retrieval_image``)."""
+    return "amad_vqa" if task == "vqa" else f"amad_{task}_{graph}"
