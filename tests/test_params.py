@@ -166,3 +166,24 @@ def test_a_stage_answers_a_bad_params_file_with_one_line_and_exit_code_2(tmp_pat
     assert result.returncode == 2
     assert result.stderr.strip() == "error: params.yaml: distill.train.batch_size: must be >= 1, got 0"
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("profile", sorted(p.name for p in (ROOT / "profiles").glob("*.yaml")))
+def test_every_profile_is_a_valid_params_file_for_the_pipeline(profile):
+    raw = yaml.safe_load((ROOT / "profiles" / profile).read_text())
+    raw["data"]["path"] = str(ROOT / raw["data"]["path"])
+    for model in (raw["teacher"], *raw["students"].values()):  # relative to the repository, like data.path
+        if model["text"].get("hf_model"):
+            model["text"]["hf_model"] = str(ROOT / model["text"]["hf_model"])
+    if not all(Path(m["text"]["hf_model"]).exists() for m in (raw["teacher"],) if m["text"].get("hf_model")):
+        pytest.skip("the pretrained text tower is linked by make setup (pretrained/)")
+    params = parse_params(raw)
+    # the pipeline's stages declare these keys of every profile
+    assert set(params.distill.methods) <= set(params.distill.settings)
+    assert all(name in params.model_names() for name in params.export.models)
+
+
+def test_params_yaml_is_one_of_the_profiles():
+    """The committed default is profiles/vqa.yaml; `make profile NAME=...` copies another one over it."""
+    profiles = {p.read_text() for p in (ROOT / "profiles").glob("*.yaml")}
+    assert (ROOT / "params.yaml").read_text() in profiles

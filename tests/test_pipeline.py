@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import tiny_params_dict
+from helpers import tiny_params_dict, tiny_retrieval_params_dict
 
 from amad.models import load_model
 
@@ -23,8 +23,8 @@ def run(command, cwd, env):
     return result
 
 
-@pytest.mark.slow
-def test_dvc_repro_on_a_tiny_profile(tmp_path):
+def repository(tmp_path: Path, params: dict) -> tuple[Path, dict]:
+    """A committed copy of the code (no generated outputs) with ``params`` as params.yaml, and its env."""
     repo = tmp_path / "repo"
     generated = {".venv", ".git", "data", "models", "logs", "checkpoints", "exported", "metrics", "reports"}
     shutil.copytree(
@@ -33,19 +33,11 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
         ignore=lambda folder, names: [
             n
             for n in names
-            if (Path(folder) == ROOT and n in generated - {"data"})
+            if (Path(folder) == ROOT and n in generated - {"data"} | {"pretrained", ".triton-venv"})
             or (Path(folder) == ROOT / "data" and n != "source")
             or n in ("__pycache__", ".pytest_cache")
         ],
     )
-    params = tiny_params_dict()
-    params["data"]["path"] = "data/source"
-    params["data"]["shapes"].update(train=48, val=16, test=16)
-    params["distill"]["train"]["epochs"] = 2  # a second epoch exercises the dvclive history
-    params["distill"]["methods"] = ["none", "one2one", "amad"]
-    params["export"]["models"] = ["teacher", "h2-amad"]
-    params["export"]["triton_model"] = "h2-amad"
-    params["benchmark"].update(batch_sizes=[1, 4], warmup=1, repeats=3)
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     env = {
         **os.environ,
@@ -56,6 +48,20 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], repo, env)
+    return repo, env
+
+
+@pytest.mark.slow
+def test_dvc_repro_on_a_tiny_profile(tmp_path):
+    params = tiny_params_dict()
+    params["data"]["path"] = "data/source"
+    params["data"]["shapes"].update(train=48, val=16, test=16)
+    params["distill"]["train"]["epochs"] = 2  # a second epoch exercises the dvclive history
+    params["distill"]["methods"] = ["none", "one2one", "amad"]
+    params["export"]["models"] = ["teacher", "h2-amad"]
+    params["export"]["triton_model"] = "h2-amad"
+    params["benchmark"].update(batch_sizes=[1, 4], warmup=1, repeats=3)
+    repo, env = repository(tmp_path, params)
     run(["dvc", "repro"], repo, env)
     for name in ("teacher", "h2-none", "h2-one2one", "h2-amad"):
         loaded = load_model(repo / "models" / name)
@@ -94,3 +100,28 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     (repo / "data" / "source" / "extra.txt").write_text("a new file in the data folder\n")
     ran = re.findall(r"Running stage '([\w@-]+)'", run(["dvc", "repro"], repo, env).stdout)
     assert ran == ["prepare"], "the data folder is a dependency; prepared data unchanged: nothing else runs"
+
+
+@pytest.mark.slow
+def test_dvc_repro_on_a_tiny_retrieval_profile(tmp_path):
+    params = tiny_retrieval_params_dict()
+    params["data"]["path"] = "data/source"
+    params["distill"]["methods"] = ["logit", "amad"]
+    params["export"].update(models=["teacher", "h2-amad"], triton_model="h2-amad")
+    params["benchmark"].update(batch_sizes=[1, 4], warmup=1, repeats=3)
+    repo, env = repository(tmp_path, params)
+    run(["dvc", "repro"], repo, env)
+    metrics = json.loads((repo / "metrics" / "eval.json").read_text())
+    assert set(metrics) == {"teacher", "h2-logit", "h2-amad"}
+    assert set(metrics["teacher"]) == {"mean_recall", "params", "gflops"}
+    breakdown = json.loads((repo / "metrics" / "breakdown.json").read_text())
+    assert {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"} == set(breakdown["h2-amad"])
+    export = json.loads((repo / "exported" / "h2-amad" / "export.json").read_text())
+    assert export["graphs"] == ["image", "text"] and "onnx_int8" in export["accuracy"]
+    assert (repo / "exported" / "triton" / "amad_retrieval_text" / "config.pbtxt").exists()
+    latency = json.loads((repo / "metrics" / "latency.json").read_text())
+    assert "h2-amad.image_vs_teacher_onnxruntime_b1" in latency["speedups"]
+    summary = (repo / "reports" / "summary.md").read_text()
+    assert "| h2-amad |" in summary and "sums over the exported graphs (image, text" in summary
+    assert list((repo / "reports" / "attention" / "h2-amad").glob("*.png"))
+    assert "Running stage" not in run(["dvc", "repro"], repo, env).stdout, "nothing changed: nothing runs"
