@@ -86,7 +86,7 @@ class LossWeightsConfig:
 
 @dataclass(frozen=True)
 class OutputDistillationConfig:
-    """``distill.output``: the task's output-distillation term (VQA: KD on answer logits)."""
+    """``distill.output``: the task's output-distillation term (VQA: KD on answer logits; retrieval: similarity KD)."""
 
     temperature: float
 

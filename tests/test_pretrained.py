@@ -185,3 +185,42 @@ def test_a_timm_vision_tower_loads_its_weights_from_a_local_file(tmp_path):
         parse_params(tiny_params_dict(teacher={**teacher, "vision": timm_vision(weights, width=96)}))
     with pytest.raises(ConfigError, match=r"teacher\.vision\.timm_weights: no such file"):
         parse_params(tiny_params_dict(teacher={**teacher, "vision": timm_vision(tmp_path / "missing.safetensors")}))
+
+
+def test_a_clip_with_the_minilm_text_tower_pools_like_sentence_transformers_and_distils(tmp_path, tokenizer):
+    from helpers import tiny_clip_dict, tiny_retrieval_params_dict
+
+    from amad.params import parse_params
+    from amad.tasks import get_task
+    from amad.training.distributed import Runtime
+    from amad.training.jobs import distill_student, train_teacher
+
+    task = get_task("retrieval")
+    teacher = {**tiny_clip_dict(), "text": minilm_text(context_length=16)}
+    student = {
+        **tiny_clip_dict(width=16, heads=2),
+        "text": minilm_text(context_length=16, width=64, depth=2, heads=2, hf_pretrained=False),
+    }
+    raw = tiny_retrieval_params_dict(teacher=teacher, students={"h2": student})
+    raw["distill"]["methods"] = ["amad"]
+    raw["distill"]["attention"]["modules"] = ["text_self"]
+    params = parse_params(raw)
+    model = task.build_model(params.teacher, {}).eval()
+    preprocess = task.preprocess(params.teacher)
+    tokens = preprocess.tokenize(SENTENCES)
+    batch = tokenizer(SENTENCES, padding="max_length", max_length=16, return_tensors="pt")
+    assert torch.equal(tokens, batch["input_ids"])  # the model's own tokenizer, BERT-style
+    with torch.no_grad():
+        states = model.text(tokens)
+        real = (tokens != 0)[..., None].float()
+        pooled = torch.nn.functional.normalize((states * real).sum(1) / real.sum(1), dim=-1)
+        torch.testing.assert_close(pooled, mean_pooled(load("sdpa"), batch), atol=1e-5, rtol=0)
+        assert torch.allclose(model.encode_text(tokens).norm(dim=-1), torch.ones(3))
+    task.prepare(params.data, 0, tmp_path / "data", log=lambda _: None)
+    cpu = Runtime(rank=0, world_size=1, device=torch.device("cpu"))
+    common = {"checkpoint_dir": tmp_path / "checkpoints", "log_dir": None, "log": lambda _: None}
+    train_teacher(params, tmp_path / "data", tmp_path / "teacher", cpu, **common)
+    result = distill_student(
+        params, "h2", "amad", tmp_path / "teacher", tmp_path / "data", tmp_path / "h2", cpu, **common
+    )
+    assert result.final["train/attention"] > 0

@@ -1,4 +1,4 @@
-"""``logit``: output distillation only (Hinton KD for VQA's answer logits)."""
+"""``logit``: output distillation only (VQA: Hinton KD on the answer logits; retrieval: KL of the similarity distributions)."""
 
 from __future__ import annotations
 
