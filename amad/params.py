@@ -23,6 +23,7 @@ import yaml
 
 from amad.config import child, from_dict, require, require_choice
 from amad.errors import ConfigError
+from amad.inherit import InitConfig, check_init
 from amad.layer_mapping import STRATEGIES, map_layers
 from amad.methods import METHODS
 from amad.tasks import TASKS, get_task
@@ -103,6 +104,7 @@ class DistillConfig:
 
     methods: tuple[str, ...]
     seed: int | None  # student init + data order; None: the top-level seed
+    init: InitConfig
     train: OptimConfig
     attention: AttentionSelectionConfig
     weights: LossWeightsConfig
@@ -244,7 +246,7 @@ def _check_keys(raw: dict, expected: tuple[str, ...], key: str, optional: tuple[
 
 def _parse_distill(raw: Any) -> DistillConfig:
     raw = _mapping(raw, "distill")
-    fixed = ("methods", "seed", "train", "attention", "weights", "output")
+    fixed = ("methods", "seed", "init", "train", "attention", "weights", "output")
     _check_keys(raw, fixed, "distill", optional=tuple(METHODS.names()))
     methods = raw["methods"]
     if not isinstance(methods, list) or not methods:
@@ -273,6 +275,7 @@ def _parse_distill(raw: Any) -> DistillConfig:
     return DistillConfig(
         methods=tuple(methods),
         seed=seed,
+        init=from_dict(InitConfig, raw["init"], "distill.init"),
         train=from_dict(OptimConfig, raw["train"], "distill.train"),
         attention=from_dict(AttentionSelectionConfig, raw["attention"], "distill.attention"),
         weights=from_dict(LossWeightsConfig, raw["weights"], "distill.weights"),
@@ -351,11 +354,31 @@ def check_params(params: Params, task: Task) -> None:
                 ) from None
         for method in layer_methods:
             METHODS.get(method, "distill.methods").check(params.distill.settings[method], f"distill.{method}", groups)
+        if params.distill.init.strategy == "inherit":
+            _check_inheritance(params, task, student, key)
     known = params.model_names()
     for index, model in enumerate(params.export.models):
         require_choice(model, known, child("export.models", index))
     if params.export.triton_model is not None:
         require_choice(params.export.triton_model, params.export.models, "export.triton_model")
+
+
+def _check_inheritance(params: Params, task: Task, student: Any, key: str) -> None:
+    """Every attention group (distilled or not) is inherited: the layer mapping and the head strategy
+    must fit each one."""
+    teacher_shapes = task.group_shapes(params.teacher, "teacher")
+    student_shapes = task.group_shapes(student, key)
+    for group, teacher_shape in teacher_shapes.items():
+        student_shape = student_shapes[group]
+        try:
+            map_layers(teacher_shape.depth, student_shape.depth, params.distill.attention.layer_mapping)
+        except ValueError as error:
+            raise ConfigError(
+                "distill.attention.layer_mapping",
+                f"inheriting {group} ({teacher_shape.key}.depth {teacher_shape.depth}, {student_shape.key}.depth "
+                f"{student_shape.depth}): {error}",
+            ) from None
+    check_init(params.distill.init, teacher_shapes, student_shapes, "distill.init")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -180,6 +180,20 @@ def test_attention_of_both_towers_is_captured_per_head():
         assert torch.allclose(probs.sum(-1), torch.ones(()), atol=1e-5)
 
 
+def test_a_clip_student_of_the_same_shape_inherits_the_teachers_function():
+    from amad.inherit import inherit
+
+    config = model_config()
+    torch.manual_seed(0)
+    teacher = TASK.build_model(config, {}).eval()
+    torch.manual_seed(1)
+    student = TASK.build_model(config, {}).eval()
+    inherit(teacher, student, TASK.module_groups, "uniform", "merge")
+    pixels, tokens = torch.randn(2, 3, 24, 24), TASK.preprocess(config).tokenize(["a red circle", "two shapes"])
+    with torch.no_grad():
+        torch.testing.assert_close(student(pixels, tokens), teacher(pixels, tokens), atol=1e-5, rtol=0)
+
+
 # -- data sources -----------------------------------------------------------------------------------
 def write_images(folder: Path, names):
     folder.mkdir(parents=True, exist_ok=True)
@@ -262,6 +276,7 @@ def trained(tmp_path_factory):
     raw = tiny_retrieval_params_dict()
     raw["distill"]["methods"] = ["logit", "one2one", "minilm", "amad", "hidden"]
     raw["distill"]["minilm"]["relation_heads"] = 2
+    raw["distill"]["init"] = {"strategy": "inherit", "heads": "importance", "batches": 2}  # head dim 8 on both
     params = parse_params(raw)
     TASK.prepare(params.data, 0, root / "data", log=lambda _: None)
     cpu = Runtime(rank=0, world_size=1, device=torch.device("cpu"))

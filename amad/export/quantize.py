@@ -25,7 +25,7 @@ def quantize_int8(source: str | Path, target: str | Path) -> None:
         prepared = Path(scratch) / "prepared.onnx"
         try:
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=False)
-        except Exception:  # noqa: BLE001  (the symbolic pass raises whatever it trips on)
+        except Exception:
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_dynamic(
             str(prepared),

@@ -46,6 +46,38 @@ def ground_truth_loss(task: Task) -> Callable[[nn.Module, dict], ObjectiveOutput
     return compute_loss
 
 
+def inherit_teacher(
+    task: Task, teacher: nn.Module, student: nn.Module, distill: Any, train_set: Any, device: Any, log: Callable
+) -> None:
+    """``distill.init: inherit``: copy the teacher's weights into the student (see :mod:`amad.inherit`),
+    ranking or grouping the teacher's heads on ``distill.init.batches`` training batches where needed."""
+    from itertools import islice
+
+    from torch.utils.data import DataLoader
+
+    from amad.head_importance import head_importance, map_similarity
+    from amad.inherit import inherit
+
+    init = distill.init
+    paths = [path for group in task.module_groups(teacher).values() for path in group]
+    loader = DataLoader(train_set, batch_size=distill.train.batch_size, shuffle=False)
+
+    def batches():
+        for batch in islice(loader, init.batches):
+            yield {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    scores = None
+    if init.heads == "importance":
+        loss = ground_truth_loss(task)
+        scores = head_importance(teacher, paths, batches(), lambda model, batch: loss(model, batch).total)
+    elif init.heads in ("merge", "concat"):
+        scores = map_similarity(teacher, paths, (task.model_inputs(b) for b in batches()))
+    counts = inherit(teacher, student, task.module_groups, distill.attention.layer_mapping, init.heads, scores)
+    log(
+        f"inherited {counts['inherited']} tensors from the teacher (heads: {init.heads}); {counts['random']} kept their initialisation"
+    )
+
+
 def _data_fingerprint(data_dir: Path) -> str:
     """Hash of the prepared folder's small files, so a checkpoint is only resumed on the same data."""
     digest = hashlib.sha256()
@@ -139,6 +171,9 @@ def distill_student(
     teacher = FrozenTeacher(loaded.model)
     seed = params.distill_seed
     student = build_model(task, student_config, loaded.state, seed, log)
+    train_set = task.dataset(data_dir, "train", preprocess, loaded.state)
+    if distill.init.strategy == "inherit":
+        inherit_teacher(task, loaded.model, student, distill, train_set, runtime.device, log)
     method_class = METHODS.get(method_name, "distill.methods")
     pairs = []
     if method_class.needs.layers:
@@ -150,7 +185,6 @@ def distill_student(
         )
     method = method_class(distill.settings[method_name], pairs)
     objective = DistillationObjective(task, method, distill.weights, distill.output.temperature)
-    train_set = task.dataset(data_dir, "train", preprocess, loaded.state)
     cache = None
     if method.needs.teacher:
         cache = build_teacher_cache(
@@ -183,6 +217,7 @@ def distill_student(
         log=log,
         fingerprint=fingerprint(
             to_dict(student_config),
+            to_dict(distill.init),
             to_dict(distill.train),
             to_dict(distill.attention),
             to_dict(distill.weights),
