@@ -46,6 +46,11 @@ def _rank(args: argparse.Namespace) -> None:
 
     if not args.image or not args.caption:
         raise AmadError("a retrieval model ranks: give at least one --image and one --caption")
+    unused = [flag for flag, value in (("--question", args.question), ("--manifest", args.manifest)) if value]
+    if unused or args.out or args.top_k != 1:
+        raise AmadError(
+            f"a retrieval model ranks every --caption and --image; {', '.join(unused) or '--out / --top-k'} do not apply"
+        )
     print(json.dumps(rank(load_encoders(args.model, int8=args.int8), args.image, args.caption), indent=2))
 
 
@@ -55,6 +60,8 @@ def _predict(args: argparse.Namespace) -> None:
     if source_task(args.model) == "retrieval":
         _rank(args)
         return
+    if args.caption or args.int8:
+        raise AmadError("--caption and --int8 are for retrieval models; a VQA model answers --question")
     if not ((args.image and args.question) or (args.manifest and args.out)):
         raise AmadError("a VQA model answers: give --image and --question, or --manifest and --out")
     if len(args.image or []) > 1:

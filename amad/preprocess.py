@@ -21,15 +21,23 @@ PAD_TOKEN_ID = 0  # open_clip's SimpleTokenizer and BERT-style tokenizers pad wi
 HF_PREFIX = "hf:"  # tokenizer = "hf:<folder>": a Hugging Face tokenizer from a local folder
 
 
+RESIZE_MODES = ("squash", "shortest")
+
+
 @dataclass(frozen=True)
 class Preprocess:
-    """Resize to ``image_size`` (bicubic, RGB), scale to [0, 1], normalise; tokenise to ``context_length``."""
+    """Resize to ``image_size`` (bicubic, RGB), scale to [0, 1], normalise; tokenise to ``context_length``.
+
+    ``resize_mode``: ``squash`` resizes the whole image to a square (amad's own models);
+    ``shortest`` resizes the shortest side and centre-crops (open_clip's pretrained models).
+    """
 
     image_size: int
     context_length: int
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     tokenizer: str = "open_clip.SimpleTokenizer"  # or "hf:<folder>" (see hf_tokenizer_name)
+    resize_mode: str = "squash"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
@@ -41,8 +49,15 @@ class Preprocess:
     def resized(self, image: Image.Image) -> np.ndarray:
         """PIL image -> uint8 ``[H, W, 3]`` RGB at the model's size (the part worth caching)."""
         image = image.convert("RGB")
-        if image.size != (self.image_size, self.image_size):
-            image = image.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
+        size = self.image_size
+        if self.resize_mode == "shortest" and image.size != (size, size):
+            scale = size / min(image.size)
+            width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
+            image = image.resize((width, height), Image.Resampling.BICUBIC)
+            left, top = (width - size) // 2, (height - size) // 2
+            image = image.crop((left, top, left + size, top + size))
+        elif image.size != (size, size):
+            image = image.resize((size, size), Image.Resampling.BICUBIC)
         return np.asarray(image, dtype=np.uint8)
 
     def normalize(self, rgb: np.ndarray) -> np.ndarray:

@@ -188,13 +188,13 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path,
         text += "Backends not measured here: " + "; ".join(sorted(skipped)) + ".\n\n"
     if best:
         text += (
-            f"**Best student for the accuracy / latency trade-off:** `{best['model']}` — the fastest "
-            f"benchmarked student (ONNX Runtime, batch 1) within 2 points of the most accurate benchmarked one.\n"
+            f"**Best student for the {metric} / latency trade-off:** `{best['model']}` — the fastest "
+            f"benchmarked student (ONNX Runtime, batch 1) within 2 points of the best benchmarked one.\n"
         )
     top = max((r for r in rows if r["model"] != "teacher"), key=lambda r: r["accuracy"], default=None)
     if top is not None and top["latency_ms"] is None:
         text += (
-            f"The most accurate student, `{top['model']}` ({top['accuracy']:.4f}), was not benchmarked: "
+            f"The best student by {metric}, `{top['model']}` ({top['accuracy']:.4f}), was not benchmarked: "
             f"add it to `export.models` to measure it.\n"
         )
     graphs = sorted({name.partition(".")[2] for name in results} - {""})

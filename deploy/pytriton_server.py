@@ -86,8 +86,17 @@ def _tensor(tensor_class: type, value):
     """A PyTriton tensor spec of an ONNX Runtime input / output (shape without the batch axis)."""
     import numpy as np
 
-    dtypes = {"tensor(float)": np.float32, "tensor(int64)": np.int64, "tensor(float16)": np.float16}
-    return tensor_class(name=value.name, dtype=dtypes[value.type], shape=tuple(value.shape[1:]))
+    dtypes = {
+        "tensor(float)": np.float32,
+        "tensor(float16)": np.float16,
+        "tensor(int64)": np.int64,
+        "tensor(int32)": np.int32,
+        "tensor(bool)": np.bool_,
+    }
+    if value.type not in dtypes:
+        sys.exit(f"error: {value.name}: tensors of type {value.type} cannot be served (supported: {', '.join(dtypes)})")
+    shape = tuple(d if isinstance(d, int) else -1 for d in value.shape[1:])  # symbolic axes: variable
+    return tensor_class(name=value.name, dtype=dtypes[value.type], shape=shape)
 
 
 def _infer_function(session, batch):

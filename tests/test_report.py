@@ -35,5 +35,5 @@ def test_summary_names_an_unbenchmarked_more_accurate_student(tmp_path):
     }
     text, rows = summary(evals, latency, exported, models, "accuracy")
     assert "`s-amad`" in text and "3.00x" in text and "| 2/2/2/2 |" in text
-    assert "The most accurate student, `s-one2one` (0.8000), was not benchmarked" in text
+    assert "The best student by accuracy, `s-one2one` (0.8000), was not benchmarked" in text
     assert [r["model"] for r in rows] == ["teacher", "s-amad"]

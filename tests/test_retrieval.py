@@ -122,7 +122,7 @@ def test_an_open_clip_checkpoint_loads_with_other_head_counts_and_embeds_like_op
     ).eval()
     path = tmp_path / "open_clip_model.pt"
     torch.save({"state_dict": {f"module.{k}": v for k, v in reference.state_dict().items()}}, path)
-    config = model_config(checkpoint=str(path))
+    config = model_config(architecture="ViT-B-32", checkpoint=str(path))  # its non-shape settings: open_clip's defaults
     TASK.check_model(config, "teacher")
     model = TASK.build_model(config, {}).eval()
     pixels = torch.randn(2, 3, 24, 24)
@@ -133,7 +133,7 @@ def test_an_open_clip_checkpoint_loads_with_other_head_counts_and_embeds_like_op
         assert torch.allclose(model.encode_image(pixels), expected_image, atol=1e-5)
         assert torch.allclose(model.encode_text(tokens), expected_text, atol=1e-5)
     # a student with fewer heads takes the same tensors (regrouped)
-    student = model_config(checkpoint=str(path))
+    student = config
     student = replace(student, vision=replace(student.vision, heads=2), text=replace(student.text, heads=2))
     TASK.build_model(student, {})
     # a checkpoint of another shape is refused, naming the key and the file
@@ -146,13 +146,21 @@ def test_an_open_clip_pretrained_tag_fails_at_once_offline_naming_the_tag():
     with pytest.raises(AmadError, match=r"teacher\.checkpoint: 'laion2b_s34b_b79k' is an open_clip pretrained tag"):
         model_config(architecture="ViT-B-32", checkpoint="laion2b_s34b_b79k")  # every stage checks this first
     with pytest.raises(ConfigError, match=r"teacher\.checkpoint.*no such file"):
+        model_config(architecture="ViT-B-32", checkpoint="nowhere.pt")
+    with pytest.raises(ConfigError, match=r"teacher\.checkpoint: .* is a folder: name the checkpoint file inside it"):
+        model_config(architecture="ViT-B-32", checkpoint=str(Path(__file__).parent))
+    with pytest.raises(ConfigError, match=r"teacher\.checkpoint: needs teacher\.architecture"):
         model_config(checkpoint="nowhere.pt")
 
 
-def test_an_architecture_name_sets_the_image_normalisation_and_unknown_names_are_refused():
+def test_an_architecture_name_sets_the_image_preprocessing_and_unsupported_configs_are_refused():
     from open_clip.constants import OPENAI_DATASET_MEAN
 
-    assert TASK.preprocess(model_config(architecture="ViT-B-32")).mean == tuple(OPENAI_DATASET_MEAN)
+    preprocess = TASK.preprocess(model_config(architecture="ViT-B-32"))
+    assert preprocess.mean == tuple(OPENAI_DATASET_MEAN) and preprocess.resize_mode == "shortest"
+    for name, reason in (("RN50", "ResNet image tower"), ("coca_ViT-B-32", "multimodal_cfg")):
+        with pytest.raises(ConfigError, match=rf"teacher\.architecture: {name} uses open_clip settings .*{reason}"):
+            model_config(architecture=name)
     with pytest.raises(ConfigError, match=r"\.architecture: .ViT-Nope. is not an open_clip model config"):
         model_config(architecture="ViT-Nope")
 
@@ -192,6 +200,17 @@ def test_a_clip_student_of_the_same_shape_inherits_the_teachers_function():
     pixels, tokens = torch.randn(2, 3, 24, 24), TASK.preprocess(config).tokenize(["a red circle", "two shapes"])
     with torch.no_grad():
         torch.testing.assert_close(student(pixels, tokens), teacher(pixels, tokens), atol=1e-5, rtol=0)
+
+
+def test_shortest_side_resize_centre_crops_like_open_clip():
+    from amad.preprocess import Preprocess
+
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 10, 20))  # a blue band on the left, cropped away
+    cropped = Preprocess(10, 8, resize_mode="shortest").resized(image)
+    squashed = Preprocess(10, 8).resized(image)
+    assert cropped.shape == squashed.shape == (10, 10, 3)
+    assert (cropped[..., 0] > 200).all() and (squashed[:, 0, 2] > 200).all()
 
 
 # -- data sources -----------------------------------------------------------------------------------

@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import Subset
-
 from amad.atomic import atomic_dir, write_json
 from amad.errors import AmadError
 from amad.evaluation import predict_outputs
@@ -32,14 +30,14 @@ def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, conf
     task, model, preprocess = loaded.task, loaded.model.eval(), loaded.preprocess
     val_set = task.dataset(data_dir, "val", preprocess, loaded.state)
     test_set = task.dataset(data_dir, "test", preprocess, loaded.state)
-    parity_set = Subset(val_set, range(min(config.parity_samples, len(val_set))))
+    parity_sets = task.parity_inputs(val_set, config.parity_samples)
     specs = task.export_specs(preprocess, loaded.state)
     graphs = task.graphs(model)
     metric = task.primary_metric
     report: dict = {"model": name, "task": task.name, "graphs": list(specs)}
 
     def outputs(forwards: dict) -> dict:
-        return {g: predict_outputs(forwards[g], parity_set, specs[g].batch_inputs) for g in specs}
+        return {g: predict_outputs(forwards[g], parity_sets[g], specs[g].batch_inputs) for g in specs}
 
     def sessions(suffix: str) -> dict[str, OnnxModel]:
         return {g: OnnxModel(staging / f"{g}{suffix}") for g in specs}
@@ -56,13 +54,14 @@ def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, conf
         fp32 = sessions(".onnx")
         torch_outputs = outputs(graphs)
         report["parity"] = task.parity(torch_outputs, outputs(fp32))
-        report["parity"].update(samples=len(parity_set), atol=config.parity_atol, min_agreement=config.min_agreement)
+        samples = {graph: len(inputs) for graph, inputs in parity_sets.items()}
+        report["parity"].update(samples=samples, atol=config.parity_atol, min_agreement=config.min_agreement)
         if (
             report["parity"]["max_abs_diff"] > config.parity_atol
             or report["parity"]["agreement"] < config.min_agreement
         ):
             raise AmadError(
-                f"export of {name}: ONNX parity failed on {len(parity_set)} validation samples: max |diff| "
+                f"export of {name}: ONNX parity failed on validation samples {samples}: max |diff| "
                 f"{report['parity']['max_abs_diff']:.2e} (allowed {config.parity_atol:.0e}), agreement "
                 f"{report['parity']['agreement']:.4f} (needed {config.min_agreement})"
             )

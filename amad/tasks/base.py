@@ -78,6 +78,7 @@ class Task:
         model_config: dataclass of ``teacher`` and each ``students.<name>``.
         attention_groups: names of the attention groups ``distill.attention.modules`` may select.
         primary_metric: the key of the one number that ranks models in ``metrics/eval.json``.
+        graph_names: the names :meth:`graphs` returns, in order.
     """
 
     name: ClassVar[str]
@@ -85,6 +86,7 @@ class Task:
     model_config: ClassVar[type]
     attention_groups: ClassVar[tuple[str, ...]]
     primary_metric: ClassVar[str]
+    graph_names: ClassVar[tuple[str, ...]] = ("model",)
 
     # -- configuration (no model is built) -------------------------------------------------
     def group_shapes(self, config: Any, key: str) -> dict[str, GroupShape]:
@@ -189,6 +191,12 @@ class Task:
     def export_specs(self, preprocess: Any, state: dict) -> dict[str, ExportSpec]:
         """How each of :meth:`graphs` becomes an ONNX graph, by graph name."""
         raise NotImplementedError
+
+    def parity_inputs(self, dataset: Any, count: int) -> dict[str, Any]:
+        """The validation samples each graph's parity is measured on (default: the first ``count``)."""
+        from torch.utils.data import Subset
+
+        return {graph: Subset(dataset, range(min(count, len(dataset)))) for graph in self.graph_names}
 
     def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> dict[str, float]:
         """How far ``candidate`` outputs are from ``reference`` outputs (both ``{graph: [N, ...]}`` over

@@ -82,7 +82,8 @@ class ModelConfig:
     ``architecture`` names an open_clip model config (``ViT-B-32``, ...) whose non-shape settings
     (activation, pooling, image mean / std) the model takes; the shapes are always the ones given
     here (null: open_clip's defaults at these shapes). ``checkpoint`` is a local open_clip checkpoint
-    file of this shape (never a download; the head counts may differ from the checkpoint's). ``pretrained`` is an amad model folder or checkpoint whose matching tensors
+    file of this shape and architecture (never a download; the head counts may differ from the
+    checkpoint's). ``pretrained`` is an amad model folder or checkpoint whose matching tensors
     initialise the model.
     """
 
@@ -96,6 +97,12 @@ class ModelConfig:
 
     def validate(self, key: str) -> None:
         require(self.embed_dim >= 1, f"{key}.embed_dim", f"must be >= 1, got {self.embed_dim}")
+        require(
+            self.checkpoint is None or self.architecture is not None,
+            f"{key}.checkpoint",
+            f"needs {key}.architecture: the open_clip config the checkpoint was trained with (its activation and "
+            "image preprocessing; e.g. ViT-B-32, or ViT-B-32-quickgelu for OpenAI's weights)",
+        )
         if self.architecture is not None:
             import open_clip  # only when a name is given: validating it needs open_clip's registry
 

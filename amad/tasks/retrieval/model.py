@@ -28,9 +28,18 @@ from amad.preprocess import PAD_TOKEN_ID, Preprocess, hf_tokenizer_name
 from amad.tasks.retrieval.config import ModelConfig
 
 TEXT_KEYS = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection", "attn_mask")
-UNSUPPORTED = {  # open_clip settings whose towers amad cannot capture or tokenise
+UNSUPPORTED = {  # open_clip settings whose towers amad cannot build, capture or tokenise
     "vision_cfg": ("timm_model_name", "block_type", "qk_norm", "scaled_cosine_attn", "scale_heads", "attentional_pool"),
-    "text_cfg": ("hf_model_name", "hf_tokenizer_name", "block_type", "qk_norm", "scaled_cosine_attn", "scale_heads"),
+    "text_cfg": (
+        "hf_model_name",
+        "hf_tokenizer_name",
+        "block_type",
+        "qk_norm",
+        "scaled_cosine_attn",
+        "scale_heads",
+        "embed_cls",
+        "output_tokens",
+    ),
 }
 
 
@@ -49,23 +58,29 @@ def architecture_config(name: str | None) -> dict:
 def unsupported_settings(name: str) -> list[str]:
     """Settings of open_clip config ``name`` that amad does not support (empty: supported)."""
     config = architecture_config(name)
-    return [
+    found = [
         f"{section}.{field}"
         for section, fields in UNSUPPORTED.items()
         for field in fields
         if config.get(section, {}).get(field) not in (None, False, "default")
     ]
+    if not isinstance(config.get("vision_cfg", {}).get("layers", 0), int):
+        found.append("vision_cfg.layers (a ResNet image tower)")
+    found += [key for key in ("multimodal_cfg",) if key in config]
+    return found
 
 
 def preprocess_of(config: ModelConfig) -> Preprocess:
     """The preprocessing of a model built from ``config``: an open_clip architecture brings its image
-    mean / std (OpenAI's unless its config names others), a Hugging Face tower its tokenizer."""
+    mean / std (OpenAI's unless its config names others) and its resize (shortest side + centre
+    crop), a Hugging Face tower its tokenizer."""
     text = config.text
     extra: dict = {"tokenizer": hf_tokenizer_name(text.hf_model)} if text.hf_model is not None else {}
-    if config.architecture is not None:
+    if config.architecture is not None:  # open_clip's preprocessing defaults, as the config overrides them
         preprocess = architecture_config(config.architecture).get("preprocess_cfg", {})
         extra["mean"] = tuple(preprocess.get("mean", OPENAI_DATASET_MEAN))
         extra["std"] = tuple(preprocess.get("std", OPENAI_DATASET_STD))
+        extra["resize_mode"] = preprocess.get("resize_mode", "shortest")
     return Preprocess(image_size=config.vision.image_size, context_length=text.context_length, **extra)
 
 

@@ -30,6 +30,8 @@ def load_encoders(source: str | Path, *, int8: bool = False) -> Encoders:
     its ``.int8.onnx`` files)."""
     source = Path(source)
     if (source / "config.json").is_file():
+        if int8:
+            raise AmadError(f"--int8 reads exported files: use --model exported/{source.name} (not a model folder)")
         from amad.models import load_model
 
         loaded = load_model(source)

@@ -31,13 +31,14 @@ def check_checkpoint(config: ModelConfig, key: str) -> None:
     path = Path(config.checkpoint)
     if path.is_file():
         return
+    require(
+        not path.is_dir(),
+        f"{key}.checkpoint",
+        f"{path} is a folder: name the checkpoint file inside it (open_clip_model.safetensors, open_clip_pytorch_model.bin)",
+    )
     import open_clip
 
-    tags = (
-        open_clip.list_pretrained_tags_by_model(config.architecture)
-        if config.architecture
-        else sorted({tag for _, tag in open_clip.list_pretrained()})
-    )
+    tags = open_clip.list_pretrained_tags_by_model(config.architecture)
     if config.checkpoint in tags:
         raise AmadError(
             f"params.yaml: {key}.checkpoint: {config.checkpoint!r} is an open_clip pretrained tag, which needs the "
@@ -54,6 +55,7 @@ class RetrievalTask(Task):
     model_config = ModelConfig
     attention_groups = ATTENTION_GROUPS
     primary_metric = "mean_recall"
+    graph_names = ("image", "text")
 
     def group_shapes(self, config: ModelConfig, key: str) -> dict[str, GroupShape]:
         vision, text = config.vision, config.text
@@ -227,11 +229,22 @@ class RetrievalTask(Task):
             "text": ExportSpec(("tokens",), ("text_embedding",), (tokens,), metadata, lambda b: (b["tokens"],)),
         }
 
+    def parity_inputs(self, dataset: Any, count: int) -> dict[str, Any]:
+        """The first ``count`` distinct validation images, and all their captions."""
+        from torch.utils.data import Subset
+
+        from amad.tasks.retrieval.dataset import CaptionDataset, ImageDataset
+
+        images = min(count, len(dataset.records))
+        captions = int((dataset.image_of_caption < images).sum())  # an image's captions are contiguous
+        return {
+            "image": Subset(ImageDataset(dataset), range(images)),
+            "text": Subset(CaptionDataset(dataset), range(captions)),
+        }
+
     def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> dict[str, float]:
-        """Largest embedding difference over both graphs; agreement: share of identical top-1
-        retrievals (image-to-text and text-to-image) among the compared pairs."""
+        """Largest embedding difference over both graphs; agreement: share of captions whose top-1
+        image (among the compared, distinct images) is the same."""
         max_diff = max(float((reference[g] - candidate[g]).abs().max()) for g in ("image", "text"))
-        ref_scores = reference["image"] @ reference["text"].t()
-        cand_scores = candidate["image"] @ candidate["text"].t()
-        same = [(ref_scores.argmax(d) == cand_scores.argmax(d)).float().mean() for d in (0, 1)]
-        return {"max_abs_diff": max_diff, "agreement": float(sum(same) / 2)}
+        best = [(e["text"] @ e["image"].t()).argmax(1) for e in (reference, candidate)]
+        return {"max_abs_diff": max_diff, "agreement": float((best[0] == best[1]).float().mean())}
