@@ -38,13 +38,13 @@ def tiny_model_dict(width: int = 32, heads: int = 4) -> dict:
 TINY_SHAPES = {"train": 64, "val": 16, "test": 16, "image_size": 24, "grid": 4, "min_objects": 2, "max_objects": 5}
 
 
-def tiny_params_dict(**sections) -> dict:
-    """The default params.yaml with tiny data, teacher (width 32, 4 heads) and one student ``h2``."""
-    params = copy.deepcopy(DEFAULT_PARAMS)
+def _tiny(profile: dict, shapes: dict, teacher: dict, student: dict, sections: dict) -> dict:
+    """``profile`` with tiny data, ``teacher``, one student ``h2``, one-epoch training and ``sections``."""
+    params = copy.deepcopy(profile)
     params["data"]["path"] = str(ROOT / "data" / "source")
-    params["data"]["shapes"] = dict(TINY_SHAPES)
-    params["teacher"] = tiny_model_dict()
-    params["students"] = {"h2": tiny_model_dict(width=16, heads=2)}
+    params["data"]["shapes"] = dict(shapes)
+    params["teacher"] = teacher
+    params["students"] = {"h2": student}
     optim = {**params["train"], "epochs": 1, "batch_size": 16, "lr": 0.001}
     params["train"] = optim
     params["distill"]["train"] = dict(optim)
@@ -52,6 +52,11 @@ def tiny_params_dict(**sections) -> dict:
     params["export"]["triton_model"] = None
     params.update(sections)
     return params
+
+
+def tiny_params_dict(**sections) -> dict:
+    """The default params.yaml with tiny data, teacher (width 32, 4 heads) and one student ``h2``."""
+    return _tiny(DEFAULT_PARAMS, TINY_SHAPES, tiny_model_dict(), tiny_model_dict(width=16, heads=2), sections)
 
 
 def tiny_params(**sections) -> Params:
@@ -99,15 +104,5 @@ def tiny_clip_dict(width: int = 32, heads: int = 4) -> dict:
 
 def tiny_retrieval_params_dict(**sections) -> dict:
     """profiles/retrieval.yaml with tiny data, a tiny CLIP teacher (width 32, 4 heads) and one student ``h2``."""
-    params = copy.deepcopy(RETRIEVAL_PARAMS)
-    params["data"]["path"] = str(ROOT / "data" / "source")
-    params["data"]["shapes"] = dict(TINY_CAPTION_SHAPES)
-    params["teacher"] = tiny_clip_dict()
-    params["students"] = {"h2": tiny_clip_dict(width=16, heads=2)}
-    optim = {**params["train"], "epochs": 1, "batch_size": 16, "lr": 0.001}
-    params["train"] = optim
-    params["distill"]["train"] = dict(optim)
-    params["export"]["models"] = ["teacher"]
-    params["export"]["triton_model"] = None
-    params.update(sections)
-    return params
+    teacher, student = tiny_clip_dict(), tiny_clip_dict(width=16, heads=2)
+    return _tiny(RETRIEVAL_PARAMS, TINY_CAPTION_SHAPES, teacher, student, sections)

@@ -22,6 +22,7 @@ from amad.errors import AmadError
 from amad.hf_text import check_hf_text_tower
 from amad.tasks import TASKS
 from amad.tasks.base import ExportSpec, GroupShape, Task
+from amad.tasks.checks import check_pretrained, check_shared_preprocessing, read_summary
 from amad.tasks.retrieval.config import ATTENTION_GROUPS, DataConfig, ModelConfig
 
 
@@ -69,10 +70,7 @@ class RetrievalTask(Task):
         }
 
     def check_model(self, config: ModelConfig, key: str) -> None:
-        if config.pretrained is not None:
-            require(
-                Path(config.pretrained).exists(), f"{key}.pretrained", f"no such file or folder: {config.pretrained}"
-            )
+        check_pretrained(config, key)
         if config.architecture is not None:
             from amad.tasks.retrieval.model import unsupported_settings
 
@@ -93,23 +91,12 @@ class RetrievalTask(Task):
             check_hf_text_tower(config.text, f"{key}.text")
 
     def check_student(self, teacher: ModelConfig, student: ModelConfig, key: str) -> None:
-        require(
-            student.text.hf_model == teacher.text.hf_model,
-            f"{key}.text.hf_model",
-            f"must equal teacher.text.hf_model ({teacher.text.hf_model}): teacher and students share the tokenizer",
-        )
+        check_shared_preprocessing(teacher, student, key)
         require(
             student.architecture == teacher.architecture,
             f"{key}.architecture",
             f"must equal teacher.architecture ({teacher.architecture}): it sets the image normalisation",
         )
-        for tower, field in (("vision", "image_size"), ("text", "context_length")):
-            mine, theirs = getattr(getattr(student, tower), field), getattr(getattr(teacher, tower), field)
-            require(
-                mine == theirs,
-                f"{key}.{tower}.{field}",
-                f"must equal teacher.{tower}.{field} ({theirs}): teacher and students share the preprocessing",
-            )
 
     def check_batch_sizes(self, split_sizes: dict[str, int], batch_sizes: dict[str, int]) -> None:
         super().check_batch_sizes(split_sizes, batch_sizes)
@@ -127,10 +114,7 @@ class RetrievalTask(Task):
     def _summary(self, data_dir: Path) -> dict:
         from amad.tasks.retrieval.prepare import SUMMARY
 
-        path = Path(data_dir) / SUMMARY
-        if not path.exists():
-            raise AmadError(f"{path}: not found; run the prepare stage first (dvc repro prepare)")
-        return json.loads(path.read_text())
+        return read_summary(data_dir, SUMMARY)
 
     def split_sizes(self, data_dir: Path) -> dict[str, int]:
         """Image-caption pairs per split (the training samples)."""

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from amad.config import require
-from amad.errors import AmadError
 from amad.hf_text import check_hf_text_tower
 from amad.tasks import TASKS
 from amad.tasks.base import ExportSpec, GroupShape, Task
+from amad.tasks.checks import check_pretrained, check_shared_preprocessing, read_summary
 from amad.tasks.vqa.config import ATTENTION_GROUPS, DataConfig, ModelConfig, VisionConfig
 
 SUMMARY = "answers.json"  # the prepared folder's vocabulary and split summary
@@ -82,28 +82,14 @@ class VQATask(Task):
         }
 
     def check_model(self, config: ModelConfig, key: str) -> None:
-        if config.pretrained is not None:
-            require(
-                Path(config.pretrained).exists(), f"{key}.pretrained", f"no such file or folder: {config.pretrained}"
-            )
+        check_pretrained(config, key)
         if config.text.hf_model is not None:
             check_hf_text_tower(config.text, f"{key}.text")
         if config.vision.timm_weights is not None:
             check_timm_weights(config.vision, f"{key}.vision")
 
     def check_student(self, teacher: ModelConfig, student: ModelConfig, key: str) -> None:
-        require(
-            student.text.hf_model == teacher.text.hf_model,
-            f"{key}.text.hf_model",
-            f"must equal teacher.text.hf_model ({teacher.text.hf_model}): teacher and students share the tokenizer",
-        )
-        for tower, field in (("vision", "image_size"), ("text", "context_length")):
-            mine, theirs = getattr(getattr(student, tower), field), getattr(getattr(teacher, tower), field)
-            require(
-                mine == theirs,
-                f"{key}.{tower}.{field}",
-                f"must equal teacher.{tower}.{field} ({theirs}): teacher and students share the preprocessing",
-            )
+        check_shared_preprocessing(teacher, student, key)
 
     # -- data -------------------------------------------------------------------------------
     def prepare(
@@ -114,10 +100,7 @@ class VQATask(Task):
         return prepare(config, seed, out, check_splits, log)
 
     def _summary(self, data_dir: Path) -> dict:
-        path = Path(data_dir) / SUMMARY
-        if not path.exists():
-            raise AmadError(f"{path}: not found; run the prepare stage first (dvc repro prepare)")
-        return json.loads(path.read_text())
+        return read_summary(data_dir, SUMMARY)
 
     def split_sizes(self, data_dir: Path) -> dict[str, int]:
         return {split: entry["questions"] for split, entry in self._summary(data_dir)["splits"].items()}
