@@ -5,9 +5,11 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup test lint repro bench study profile triton-venv test-triton clean
+.PHONY: setup test lint repro bench study compare profile triton-venv test-triton clean
 SEEDS ?= 3
 SET ?=
+WEIGHTS ?= 0.1,0.3,1,3
+TEMPERATURES ?= 0.25,1,4
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +44,10 @@ profile:
 
 study: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m amad.study --seeds $(SEEDS) $(foreach s,$(SET),--set $(s))
+
+# each method's attention weight (and AMAD's temperature) tuned on validation, then test over SEEDS seeds
+compare: $(INSTALLED)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m amad.compare --seeds $(SEEDS) --weights $(WEIGHTS) --temperatures $(TEMPERATURES) $(foreach s,$(SET),--set $(s))
 
 # PyTriton pins numpy<2: it gets its own venv, used by deploy/pytriton_server.py and the live test
 triton-venv:

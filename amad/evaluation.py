@@ -41,11 +41,14 @@ def model_cost(model: torch.nn.Module, example_inputs: tuple) -> dict[str, float
     }
 
 
-def evaluate_model(task, model: torch.nn.Module, dataset: Dataset, *, device: str | torch.device = "cpu") -> dict:
-    """The task's evaluation of a torch model (in eval mode for the pass, then restored)."""
+def evaluate_model(
+    task, model: torch.nn.Module, dataset: Dataset, *, settings=None, device: str | torch.device = "cpu"
+) -> dict:
+    """The task's evaluation of a torch model (in eval mode for the pass, then restored); ``settings``:
+    the ``evaluate`` section (see ``Task.evaluate``)."""
     was_training = model.training
     model.eval()
     try:
-        return task.evaluate(task.graphs(model), dataset, device=device)
+        return task.evaluate(task.graphs(model), dataset, settings=settings, device=device)
     finally:
         model.train(was_training)

@@ -1,7 +1,7 @@
 """The whole ``params.yaml``: its sections, and the checks every stage runs before any work.
 
 ``params.yaml`` is the only place a value is written down. Its sections are declared where they
-are owned: the task-neutral ones below, ``data`` / ``teacher`` / ``students.*`` by the task
+are owned: the task-neutral ones below, ``data`` / ``teacher`` / ``students.*`` / ``evaluate`` by the task
 (``params.yaml: task``), ``distill.<method>`` by each method. :func:`load_params` checks types,
 ranges and every constraint the file alone decides (student vs teacher shapes, layer-mapping
 ranges, relation heads dividing widths, head-count divisibility, ...) and stops at the first
@@ -29,7 +29,19 @@ from amad.methods import METHODS
 from amad.tasks import TASKS, get_task
 from amad.tasks.base import GroupShape, Task
 
-SECTIONS = ("task", "seed", "data", "teacher", "students", "train", "distill", "runtime", "export", "benchmark")
+SECTIONS = (
+    "task",
+    "seed",
+    "data",
+    "teacher",
+    "students",
+    "train",
+    "distill",
+    "evaluate",
+    "runtime",
+    "export",
+    "benchmark",
+)
 BACKENDS = ("torch", "onnxruntime", "onnxruntime_int8", "torch_cuda_fp16", "tensorrt")
 
 
@@ -198,7 +210,7 @@ class BenchmarkConfig:
 
 @dataclass(frozen=True)
 class Params:
-    """The whole ``params.yaml``; ``data``, ``teacher`` and ``students`` are the task's config types."""
+    """The whole ``params.yaml``; ``data``, ``teacher``, ``students`` and ``evaluate`` are the task's config types."""
 
     task: str
     seed: int
@@ -207,6 +219,7 @@ class Params:
     students: dict[str, Any]
     train: OptimConfig
     distill: DistillConfig
+    evaluate: Any
     runtime: RuntimeConfig
     export: ExportConfig
     benchmark: BenchmarkConfig
@@ -316,6 +329,7 @@ def parse_params(raw: Any) -> Params:
         students=students,
         train=from_dict(OptimConfig, raw["train"], "train"),
         distill=_parse_distill(raw["distill"]),
+        evaluate=from_dict(task.evaluate_config, raw["evaluate"], "evaluate"),
         runtime=from_dict(RuntimeConfig, raw["runtime"], "runtime"),
         export=from_dict(ExportConfig, raw["export"], "export"),
         benchmark=from_dict(BenchmarkConfig, raw["benchmark"], "benchmark"),

@@ -4,9 +4,7 @@ Runs ``dvc exp run -S distill.seed=<s> [-S KEY=VALUE ...] evaluate`` once per se
 the teacher stay fixed, only student initialisation and data order change), reads each run's
 ``metrics/eval.json`` and prints the table; the runs stay visible in ``dvc exp show``.
 
-``dvc exp run`` leaves the last run's parameters in the workspace's ``params.yaml``; the study puts
-the file back as it found it, so the overrides of one study never leak into the next one (or into
-``dvc repro``, which then brings the outputs back in line with ``params.yaml``).
+``params.yaml`` is put back as the study found it (:func:`amad.experiments.params_restored`).
 
     python -m amad.study --seeds 3 [--set distill.amad.temperature=0.25] [--out reports/study.json]
 """
@@ -14,33 +12,17 @@ the file back as it found it, so the overrides of one study never leak into the 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
-from pathlib import Path
 
 from amad.atomic import write_json
+from amad.experiments import PARAMS, params_restored, read_json, run_experiment
 from amad.params import load_params
-
-PARAMS = Path("params.yaml")
-
-
-def _index_entry(path: Path) -> str | None:
-    """``mode,blob,path`` of ``path`` in git's index (None outside a git work tree)."""
-    listed = subprocess.run(["git", "ls-files", "-s", "--", str(path)], capture_output=True, text=True)
-    if listed.returncode != 0 or not listed.stdout.strip():
-        return None
-    mode, blob, _stage = listed.stdout.split("\t")[0].split()
-    return f"{mode},{blob},{path}"
 
 
 def run_seed(seed: int, overrides: list[str]) -> dict:
-    command = ["dvc", "exp", "run", "-S", f"distill.seed={seed}"]
-    for override in overrides:
-        command += ["-S", override]
-    subprocess.run([*command, "evaluate"], check=True)
-    return json.loads(Path("metrics/eval.json").read_text())
+    run_experiment([f"distill.seed={seed}", *overrides])
+    return read_json("metrics/eval.json")
 
 
 def aggregate(runs: list[dict], metric: str) -> dict[str, dict[str, float]]:
@@ -73,19 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.seeds < 1:
         sys.exit("error: --seeds must be >= 1")
     metric = load_params(PARAMS).task_plugin().primary_metric
-    original, staged = PARAMS.read_text(), _index_entry(PARAMS)
-    try:
+    with params_restored():
         runs = [run_seed(seed, args.set) for seed in range(args.seeds)]
-    finally:
-        if PARAMS.read_text() != original or _index_entry(PARAMS) != staged:
-            PARAMS.write_text(original)
-            if staged is not None:  # dvc stages the file; a stale index entry breaks the next dvc exp run
-                subprocess.run(["git", "update-index", "--cacheinfo", staged], check=True)
-            print(
-                "params.yaml restored (the experiments keep theirs: dvc exp show); the outputs in the "
-                "workspace are the last run's until the next dvc repro",
-                file=sys.stderr,
-            )
     table = aggregate(runs, metric)
     write_json(args.out, {"seeds": args.seeds, "overrides": args.set, "metric": metric, metric: table})
     print(format_table(table, metric))

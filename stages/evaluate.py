@@ -1,4 +1,4 @@
-"""DVC stage `evaluate`: every model (params `students`, `distill.methods`) -> metrics/eval.json.
+"""DVC stage `evaluate`: every model (params `students`, `distill.methods`, `evaluate`) -> metrics/eval.json.
 
 metrics/eval.json holds each model's primary metric (VQA: accuracy), params and GFLOPs (what
 `dvc exp show` displays); metrics/breakdown.json the task's breakdown (VQA: per question family).
@@ -19,7 +19,7 @@ def main(params: Params) -> None:
         loaded = load_model(Path("models") / name)
         task = loaded.task
         test_set = task.dataset(Path("data/prepared"), "test", loaded.preprocess, loaded.state)
-        report = evaluate_model(task, loaded.model, test_set)
+        report = evaluate_model(task, loaded.model, test_set, settings=params.evaluate)
         cost = model_cost(loaded.model, task.example_inputs(loaded.preprocess, 1))
         primary = report[task.primary_metric]
         metrics[name] = {

@@ -115,7 +115,8 @@ def test_dvc_repro_on_a_tiny_retrieval_profile(tmp_path):
     assert set(metrics) == {"teacher", "h2-logit", "h2-amad"}
     assert set(metrics["teacher"]) == {"mean_recall", "params", "gflops"}
     breakdown = json.loads((repo / "metrics" / "breakdown.json").read_text())
-    assert {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"} == set(breakdown["h2-amad"])
+    recalls = {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"}
+    assert recalls | {"zero_shot_top1", "zero_shot_classes"} == set(breakdown["h2-amad"])
     export = json.loads((repo / "exported" / "h2-amad" / "export.json").read_text())
     assert export["graphs"] == ["image", "text"] and "onnx_int8" in export["accuracy"]
     assert (repo / "exported" / "triton" / "amad_retrieval_text" / "config.pbtxt").exists()
@@ -125,3 +126,7 @@ def test_dvc_repro_on_a_tiny_retrieval_profile(tmp_path):
     assert "| h2-amad |" in summary and "sums over the exported graphs (image, text" in summary
     assert list((repo / "reports" / "attention" / "h2-amad").glob("*.png"))
     assert "Running stage" not in run(["dvc", "repro"], repo, env).stdout, "nothing changed: nothing runs"
+    params["evaluate"]["zero_shot"]["templates"] = ["a photo of {}"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    ran = re.findall(r"Running stage '([\w@-]+)'", run(["dvc", "repro"], repo, env).stdout)
+    assert ran == ["evaluate"], "new prompts re-score the models and nothing else"

@@ -14,13 +14,13 @@ from helpers import tiny_clip_dict, tiny_retrieval_params_dict
 from PIL import Image
 
 from amad.cli import main as amad_main
-from amad.data.shapes import ShapesGenerator
+from amad.data.shapes import SHAPES, ShapesGenerator
 from amad.errors import AmadError, ConfigError, DataError
 from amad.losses.contrastive import contrastive_loss, similarity_distillation
 from amad.params import parse_params
 from amad.tasks import get_task
-from amad.tasks.retrieval.captions import scene_captions
-from amad.tasks.retrieval.evaluation import recall_report
+from amad.tasks.retrieval.captions import count_name, scene_captions
+from amad.tasks.retrieval.evaluation import recall_report, zero_shot_top1
 
 TASK = get_task("retrieval")
 
@@ -98,6 +98,25 @@ def test_recall_matches_a_loop_reference_with_several_captions_per_image(monkeyp
         assert report["breakdown"][f"t2i_r{k}"] == pytest.approx(text_to_image(k))
     assert 0 < report["breakdown"]["i2t_r1"] < 1 and 0 < report["breakdown"]["t2i_r1"] < 1
     assert report["mean_recall"] == pytest.approx(report["breakdown"]["rsum"] / 6)
+
+
+def test_zero_shot_classes_are_their_prompts_mean_embedding_golden_values():
+    prompts = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[-1.0, 0.0], [0.0, 1.0]]])  # 2 classes x 2 templates
+    # class 0 -> (1, 1)/sqrt2, class 1 -> (-1, 1)/sqrt2
+    images = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2], [-1.0, 0.1], [0.1, 1.0], [-0.3, -1.0]]), dim=-1)
+    assert zero_shot_top1(images, prompts, torch.tensor([0, 1, 0, 0])) == 0.75
+    assert zero_shot_top1(images, prompts, torch.tensor([1, 0, 1, 1])) == 0.25
+
+
+def test_zero_shot_settings_are_checked_by_key():
+    raw = tiny_retrieval_params_dict()
+    raw["evaluate"]["zero_shot"]["templates"] = ["a photo of a {}.", "a photo"]
+    with pytest.raises(ConfigError, match=r"evaluate\.zero_shot\.templates\[1\]: needs exactly one"):
+        parse_params(raw)
+    raw = tiny_retrieval_params_dict()
+    raw["data"]["csv"]["class_column"] = "title"
+    with pytest.raises(ConfigError, match=r"data\.csv\.class_column: must differ"):
+        parse_params(raw)
 
 
 # -- the model and open_clip checkpoints ----------------------------------------------------------
@@ -270,6 +289,20 @@ def test_every_source_format_prepares_the_same_records(tmp_path, source):
     assert TASK.split_sizes(prepared) == {"train": 3, "val": 3, "test": 3}
 
 
+def test_a_csv_class_column_gives_every_split_the_data_sets_classes(tmp_path):
+    source_dir = tmp_path / "source"
+    write_images(source_dir, ["a.jpg", "b.jpg", "c.jpg"])
+    rows = {"train": ["a.jpg\ta dog\tdog", "b.jpg\ta cat\tcat"], "val": ["c.jpg\tbirds\tbird"]}
+    rows["test"] = rows["val"]
+    for split, lines in rows.items():
+        (source_dir / f"{split}.csv").write_text("filepath\ttitle\tclass\n" + "\n".join(lines) + "\n")
+    csv = {"separator": "\t", "image_column": "filepath", "caption_column": "title", "class_column": "class"}
+    summary = prepare(tmp_path, {"source": "csv", "path": str(source_dir), "images": ".", "csv": csv})
+    assert summary["classes"] == ["bird", "cat", "dog"]
+    test_set = TASK.dataset(tmp_path / "prepared", "test", TASK.preprocess(model_config()), {})
+    assert test_set.classes == ["bird", "cat", "dog"] and test_set.labels.tolist() == [0]
+
+
 def test_a_missing_or_broken_image_names_the_file_and_writes_nothing(tmp_path):
     source_dir = tmp_path / "source"
     write_images(source_dir, ["a.jpg"])
@@ -324,6 +357,35 @@ def test_every_method_distils_a_clip_student(trained):
         assert results[method].final["train/attention"] > 0, method
     for result in results.values():
         assert 0 <= result.final["val/mean_recall"] <= 1
+
+
+def test_zero_shot_classifies_the_built_in_scenes_by_object_count_like_a_reference(trained):
+    from amad.evaluation import evaluate_model
+    from amad.models import load_model
+
+    root, params, _ = trained
+    loaded = load_model(root / "models" / "teacher")
+    test_set = TASK.dataset(root / "data", "test", loaded.preprocess, loaded.state)
+    counts = range(params.data.shapes.min_objects, params.data.shapes.max_objects + 1)
+    assert test_set.classes == sorted(f"{count_name(n)} shapes" for n in counts)  # every count occurs
+    for record in test_set.records:  # the class is the object count, which the counting caption states
+        stated = [c.split(":")[0] for c in record.captions if c.endswith(tuple(SHAPES)) and ": " in c]
+        assert all(record.label == count for count in stated), (record.label, record.captions)
+    report = evaluate_model(TASK, loaded.model, test_set, settings=params.evaluate)
+    assert "zero_shot_top1" not in evaluate_model(TASK, loaded.model, test_set)["breakdown"]
+    model = loaded.model.eval()
+    templates = params.evaluate.zero_shot.templates
+    with torch.no_grad():
+        images = torch.stack([model.encode_image(test_set.pixels(i)[None])[0] for i in range(len(test_set.records))])
+        classes = []
+        for name in test_set.classes:
+            prompts = model.encode_text(loaded.preprocess.tokenize([t.replace("{}", name) for t in templates]))
+            classes.append(torch.nn.functional.normalize(prompts, dim=-1).mean(0))
+        scores = torch.nn.functional.normalize(images, dim=-1) @ torch.stack(classes).t()
+    expected = [test_set.classes[i] for i in scores.argmax(1).tolist()]
+    truth = [record.label for record in test_set.records]
+    assert report["breakdown"]["zero_shot_top1"] == pytest.approx(np.mean([a == b for a, b in zip(expected, truth)]))
+    assert report["breakdown"]["zero_shot_classes"] == len(test_set.classes)
 
 
 def test_both_encoders_export_with_parity_and_benchmark_separately(trained):

@@ -57,6 +57,30 @@ def test_csv_groups_captions_by_image_in_order_of_first_appearance(tmp_path):
     ]
 
 
+def test_csv_class_column_labels_each_image_and_must_agree_across_its_rows(tmp_path):
+    text = "filepath\ttitle\tlabel\nb.jpg\ta dog\t dog \na.jpg\ta cat\tcat\nb.jpg\tdog again\tdog\n"
+    path = write(tmp_path / "train.tsv", text)
+    records = read_csv(path, **TSV, class_column="label")
+    assert records == [
+        ImageRecord("b.jpg", "b.jpg", ("a dog", "dog again"), "dog"),
+        ImageRecord("a.jpg", "a.jpg", ("a cat",), "cat"),
+    ]
+    assert read_csv(path, **TSV)[0].label is None  # the column is ignored unless named
+    raises([f"{path}:1: header has no column 'class'"], read_csv, path, **TSV, class_column="class")
+    conflict = write(tmp_path / "c.tsv", text + "a.jpg\tanother\tdog\n")
+    raises(
+        [f"{conflict}:5: image 'a.jpg' has class 'dog' here but 'cat' at {conflict}:3"],
+        read_csv,
+        conflict,
+        **TSV,
+        class_column="label",
+    )
+    empty = write(tmp_path / "e.tsv", "filepath\ttitle\tlabel\na.jpg\tx\t \n")
+    raises([f"{empty}:2: field 'label' is empty"], read_csv, empty, **TSV, class_column="label")
+    with pytest.raises(ValueError, match="columns must differ"):
+        read_csv(path, **TSV, class_column="title")
+
+
 def test_csv_quoted_field_may_hold_the_separator_and_a_newline(tmp_path):
     path = write(
         tmp_path / "train.tsv",
@@ -85,7 +109,7 @@ def test_csv_rejects_a_bad_separator_or_equal_columns(tmp_path):
     path = write(tmp_path / "a.csv", "a,b\nx,y\n")
     with pytest.raises(ValueError, match="single character"):
         read_csv(path, separator="::", image_column="a", caption_column="b")
-    with pytest.raises(ValueError, match="both 'a'"):
+    with pytest.raises(ValueError, match="columns must differ"):
         read_csv(path, separator=",", image_column="a", caption_column="a")
 
 
@@ -386,6 +410,18 @@ def test_records_round_trip_as_utf8_lines(tmp_path):
     )
     assert read_records(path) == records
     assert [p.name for p in path.parent.iterdir()] == ["test.jsonl"]  # no staging file left
+
+
+def test_labels_round_trip_and_a_file_labels_every_image_or_none(tmp_path):
+    records = [ImageRecord("1", "a.jpg", ("x",), "dog"), ImageRecord("2", "b.jpg", ("y",), "cat")]
+    path = tmp_path / "test.jsonl"
+    write_records(path, records)
+    assert path.read_text().splitlines()[1] == '{"id": "2", "image": "b.jpg", "captions": ["y"], "label": "cat"}'
+    assert read_records(path) == records
+    mixed = write(tmp_path / "mixed.jsonl", f"{records[0].to_json()}\n\n{GOOD}\n")
+    raises([f"{mixed}:3: no 'label' where other lines have one"], read_records, mixed)
+    bad = write(tmp_path / "bad.jsonl", '{"id": "a", "image": "a.jpg", "captions": ["x"], "label": 3}\n')
+    raises([f"{bad}:1: field 'label' must be a non-empty string, got integer 3"], read_records, bad)
 
 
 def test_read_records_skips_blank_lines_and_strips_captions(tmp_path):

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from amad import study
+from amad import experiments, study
 
 REAL_RUN = subprocess.run
 
@@ -55,7 +55,7 @@ def vqa_params(monkeypatch):
 
 def test_study_aggregates_seeds_and_restores_params(repo, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(study.subprocess, "run", fake_dvc(calls))
+    monkeypatch.setattr(experiments.subprocess, "run", fake_dvc(calls))
     study.main(["--seeds", "2", "--set", "distill.amad.temperature=0.5"])
     assert calls[1] == ["dvc", "exp", "run", "-S", "distill.seed=1", "-S", "distill.amad.temperature=0.5", "evaluate"]
     result = json.loads(Path("reports/study.json").read_text())
@@ -68,7 +68,7 @@ def test_study_aggregates_seeds_and_restores_params(repo, monkeypatch, capsys):
 
 def test_a_failed_run_still_restores_params_and_an_unstaged_edit_stays_unstaged(repo, monkeypatch):
     Path("params.yaml").write_text("seed: 5\n")  # the user's own uncommitted change
-    monkeypatch.setattr(study.subprocess, "run", fake_dvc([]))
+    monkeypatch.setattr(experiments.subprocess, "run", fake_dvc([]))
     with pytest.raises(subprocess.CalledProcessError):
         study.main(["--seeds", "3"])
     assert Path("params.yaml").read_text() == "seed: 5\n"

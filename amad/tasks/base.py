@@ -76,6 +76,7 @@ class Task:
         name: the registered name (``params.yaml: task``).
         data_config: dataclass of the ``data`` section.
         model_config: dataclass of ``teacher`` and each ``students.<name>``.
+        evaluate_config: dataclass of the ``evaluate`` section (the evaluation's settings).
         attention_groups: names of the attention groups ``distill.attention.modules`` may select.
         primary_metric: the key of the one number that ranks models in ``metrics/eval.json``.
         graph_names: the names :meth:`graphs` returns, in order.
@@ -84,6 +85,7 @@ class Task:
     name: ClassVar[str]
     data_config: ClassVar[type]
     model_config: ClassVar[type]
+    evaluate_config: ClassVar[type]
     attention_groups: ClassVar[tuple[str, ...]]
     primary_metric: ClassVar[str]
     graph_names: ClassVar[tuple[str, ...]] = ("model",)
@@ -174,10 +176,17 @@ class Task:
         return {"model": model}
 
     def evaluate(
-        self, graphs: dict[str, Callable], dataset: Any, *, device: Any = "cpu", batch_size: int = 256
+        self,
+        graphs: dict[str, Callable],
+        dataset: Any,
+        *,
+        settings: Any = None,
+        device: Any = "cpu",
+        batch_size: int = 256,
     ) -> dict:
         """``{primary_metric: value, "breakdown": {...}}`` of a model's graphs (torch modules or
-        exported files, as :meth:`graphs` names them) over ``dataset``."""
+        exported files, as :meth:`graphs` names them) over ``dataset``; ``settings`` (the ``evaluate``
+        section) adds what it asks for to the breakdown, None: the primary metric's evaluation only."""
         raise NotImplementedError
 
     def describe(self, dataset: Any, index: int) -> str:

@@ -14,6 +14,11 @@ from amad.data.shapes import ShapeObject
 NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
+def count_name(count: int) -> str:
+    """``count`` in words up to nine, in digits beyond."""
+    return NUMBERS[count] if count < len(NUMBERS) else str(count)
+
+
 def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
@@ -47,7 +52,7 @@ def scene_captions(objects: tuple[ShapeObject, ...], grid: int, count: int, rng:
 
     def counted() -> str:
         noun = "shape" if len(objects) == 1 else "shapes"
-        return f"{NUMBERS[min(len(objects), 9)]} {noun}: " + _join([_name(o, size=False) for o in shuffled()])
+        return f"{count_name(len(objects))} {noun}: " + _join([_name(o, size=False) for o in shuffled()])
 
     def related() -> str:
         order = shuffled()

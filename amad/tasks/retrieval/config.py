@@ -130,10 +130,16 @@ class CSVConfig:
     separator: str
     image_column: str
     caption_column: str
+    class_column: str | None  # the image's class name on every row (zero-shot classification), or null
 
     def validate(self, key: str) -> None:
         require(len(self.separator) == 1, f"{key}.separator", f"must be one character, got {self.separator!r}")
         require(self.image_column != self.caption_column, f"{key}.caption_column", "must differ from image_column")
+        require(
+            self.class_column not in (self.image_column, self.caption_column),
+            f"{key}.class_column",
+            "must differ from image_column and caption_column",
+        )
 
 
 @dataclass(frozen=True)
@@ -187,3 +193,27 @@ class DataConfig:
         for split in SPLITS:
             name = getattr(self.files, split)
             require((root / name).is_file(), f"{key}.files.{split}", f"no such file: {root / name}")
+
+
+@dataclass(frozen=True)
+class ZeroShotConfig:
+    """Zero-shot classification of the test images whose data names classes (``data.csv.class_column``,
+    or the built-in scenes' object counts): each class is the mean of its prompts' text embeddings."""
+
+    templates: tuple[str, ...]  # prompts with one "{}" for the class name, e.g. "a photo of a {}."
+
+    def validate(self, key: str) -> None:
+        require(len(self.templates) > 0, f"{key}.templates", 'list at least one prompt, e.g. "a photo of a {}."')
+        for index, template in enumerate(self.templates):
+            require(
+                template.count("{}") == 1,
+                f"{key}.templates[{index}]",
+                f'needs exactly one "{{}}" where the class name goes, got {template!r}',
+            )
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """``evaluate``: what the test split is scored on beyond recall."""
+
+    zero_shot: ZeroShotConfig

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from amad.errors import DataError
 from amad.preprocess import Preprocess
 from amad.tasks.retrieval.sources import ImageRecord, read_records
 
@@ -24,13 +25,34 @@ class PairDataset(Dataset):
         split: ``train``, ``val`` or ``test``; or a path to any records file.
         preprocess: the model's preprocessing.
         cache_mib: memory for decoded images; the split is cached only if all of it fits.
+        classes: the class names of the whole data set (``summary.json``); None: the split's own.
+
+    Where the records have labels, ``classes`` lists the class names and ``labels`` ``[images]``
+    each image's class index; otherwise both are None.
     """
 
-    def __init__(self, folder: str | Path, split: str, preprocess: Preprocess, *, cache_mib: int = 2048) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        split: str,
+        preprocess: Preprocess,
+        *,
+        cache_mib: int = 2048,
+        classes: list[str] | None = None,
+    ) -> None:
         path = Path(split) if split.endswith(".jsonl") else Path(folder) / f"{split}.jsonl"
         self.root = path.parent
         self.records: list[ImageRecord] = read_records(path)
         self.preprocess = preprocess
+        self.classes: list[str] | None = None
+        self.labels: torch.Tensor | None = None
+        if self.records[0].label is not None:  # read_records: every record has a label, or none has
+            self.classes = list(classes) if classes is not None else sorted({r.label for r in self.records})
+            index = {name: position for position, name in enumerate(self.classes)}
+            unknown = next((r for r in self.records if r.label not in index), None)
+            if unknown is not None:
+                raise DataError(f"{path}: image {unknown.id!r} has class {unknown.label!r}, not among {self.classes}")
+            self.labels = torch.tensor([index[r.label] for r in self.records], dtype=torch.long)
         self.captions = [caption for record in self.records for caption in record.captions]
         self.image_of_caption = torch.tensor(
             [image for image, record in enumerate(self.records) for _ in record.captions], dtype=torch.long

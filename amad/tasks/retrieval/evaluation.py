@@ -1,8 +1,11 @@
-"""Retrieval recall: image-to-text and text-to-image recall@1/5/10 over a split's images and captions.
+"""Retrieval recall: image-to-text and text-to-image recall@1/5/10 over a split's images and
+captions; and zero-shot classification of the images by prompted class names.
 
 An image counts as found by image-to-text retrieval when *any* of its captions ranks in the top k
 (the CLIP_benchmark convention for several captions per image); a caption's image must rank in the
-top k of all images for text-to-image retrieval.
+top k of all images for text-to-image retrieval. Zero-shot classification follows CLIP: a class's
+embedding is the normalised mean of its prompts' unit embeddings; an image's prediction is the
+class of highest cosine similarity.
 """
 
 from __future__ import annotations
@@ -47,3 +50,16 @@ def recall_report(images: Tensor, captions: Tensor, image_of_caption: Tensor) ->
     recalls = list(breakdown.values())
     breakdown["rsum"] = sum(recalls)
     return {"mean_recall": sum(recalls) / len(recalls), "breakdown": breakdown}
+
+
+def zero_shot_top1(images: Tensor, prompts: Tensor, labels: Tensor) -> float:
+    """Share of images whose most similar class is their own.
+
+    Args:
+        images: unit-length image embeddings ``[I, E]``.
+        prompts: unit-length embeddings of every class's prompts ``[K, T, E]`` (K classes, T templates).
+        labels: ``[I]`` each image's class index.
+    """
+    classes = torch.nn.functional.normalize(prompts.mean(1), dim=-1)  # (K, E)
+    predicted = (images @ classes.t()).argmax(1)
+    return float((predicted == labels).float().mean())

@@ -1,7 +1,11 @@
 """The ``prepare`` stage's work for retrieval: any caption source -> ``data/prepared/``.
 
-Output: ``{train,val,test}.jsonl`` (one image a line with all its captions, image paths relative
-to the folder), ``images/`` and ``summary.json`` (images and captions per split).
+Output: ``{train,val,test}.jsonl`` (one image a line with all its captions and, where the data
+names it, its class; image paths relative to the folder), ``images/`` and ``summary.json`` (images
+and captions per split, and the sorted class names of all splits, or null).
+
+The built-in scenes are classed by their object count ("three shapes"): what a zero-shot prompt
+can name and every caption implies.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from amad.atomic import atomic_dir
 from amad.data.images import check_decodable, link_or_copy
 from amad.data.shapes import ShapesGenerator
 from amad.errors import DataError
-from amad.tasks.retrieval.captions import scene_captions
+from amad.tasks.retrieval.captions import count_name, scene_captions
 from amad.tasks.retrieval.config import SPLITS, DataConfig
 from amad.tasks.retrieval.sources import ImageRecord, read_coco, read_csv, read_karpathy, write_records
 
@@ -42,7 +46,8 @@ def generate_shapes(config: DataConfig, seed: int, out: Path) -> dict[str, list[
             name = f"images/{split}_{index:06d}.png"
             generator.render(objects).save(out / name)
             captions = scene_captions(objects, shapes.grid, shapes.captions, rng)
-            records.append(ImageRecord(f"{split}-{index}", name, tuple(captions)))
+            label = f"{count_name(len(objects))} shape" + ("s" if len(objects) > 1 else "")
+            records.append(ImageRecord(f"{split}-{index}", name, tuple(captions), label))
         splits[split] = records
     return splits
 
@@ -56,7 +61,11 @@ def read_files(config: DataConfig) -> dict[str, list[ImageRecord]]:
         if config.source == "csv":
             csv = config.csv
             records[split] = read_csv(
-                path, separator=csv.separator, image_column=csv.image_column, caption_column=csv.caption_column
+                path,
+                separator=csv.separator,
+                image_column=csv.image_column,
+                caption_column=csv.caption_column,
+                class_column=csv.class_column,
             )
         elif config.source == "coco":
             records[split] = read_coco(path)
@@ -83,9 +92,15 @@ def import_images(records: dict[str, list[ImageRecord]], config: DataConfig, out
             if not (out / relative).exists():
                 check_decodable(source, where)
                 link_or_copy(source, out / relative)
-            rewritten.append(ImageRecord(record.id, relative.as_posix(), record.captions))
+            rewritten.append(ImageRecord(record.id, relative.as_posix(), record.captions, record.label))
         imported[split] = rewritten
     return imported
+
+
+def class_names(splits: dict[str, list[ImageRecord]]) -> list[str] | None:
+    """The sorted class names over all splits; None where the data names no class."""
+    labels = {record.label for records in splits.values() for record in records}
+    return None if labels == {None} else sorted(labels)
 
 
 def prepare(config: DataConfig, seed: int, out: str | Path, check_splits=None, log=None) -> dict:
@@ -104,7 +119,7 @@ def prepare(config: DataConfig, seed: int, out: str | Path, check_splits=None, l
             if check_splits is not None:
                 check_splits({s: sum(len(r.captions) for r in rs) for s, rs in records.items()})
             splits = import_images(records, config, staging)
-        summary = {"splits": {}}
+        summary = {"splits": {}, "classes": class_names(splits)}
         for split, records in splits.items():
             write_records(staging / f"{split}.jsonl", records)
             summary["splits"][split] = {"images": len(records), "captions": sum(len(r.captions) for r in records)}

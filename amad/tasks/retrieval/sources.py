@@ -8,7 +8,10 @@ Four formats are read, each into the same records:
   [{"image_id", "caption"}]}``.
 * Karpathy split JSON (``read_karpathy``): ``dataset_coco.json``, ``dataset_flickr8k.json``,
   ``dataset_flickr30k.json``; ``restval`` counts as ``train``.
-* The prepared JSONL (``read_records`` / ``write_records``): ``{"id", "image", "captions"}`` a line.
+* The prepared JSONL (``read_records`` / ``write_records``): ``{"id", "image", "captions"}`` a line,
+  plus ``"label"`` where the image has a class.
+
+Only the CSV can name an image's class (``class_column``): zero-shot classification needs it.
 
 Image paths are relative to the image folder and never leave it; whether the images exist is the
 caller's check. Captions are stripped of surrounding whitespace and otherwise kept as given
@@ -39,39 +42,49 @@ class ImageRecord:
     """One image and its captions.
 
     ``id`` is unique within a split; ``image`` is a path relative to the image folder; ``captions``
-    holds at least one non-empty caption, in file order, duplicates kept as given.
+    holds at least one non-empty caption, in file order, duplicates kept as given; ``label`` is the
+    image's class name (zero-shot classification), or None.
     """
 
     id: str
     image: str
     captions: tuple[str, ...]
+    label: str | None = None
 
     def to_json(self) -> str:
-        """One line of the prepared format: ``{"id": .., "image": .., "captions": [..]}``."""
-        return json.dumps({"id": self.id, "image": self.image, "captions": list(self.captions)}, ensure_ascii=False)
+        """One line of the prepared format: ``{"id": .., "image": .., "captions": [..]}`` (+ ``"label"``)."""
+        line = {"id": self.id, "image": self.image, "captions": list(self.captions)}
+        if self.label is not None:
+            line["label"] = self.label
+        return json.dumps(line, ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------------------------
 # open_clip CSV
 
 
-def read_csv(path: Path, *, separator: str, image_column: str, caption_column: str) -> list[ImageRecord]:
+def read_csv(
+    path: Path, *, separator: str, image_column: str, caption_column: str, class_column: str | None = None
+) -> list[ImageRecord]:
     """Records from an open_clip CSV: a header row, then one caption a row.
 
     ``separator`` is one character (open_clip's ``--csv-separator`` default is a tab); fields may be
     quoted (``"a, b"``, doubled ``""`` inside) and a quoted field may span lines. Rows with the same
     image path become one record, in order of first appearance, with that path as its id. Blank
-    lines are skipped; other columns are ignored.
+    lines are skipped; other columns are ignored, except ``class_column`` where given: every row
+    then names its image's class (the record's ``label``), the same on every row of one image.
     """
     if len(separator) != 1:
         raise ValueError(f"separator must be a single character, got {separator!r}")
-    if image_column == caption_column:
-        raise ValueError(f"image_column and caption_column are both {image_column!r}")
+    columns = [image_column, caption_column] + ([class_column] if class_column is not None else [])
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"the image, caption and class columns must differ, got {columns}")
     path = Path(path)
     reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter=separator, strict=True)
     header: list[str] | None = None
-    image_index = caption_index = -1
+    image_index = caption_index = class_index = -1
     captions: dict[str, list[str]] = {}
+    labels: dict[str, tuple[str, str]] = {}  # image -> (class, where it was first given)
     start = 1  # first physical line of the row being read
     try:
         for row in reader:
@@ -82,6 +95,8 @@ def read_csv(path: Path, *, separator: str, image_column: str, caption_column: s
                 header = row
                 image_index = _column_index(header, image_column, where, separator)
                 caption_index = _column_index(header, caption_column, where, separator)
+                if class_column is not None:
+                    class_index = _column_index(header, class_column, where, separator)
                 continue
             if len(row) != len(header):
                 raise DataError(
@@ -93,6 +108,13 @@ def read_csv(path: Path, *, separator: str, image_column: str, caption_column: s
             if not caption:
                 raise DataError(f"{where}: field '{caption_column}' is empty")
             captions.setdefault(image, []).append(caption)
+            if class_column is not None:
+                label = row[class_index].strip()
+                if not label:
+                    raise DataError(f"{where}: field '{class_column}' is empty (every row names its image's class)")
+                first, first_where = labels.setdefault(image, (label, where))
+                if label != first:
+                    raise DataError(f"{where}: image {image!r} has class {label!r} here but {first!r} at {first_where}")
     except csv.Error as error:
         raise DataError(f"{path}:{start}: malformed CSV ({error})") from None
     if header is None:
@@ -101,7 +123,10 @@ def read_csv(path: Path, *, separator: str, image_column: str, caption_column: s
         )
     if not captions:
         raise DataError(f"{path}: no rows after the header")
-    return [ImageRecord(image, image, tuple(texts)) for image, texts in captions.items()]
+    return [
+        ImageRecord(image, image, tuple(texts), labels[image][0] if class_column is not None else None)
+        for image, texts in captions.items()
+    ]
 
 
 def _column_index(header: list[str], column: str, where: str, separator: str) -> int:
@@ -254,7 +279,8 @@ def write_records(path: Path, records: list[ImageRecord]) -> None:
 
 
 def read_records(path: Path) -> list[ImageRecord]:
-    """Read the prepared JSONL (see ``write_records``); blank lines are skipped, ids must be unique."""
+    """Read the prepared JSONL (see ``write_records``); blank lines are skipped, ids must be unique,
+    and either every line has a ``label`` or none has."""
     path = Path(path)
     records: list[ImageRecord] = []
     seen: dict[str, int] = {}
@@ -269,6 +295,12 @@ def read_records(path: Path) -> list[ImageRecord]:
         records.append(record)
     if not records:
         raise DataError(f"{path}: no records (the file is empty)")
+    labelled = [record.label is not None for record in records]
+    if any(labelled) and not all(labelled):
+        raise DataError(
+            f"{path}:{seen[records[labelled.index(False)].id]}: no 'label' where other lines have one "
+            "(label every image or none)"
+        )
     return records
 
 
@@ -303,7 +335,10 @@ def _parse_record(line: str, where: str) -> ImageRecord:
         if not caption.strip():
             raise DataError(f"{where}: captions[{position}]: empty caption")
         captions.append(caption.strip())
-    return ImageRecord(data["id"], image, tuple(captions))
+    label = data.get("label")
+    if label is not None and not (isinstance(label, str) and label.strip()):
+        raise DataError(f"{where}: field 'label' must be a non-empty string, got {_json_type(label)} {_show(label)}")
+    return ImageRecord(data["id"], image, tuple(captions), label.strip() if label is not None else None)
 
 
 # ---------------------------------------------------------------------------------------------

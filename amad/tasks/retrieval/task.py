@@ -23,7 +23,7 @@ from amad.hf_text import check_hf_text_tower
 from amad.tasks import TASKS
 from amad.tasks.base import ExportSpec, GroupShape, Task
 from amad.tasks.checks import check_pretrained, check_shared_preprocessing, read_summary
-from amad.tasks.retrieval.config import ATTENTION_GROUPS, DataConfig, ModelConfig
+from amad.tasks.retrieval.config import ATTENTION_GROUPS, DataConfig, EvaluateConfig, ModelConfig
 
 
 def check_checkpoint(config: ModelConfig, key: str) -> None:
@@ -53,6 +53,7 @@ def check_checkpoint(config: ModelConfig, key: str) -> None:
 @TASKS.register("retrieval")
 class RetrievalTask(Task):
     data_config = DataConfig
+    evaluate_config = EvaluateConfig
     model_config = ModelConfig
     attention_groups = ATTENTION_GROUPS
     primary_metric = "mean_recall"
@@ -127,7 +128,7 @@ class RetrievalTask(Task):
     def dataset(self, data_dir: Path, split: str, preprocess: Any, state: dict) -> Any:
         from amad.tasks.retrieval.dataset import PairDataset
 
-        return PairDataset(data_dir, split, preprocess)
+        return PairDataset(data_dir, split, preprocess, classes=self._summary(data_dir).get("classes"))
 
     # -- models -----------------------------------------------------------------------------
     def preprocess(self, config: ModelConfig) -> Any:
@@ -179,18 +180,36 @@ class RetrievalTask(Task):
         return {"image": ImageEncoder(model), "text": TextEncoder(model)}
 
     def evaluate(
-        self, graphs: dict[str, Callable], dataset: Any, *, device: Any = "cpu", batch_size: int = 256
+        self,
+        graphs: dict[str, Callable],
+        dataset: Any,
+        *,
+        settings: EvaluateConfig | None = None,
+        device: Any = "cpu",
+        batch_size: int = 256,
     ) -> dict:
+        """Recall both ways; with ``settings``, zero-shot top-1 where the images have classes
+        (``breakdown.zero_shot_top1`` over the split's images, ``zero_shot_classes`` candidates)."""
         from amad.evaluation import predict_outputs
         from amad.tasks.retrieval.dataset import CaptionDataset, ImageDataset
-        from amad.tasks.retrieval.evaluation import recall_report
+        from amad.tasks.retrieval.evaluation import recall_report, zero_shot_top1
 
         def run(graph: str, items: Any, key: str):
             return predict_outputs(graphs[graph], items, lambda b: (b[key],), device=device, batch_size=batch_size)
 
         images = run("image", ImageDataset(dataset), "pixels")
         captions = run("text", CaptionDataset(dataset), "tokens")
-        return recall_report(images, captions, dataset.image_of_caption)
+        report = recall_report(images, captions, dataset.image_of_caption)
+        if settings is not None and dataset.labels is not None:
+            templates = settings.zero_shot.templates
+            prompts = [template.replace("{}", name) for name in dataset.classes for template in templates]
+            tokens = dataset.preprocess.tokenize(prompts)
+            prompt_embeddings = run("text", [{"tokens": row} for row in tokens], "tokens")
+            report["breakdown"]["zero_shot_top1"] = zero_shot_top1(
+                images, prompt_embeddings.view(len(dataset.classes), len(templates), -1), dataset.labels
+            )
+            report["breakdown"]["zero_shot_classes"] = len(dataset.classes)
+        return report
 
     def describe(self, dataset: Any, index: int) -> str:
         image = int(dataset.image_of_caption[index])

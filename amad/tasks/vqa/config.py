@@ -155,3 +155,9 @@ class DataConfig:
         require_choice(self.source, DATA_SOURCES, f"{key}.source")
         require(Path(self.path).is_dir(), f"{key}.path", f"no such folder: {self.path}")
         require(self.max_answers >= 2, f"{key}.max_answers", f"must be >= 2, got {self.max_answers}")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """``evaluate``: VQA has no evaluation settings (``evaluate: {}``): accuracy and its per-family
+    breakdown are always computed."""

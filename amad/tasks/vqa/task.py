@@ -22,7 +22,7 @@ from amad.hf_text import check_hf_text_tower
 from amad.tasks import TASKS
 from amad.tasks.base import ExportSpec, GroupShape, Task
 from amad.tasks.checks import check_pretrained, check_shared_preprocessing, read_summary
-from amad.tasks.vqa.config import ATTENTION_GROUPS, DataConfig, ModelConfig, VisionConfig
+from amad.tasks.vqa.config import ATTENTION_GROUPS, DataConfig, EvaluateConfig, ModelConfig, VisionConfig
 
 SUMMARY = "answers.json"  # the prepared folder's vocabulary and split summary
 
@@ -65,6 +65,7 @@ def check_timm_weights(vision: VisionConfig, key: str) -> None:
 @TASKS.register("vqa")
 class VQATask(Task):
     data_config = DataConfig
+    evaluate_config = EvaluateConfig
     model_config = ModelConfig
     attention_groups = ATTENTION_GROUPS
     primary_metric = "accuracy"
@@ -153,7 +154,13 @@ class VQATask(Task):
 
     # -- evaluation and export ----------------------------------------------------------------
     def evaluate(
-        self, graphs: dict[str, Callable], dataset: Any, *, device: Any = "cpu", batch_size: int = 256
+        self,
+        graphs: dict[str, Callable],
+        dataset: Any,
+        *,
+        settings: Any = None,
+        device: Any = "cpu",
+        batch_size: int = 256,
     ) -> dict:
         from amad.evaluation import predict_outputs
         from amad.tasks.vqa.evaluation import accuracy_report
