@@ -27,6 +27,7 @@ from amad.losses.maps import (
     zero_masked_rows,
 )
 from amad.losses.mixture_kl import mixture_kl
+from amad.losses.token_kl import token_mixture_kl
 
 VARIANTS = ("kl", "mse", "token", "projection")
 MAX_PROJECTION_FEATURES = 4096  # q * k of the largest map the projection variant accepts
@@ -201,6 +202,9 @@ def amad_loss_and_weights(
         return mixture_kl(teacher, student, weights, row_weights), weights
 
     if variant == "token":
+        if not teacher.requires_grad and not (isinstance(temperature, Tensor) and temperature.requires_grad):
+            row_weights = None if query_mask is None else row_mean_weights(query_mask, teacher.dtype)
+            return token_mixture_kl(teacher, student, float(temperature), row_weights)
         row_weights = token_alignment_weights(teacher, student, temperature=temperature)  # (B, q, Ht, Hs)
         mixture = torch.einsum("bqhj,bjqk->bhqk", row_weights, student)  # (B, Ht, q, k)
         per_item = masked_row_mean(row_kl(teacher, mixture), query_mask)

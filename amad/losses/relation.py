@@ -13,35 +13,36 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from amad.losses.maps import check_reduction, loss_dtype, masked_row_mean, reduce, row_kl
+from amad.losses.maps import check_reduction, loss_dtype, masked_row_mean, reduce, row_kl, row_mean_weights
 
 RELATIONS = ("qq", "kk", "vv")
 
 
-def relation_heads(per_head: Tensor, num_relation_heads: int) -> Tensor:
-    """``[B, H, L, d]`` -> ``[B, R, L, H*d/R]``: concatenate heads, re-split into ``R`` heads."""
-    batch, heads, length, head_dim = per_head.shape
-    width = heads * head_dim
-    if width % num_relation_heads:
+def _check_divides(per_head: Tensor, num_relation_heads: int) -> None:
+    heads, head_dim = per_head.shape[1], per_head.shape[-1]
+    if (heads * head_dim) % num_relation_heads:
         raise ValueError(
-            f"num_relation_heads={num_relation_heads} must divide the attention width {width} "
+            f"num_relation_heads={num_relation_heads} must divide the attention width {heads * head_dim} "
             f"({heads} heads x {head_dim})"
         )
+
+
+def relation_heads(per_head: Tensor, num_relation_heads: int) -> Tensor:
+    """``[B, H, L, d]`` -> ``[B, R, L, H*d/R]``: concatenate heads, re-split into ``R`` heads."""
+    _check_divides(per_head, num_relation_heads)
+    batch, heads, length, head_dim = per_head.shape
+    width = heads * head_dim
     joined = per_head.transpose(1, 2).reshape(batch, length, width)  # (B, L, H*d)
     return joined.view(batch, length, num_relation_heads, width // num_relation_heads).transpose(1, 2)
 
 
-def relation_scores(
-    vectors: Tensor, num_relation_heads: int, key_mask: Tensor | None = None, *, finite_mask: bool = False
-) -> Tensor:
-    """Relation logits ``X X^T / sqrt(d_r)`` ``[B, R, L, L]``; masked keys get ``-inf``, or with
-    ``finite_mask`` a quarter of the dtype's lowest value (their probability is still exactly 0)."""
+def relation_scores(vectors: Tensor, num_relation_heads: int, key_mask: Tensor | None = None) -> Tensor:
+    """Relation logits ``X X^T / sqrt(d_r)`` ``[B, R, L, L]``; masked keys get ``-inf``."""
     split = relation_heads(vectors, num_relation_heads)  # (B, R, L, d_r)
     split = split * split.shape[-1] ** -0.25  # scale the small factor, not the (L, L) product
     scores = split @ split.transpose(-2, -1)  # (B, R, L, L)
     if key_mask is not None:
-        masked = torch.finfo(scores.dtype).min / 4 if finite_mask else float("-inf")
-        scores = scores.masked_fill(~key_mask[:, None, None, :], masked)
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
     return scores
 
 
@@ -50,42 +51,118 @@ def self_relation(vectors: Tensor, num_relation_heads: int, key_mask: Tensor | N
     return torch.softmax(relation_scores(vectors, num_relation_heads, key_mask), dim=-1)
 
 
-class _RowKLToScores(torch.autograd.Function):
-    """Row-wise ``KL(t || softmax(z))`` from a fixed ``log t`` and student logits ``z``.
+CHUNK_ELEMENTS = 1 << 18
+"""Relation-map elements (``slices x L x L``) handled at a time by the fused KL: a few such chunks
+stay in the CPU's cache while they are exponentiated, compared and reduced."""
 
-    The gradient with respect to ``z`` is ``(softmax(z) - t) * grad`` (rows of ``t`` sum to 1): one
-    elementwise pass instead of autograd's chain through softmax, division and log.
+
+class _FusedRelationKL(torch.autograd.Function):
+    """Mean over query rows of ``KL(softmax(T T^T)[row] || softmax(S S^T)[row])`` per relation head,
+    for ``[N, L, d]`` heads (``N`` = batch x relation heads) and a teacher that is not differentiated.
+
+    The relations are built, normalised and compared a cache-sized chunk of heads at a time,
+    instead of as whole ``[N, L, L]`` tensors passed a dozen times through memory, and nothing of
+    that size is kept: the loss of head ``n`` is ``sum_r w_r KL_r`` (``w``: the row weights of the
+    masked mean), so its gradient ``(diag(w) P + P^T diag(w)) S / sqrt(d)`` with ``P = s - t`` (the
+    student's and the teacher's relations) is formed in the forward, while ``P`` is in cache, and the backward only
+    scales it by each head's incoming gradient.
     """
 
     @staticmethod
-    def forward(ctx: Any, teacher_log: Tensor, student_scores: Tensor) -> Tensor:
-        student_log = torch.log_softmax(student_scores, dim=-1)  # (..., k)
-        teacher = teacher_log.exp()
-        ctx.save_for_backward(teacher, student_log)
-        return torch.linalg.vecdot(teacher_log - student_log, teacher)  # (...)
+    def forward(ctx: Any, teacher: Tensor, student: Tensor, mask: Tensor | None) -> Tensor:
+        heads, length, _ = student.shape
+        if mask is None:
+            row_weights = student.new_full((heads, length), 1.0 / length)
+        else:
+            row_weights = row_mean_weights(mask, student.dtype)  # (N, L)
+        per_head = student.new_empty(heads)  # (N,)
+        gradient = torch.empty_like(student) if ctx.needs_input_grad[1] else None  # (N, L, d)
+        masked = torch.finfo(student.dtype).min / 4  # finite: 0 * (log t - log s) stays 0 at masked keys
+        for rows in _chunks(heads, length):
+            key_mask = None if mask is None else mask[rows]
+            teacher_logits, teacher_probs, teacher_lse = _relation(teacher[rows], key_mask, masked)  # (n, L, L)
+            student_logits, student_probs, student_lse = _relation(student[rows], key_mask, masked)
+            # KL(t || s) per row = sum_k t_k (y_k - z_k) - lse(y) + lse(z)   (y, z: teacher, student logits)
+            per_row = _row_dot(teacher_logits.sub_(student_logits), teacher_probs)  # (n, L)
+            per_head[rows] = torch.linalg.vecdot(per_row.sub_(teacher_lse).add_(student_lse), row_weights[rows])
+            if gradient is not None:
+                # d/dS of sum_r w_r KL_r = (M + M^T) S with M = diag(w) P, P = s - t
+                weighted = student_probs.sub_(teacher_probs).mul_(row_weights[rows, :, None])
+                torch.bmm(weighted.add(weighted.transpose(1, 2)), student[rows], out=gradient[rows])
+        if gradient is not None:
+            gradient.mul_(student.shape[-1] ** -0.5)
+        ctx.save_for_backward(gradient)
+        return per_head
 
     @staticmethod
-    def backward(ctx: Any, grad_rows: Tensor) -> tuple[None, Tensor]:
-        teacher, student_log = ctx.saved_tensors
-        grad = student_log.exp().sub_(teacher)  # softmax(z) - t
-        return None, grad.mul_(grad_rows[..., None])
+    def backward(ctx: Any, grad_heads: Tensor) -> tuple[None, Tensor, None]:
+        (gradient,) = ctx.saved_tensors
+        return None, gradient * grad_heads[:, None, None], None
 
 
-def relation_kl(teacher: Tensor, student: Tensor, num_relation_heads: int, key_mask: Tensor | None) -> Tensor:
-    """Row-wise ``KL(teacher relation || student relation)`` ``[B, R, L]`` of one of q, k or v.
+def _row_dot(first: Tensor, second: Tensor) -> Tensor:
+    """``(first * second).sum(-1)`` of ``[n, L, k]`` tensors as batched dot products (no product tensor)."""
+    n, length, keys = first.shape
+    return torch.bmm(first.reshape(n * length, 1, keys), second.reshape(n * length, keys, 1)).view(n, length)
+
+
+def _chunks(heads: int, length: int) -> list[slice]:
+    step = max(1, CHUNK_ELEMENTS // (length * length))
+    return [slice(start, start + step) for start in range(0, heads, step)]
+
+
+def _relation(vectors: Tensor, key_mask: Tensor | None, masked: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Logits ``X X^T / sqrt(d)`` ``[n, L, L]`` of ``[n, L, d]`` heads (masked keys: the finite ``masked``),
+    their row softmax and its log-normaliser ``[n, L]``."""
+    logits = torch.bmm(vectors, vectors.transpose(1, 2)).mul_(vectors.shape[-1] ** -0.5)  # (n, L, L)
+    if key_mask is not None:
+        logits.masked_fill_(~key_mask[:, None, :], masked)
+    probs = torch.softmax(logits, dim=-1)
+    # lse = y_max - log p_max: exact, and stable since p_max >= 1/L
+    log_normaliser = logits.amax(-1).sub_(probs.amax(-1).log_())
+    return logits, probs, log_normaliser
+
+
+def _relation_layout(per_head: Tensor, num_relation_heads: int) -> Tensor:
+    """:func:`relation_heads` as one contiguous ``[B*R, L, d_r]`` tensor, copied in one pass where the
+    relation heads split or group the attention heads evenly (two passes otherwise)."""
+    batch, heads, length, head_dim = per_head.shape
+    relation_dim = heads * head_dim // num_relation_heads
+    if num_relation_heads % heads == 0:  # each attention head splits into R/H relation heads
+        split = num_relation_heads // heads
+        view = per_head.reshape(batch, heads, length, split, relation_dim).transpose(2, 3)
+    elif heads % num_relation_heads == 0:  # each relation head joins H/R attention heads
+        group = heads // num_relation_heads
+        view = per_head.reshape(batch, num_relation_heads, group, length, head_dim).transpose(2, 3)
+    else:
+        view = relation_heads(per_head, num_relation_heads)
+    return view.reshape(batch * num_relation_heads, length, relation_dim)
+
+
+def relation_kl(teacher: Tensor, student: Tensor, num_relation_heads: int, mask: Tensor | None) -> Tensor:
+    """Mean over ``mask``'s rows of the row-wise ``KL(teacher relation || student relation)``
+    ``[B, R]`` of one of q, k or v (``mask`` also hides those keys).
 
     With a teacher that needs no gradient (the usual frozen teacher) the divergence comes from the
-    log-probabilities directly, with a hand-written backward; otherwise through plain autograd and
-    :func:`row_kl` (whose floor on student probabilities, ``sqrt(tiny)``, makes the two differ only
-    where a student probability underflows it).
+    log-probabilities directly, chunk by chunk, with the gradient formed on the way
+    (:class:`_FusedRelationKL`); otherwise through plain autograd and :func:`row_kl` (whose floor
+    on student probabilities, ``sqrt(tiny)``, makes the two differ only where a student
+    probability underflows it).
     """
     if teacher.requires_grad:
-        return row_kl(
-            self_relation(teacher, num_relation_heads, key_mask), self_relation(student, num_relation_heads, key_mask)
+        per_row = row_kl(
+            self_relation(teacher, num_relation_heads, mask), self_relation(student, num_relation_heads, mask)
         )
-    # finite floors for masked keys: 0 * (log t - log s) is then 0 there, not 0 * nan
-    teacher_log = torch.log_softmax(relation_scores(teacher, num_relation_heads, key_mask, finite_mask=True), dim=-1)
-    return _RowKLToScores.apply(teacher_log, relation_scores(student, num_relation_heads, key_mask, finite_mask=True))
+        return masked_row_mean(per_row, mask)
+    batch, relations = student.shape[0], num_relation_heads
+    _check_divides(teacher, relations)
+    _check_divides(student, relations)
+    mask = None if mask is None else mask.repeat_interleave(relations, dim=0)  # (B*R, L)
+    with torch.autocast(student.device.type, enabled=False):  # in the loss dtype, as the other path
+        per_head = _FusedRelationKL.apply(
+            _relation_layout(teacher, num_relation_heads), _relation_layout(student, num_relation_heads), mask
+        )
+    return per_head.view(batch, relations)
 
 
 def relation_loss(
@@ -120,7 +197,6 @@ def relation_loss(
     for relation in relations:
         index = "qkv".index(relation[0])
         mask = query_mask if relation == "qq" else key_mask
-        per_row = relation_kl(teacher_qkv[index].to(dtype), student_qkv[index].to(dtype), num_relation_heads, mask)
-        per_item = masked_row_mean(per_row, mask)  # (B, R)
+        per_item = relation_kl(teacher_qkv[index].to(dtype), student_qkv[index].to(dtype), num_relation_heads, mask)
         total = per_item if total is None else total + per_item
     return reduce(total, reduction)

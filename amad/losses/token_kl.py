@@ -1,0 +1,118 @@
+"""AMAD's ``token`` variant (Eq. 12) with a hand-written backward, one sample at a time.
+
+Per query row ``r`` the alignment weights are ``a_rij = softmax_j(cos(T_i[r], S_j[r]) / tau)`` and
+the loss ``sum_r w_r KL(T_i[r] || sum_j a_rij S_j[r])``. With plain autograd this takes about
+twenty passes over whole ``[B, H, q, k]`` tensors (einsum copies, divisions, ``where``s of the
+clamps, their backward twins). Here each sample's maps (a couple of MiB) are handled while they
+are in cache, as batched matrix products over its query rows, and nothing of that size is kept
+for the backward, which recomputes the sample's forward and applies::
+
+    dL/dM_i   = -g_i w_r T_i / M_i                      (M: the mixture, g: incoming gradient)
+    dL/da_ij  = <dL/dM_i, S_j>
+    dL/dc_ij  = a_ij (dL/da_ij - sum_j' a_ij' dL/da_ij') / tau
+    dL/dS_j   = sum_i a_ij dL/dM_i + sum_i dL/dc_ij (T_i / D_ij - [D_ij unclamped] c_ij S_j / |S_j|^2)
+
+with ``c_ij = <T_i, S_j> / D_ij`` and ``D_ij = max(|T_i| |S_j|, eps)``. The teacher is not
+differentiated, nor is the temperature: callers use plain autograd when either needs a gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from amad.losses.maps import log_floor
+
+NORM_EPS = 1e-12
+
+
+def _alignment(teacher: Tensor, student: Tensor, temperature: float) -> dict[str, Tensor]:
+    """One sample's per-row alignment: ``teacher [Ht, q, k]``, ``student [Hs, q, k]`` -> row-major
+    ``[q, Ht, Hs]`` cosines, clamped denominators and weights (small tensors)."""
+    teacher_norm = torch.linalg.vector_norm(teacher, dim=-1).t()  # (q, Ht)
+    student_norm = torch.linalg.vector_norm(student, dim=-1).t()  # (q, Hs)
+    dots = torch.bmm(teacher.transpose(0, 1), student.permute(1, 2, 0))  # (q, Ht, Hs)
+    products = teacher_norm[:, :, None] * student_norm[:, None, :]
+    denominator = products.clamp_min(NORM_EPS)
+    cosines = dots / denominator
+    return {
+        "student_norm": student_norm,
+        "denominator": denominator,
+        "unclamped": products >= NORM_EPS,
+        "cosines": cosines,
+        "weights": torch.softmax(cosines / temperature, dim=-1),
+    }
+
+
+def _ratio(teacher: Tensor, student: Tensor, weights: Tensor) -> Tensor:
+    """``floor + T / M`` ``[q, Ht, k]`` with the mixture ``M_i = sum_j a_ij S_j`` (as in mixture_kl:
+    its log is finite where ``T == 0``), written in the mixture's memory."""
+    mixture = torch.bmm(weights, student.transpose(0, 1))  # (q, Ht, k)
+    floor = log_floor(teacher.dtype)
+    return torch.addcdiv(mixture.new_tensor(floor), teacher.transpose(0, 1), mixture.clamp_min_(floor), out=mixture)
+
+
+class _TokenMixtureKL(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any, teacher: Tensor, student: Tensor, row_weights: Tensor, temperature: float
+    ) -> tuple[Tensor, Tensor]:
+        batch, teacher_heads = teacher.shape[:2]
+        per_item = teacher.new_empty(batch, teacher_heads)
+        mean_weights = teacher.new_empty(batch, teacher_heads, student.shape[1])
+        alignments = []
+        for item in range(batch):
+            alignment = _alignment(teacher[item], student[item], temperature)
+            ratio = _ratio(teacher[item], student[item], alignment["weights"])
+            per_row = torch.linalg.vecdot(ratio.log_(), teacher[item].transpose(0, 1))  # (q, Ht)
+            per_item[item] = row_weights[item] @ per_row
+            mean_weights[item] = torch.einsum("qij,q->ij", alignment["weights"], row_weights[item])
+            alignments.append(alignment)
+        ctx.save_for_backward(teacher, student, row_weights)
+        ctx.alignments = alignments  # small: [q, Ht, Hs] per sample
+        ctx.temperature = temperature
+        ctx.mark_non_differentiable(mean_weights)
+        return per_item, mean_weights
+
+    @staticmethod
+    def backward(ctx: Any, grad_items: Tensor, _grad_weights: Tensor) -> tuple[None, Tensor, None, None]:
+        teacher, student, row_weights = ctx.saved_tensors
+        grad_student = torch.empty_like(student)
+        for item, alignment in enumerate(ctx.alignments):
+            weights, rows_s = alignment["weights"], student[item].transpose(0, 1)  # (q, Ht, Hs), (q, Hs, k)
+            scale = row_weights[item][:, None, None] * grad_items[item][None, :, None]  # (q, Ht, 1)
+            # -g w T / M, in the ratio's memory
+            grad_mixture = _ratio(teacher[item], student[item], weights).mul_(scale.neg())  # (q, Ht, k)
+            grad_weights = torch.bmm(grad_mixture, rows_s.transpose(1, 2))  # (q, Ht, Hs)
+            grad_cosines = weights * (grad_weights - (weights * grad_weights).sum(-1, keepdim=True)) / ctx.temperature
+            # through the mixture, and through the cosines' numerators
+            grad_rows = torch.bmm(weights.transpose(1, 2), grad_mixture)  # (q, Hs, k)
+            grad_rows += torch.bmm(
+                (grad_cosines / alignment["denominator"]).transpose(1, 2), teacher[item].transpose(0, 1)
+            )
+            # through the student norms in the cosines' denominators (where they are not clamped)
+            norm_term = (grad_cosines * alignment["cosines"] * alignment["unclamped"]).sum(1)  # (q, Hs)
+            grad_rows -= rows_s * (norm_term / alignment["student_norm"].square().clamp_min(NORM_EPS))[:, :, None]
+            grad_student[item] = grad_rows.transpose(0, 1)
+        return None, grad_student, None, None
+
+
+def token_mixture_kl(
+    teacher: Tensor, student: Tensor, temperature: float, row_weights: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """The ``token`` variant's loss ``[B, Ht]`` and its alignment weights averaged over the weighted
+    rows ``[B, Ht, Hs]`` (not differentiable).
+
+    Args:
+        teacher: ``[B, Ht, q, k]`` probabilities; must not require gradients.
+        student: ``[B, Hs, q, k]`` probabilities.
+        temperature: the alignment softmax temperature (a float).
+        row_weights: ``[B, q]`` weight of each query row (``mask / valid_rows``); None: ``1 / q``.
+    """
+    if teacher.requires_grad:
+        raise ValueError("token_mixture_kl does not differentiate the teacher; detach it or use plain autograd")
+    if row_weights is None:
+        row_weights = teacher.new_full((teacher.shape[0], teacher.shape[2]), 1.0 / teacher.shape[2])
+    return _TokenMixtureKL.apply(teacher, student, row_weights.to(teacher.dtype), float(temperature))
