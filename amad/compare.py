@@ -14,7 +14,8 @@ then test scores over several seeds.
    (``dvc repro`` first; the latency depends on the shape, not the method).
 
 Every run is a DVC experiment (``dvc exp show``); ``params.yaml`` is put back as it was.
-Writes ``reports/compare.json`` and ``reports/compare.md``::
+Writes ``studies/compare.json`` and ``studies/compare.md`` (outside ``reports/``, which the
+``report`` stage owns)::
 
     python -m amad.compare --seeds 3 [--weights 0.1,0.3,1,3] [--temperatures 0.25,1,4]
         [--set distill.init.strategy=inherit ...]
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=_numbers, default=[0.1, 0.3, 1.0, 3.0], help="attention-loss weights")
     parser.add_argument("--temperatures", type=_numbers, default=[0.25, 1.0, 4.0], help="AMAD temperatures")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra params override")
-    parser.add_argument("--out", default="reports/compare")
+    parser.add_argument("--out", default="studies/compare")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         sys.exit("error: --seeds must be >= 1")

@@ -6,7 +6,7 @@ the teacher stay fixed, only student initialisation and data order change), read
 
 ``params.yaml`` is put back as the study found it (:func:`amad.experiments.params_restored`).
 
-    python -m amad.study --seeds 3 [--set distill.amad.temperature=0.25] [--out reports/study.json]
+    python -m amad.study --seeds 3 [--set distill.amad.temperature=0.25] [--out studies/study.json]
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra params override")
-    parser.add_argument("--out", default="reports/study.json")
+    parser.add_argument("--out", default="studies/study.json")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         sys.exit("error: --seeds must be >= 1")

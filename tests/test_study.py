@@ -58,7 +58,7 @@ def test_study_aggregates_seeds_and_restores_params(repo, monkeypatch, capsys):
     monkeypatch.setattr(experiments.subprocess, "run", fake_dvc(calls))
     study.main(["--seeds", "2", "--set", "distill.amad.temperature=0.5"])
     assert calls[1] == ["dvc", "exp", "run", "-S", "distill.seed=1", "-S", "distill.amad.temperature=0.5", "evaluate"]
-    result = json.loads(Path("reports/study.json").read_text())
+    result = json.loads(Path("studies/study.json").read_text())
     assert result["accuracy"]["h2-amad"]["mean"] == pytest.approx(0.55)
     assert result["accuracy"]["h2-amad"]["runs"] == pytest.approx([0.5, 0.6])
     assert Path("params.yaml").read_text() == "seed: 0\n"
