@@ -1,12 +1,15 @@
-"""The ``report`` stage's work: one comparison table and the pictures behind it.
+"""The ``report`` stage's work: a table a person reads at a glance, and the pictures behind it.
 
-* ``reports/summary.md``: per model heads, params, GFLOPs, accuracy (torch / ONNX / int8), p50
-  latency per backend and batch size, speed-up and accuracy change vs the teacher, and the best
-  student for the accuracy / latency trade-off.
-* ``reports/accuracy_latency.json``: scatter data (DVC plot).
-* ``reports/alignment/<model>/<layer>.png``: AMAD alignment weights, teacher head x student head,
-  averaged over the validation set.
-* ``reports/attention/<model>/<layer>.png``: teacher vs student attention maps for one validation sample.
+* ``reports/summary.md``: first per model heads, params, the primary metric, its gap to the
+  teacher, ONNX Runtime batch-1 latency, speed-up and the int8 file's metric; then the full
+  latency matrix (every backend x batch size) and GFLOPs.
+* ``reports/accuracy_latency.json`` (DVC scatter plot) and ``reports/accuracy_latency.png``
+  (the Pareto front marked).
+* ``reports/alignment/<model>.png``: AMAD alignment weights of every distilled layer.
+* ``reports/attention/<model>/<layer>.png``: teacher vs student attention of each distilled layer
+  pair for a few validation samples (named in ``samples.txt``).
+
+The pictures are drawn by :mod:`amad.figures`.
 """
 
 from __future__ import annotations
@@ -16,108 +19,89 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
 from amad.attention import capture_attention
+from amad.figures import alignment_figure, attention_figure, save, tradeoff_figure
 from amad.models import load_model
 from amad.models.io import read_model_spec
 
-CELL = 24  # pixels per heat-map cell
-
-
-def heat_map(values: np.ndarray, *, row_label: str, col_label: str, title: str, cell: int = CELL) -> Image.Image:
-    """A labelled white-to-red heat map; the colour spans the array's own [min, max], printed on it."""
-    rows, cols = values.shape
-    margin_left, margin_top = 40, 36
-    low, high = float(values.min()), float(values.max())
-    image = Image.new("RGB", (max(margin_left + cols * cell + 8, 200), margin_top + rows * cell + 34), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((4, 2), title, fill="black")
-    draw.text((2, margin_top + rows * cell + 18), f"white {low:.3g} .. red {high:.3g}", fill="black")
-    draw.text((margin_left, 16), f"{col_label} ->", fill="black")
-    draw.text((2, margin_top + rows * cell + 4), f"{row_label} (rows)", fill="black")
-    span = (high - low) or 1.0
-    for r in range(rows):
-        draw.text((4, margin_top + r * cell + cell // 3), str(r), fill="black")
-        for c in range(cols):
-            level = (float(values[r, c]) - low) / span
-            color = (255, int(255 * (1 - level)), int(255 * (1 - level)))
-            box = (
-                margin_left + c * cell,
-                margin_top + r * cell,
-                margin_left + (c + 1) * cell - 1,
-                margin_top + (r + 1) * cell - 1,
-            )
-            draw.rectangle(box, fill=color, outline=(200, 200, 200))
-    return image
-
-
-def side_by_side(images: list[Image.Image]) -> Image.Image:
-    width = sum(i.width for i in images) + 8 * (len(images) - 1)
-    canvas = Image.new("RGB", (width, max(i.height for i in images)), "white")
-    x = 0
-    for image in images:
-        canvas.paste(image, (x, 0))
-        x += image.width + 8
-    return canvas
+SAMPLES = (0.0, 0.5)  # where in the validation split the attention pictures' samples are (spread over images)
 
 
 def _safe(name: str) -> str:
     return name.replace(".", "_")
 
 
-def alignment_pictures(artefact: Path, out: Path) -> list[Path]:
-    """One heat map per distilled layer from an alignment artefact (teacher head x student head)."""
-    written = []
-    model_dir = artefact.parent
-    for layer, weights in load_file(artefact).items():
-        path = out / f"{_safe(layer)}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        heat_map(
-            weights.numpy(), row_label="teacher head", col_label="student head", title=f"{model_dir.name} {layer}"
-        ).save(path)
-        written.append(path)
-    return written
+def alignment_pictures(artefact: Path, out: Path) -> Path:
+    """``out`` (a PNG): the alignment weights of every layer in an alignment artefact."""
+    layers = {layer: weights.float().numpy() for layer, weights in load_file(artefact).items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save(alignment_figure(artefact.parent.name, layers), out)
+    return out
 
 
-def attention_pictures(teacher_dir: Path, student_dir: Path, data_dir: Path, out: Path, sample: int = 0) -> list[Path]:
-    """Teacher vs student head maps of each distilled layer for one validation sample (rows: its real
-    query tokens, columns: its real key tokens)."""
+def _image(batch: dict, preprocess) -> np.ndarray | None:
+    """The batch's first image as ``[H, W, 3]`` in [0, 1] (normalisation undone), if it has one."""
+    if "pixels" not in batch:
+        return None
+    pixels = batch["pixels"][0].float().numpy().transpose(1, 2, 0)
+    return np.clip(pixels * np.asarray(preprocess.std) + np.asarray(preprocess.mean), 0, 1)
+
+
+def attention_pictures(
+    teacher_dir: Path, student_dir: Path, data_dir: Path, out: Path, spread: tuple[float, ...] = SAMPLES
+) -> list[Path]:
+    """One picture per distilled layer pair: teacher vs student heads on the validation samples at
+    the ``spread`` fractions of the split (query rows and key columns: the sample's real tokens)."""
     teacher, student = load_model(teacher_dir), load_model(student_dir)
     task = student.task
     group_of = {m: g for g, modules in task.module_groups(student.model).items() for m in modules}
     pairs = [(t, s, group_of[s]) for t, s, *_ in student.extra.get("layer_pairs", [])]  # older folders: no group
     dataset = task.dataset(data_dir, "val", student.preprocess, student.state)
-    batch = torch.utils.data.default_collate([dataset[sample]])
-    inputs = task.model_inputs(batch)
-    with (
-        torch.no_grad(),
-        capture_attention(teacher.model, [t for t, _, _ in pairs]) as t_cap,
-        capture_attention(student.model, [s for _, s, _ in pairs]) as s_cap,
-    ):
-        teacher.model(*inputs)
-        student.model(*inputs)
+    samples = tuple(dict.fromkeys(round(f * (len(dataset) - 1)) for f in spread))
+    drawn: dict[str, list] = {s: [] for _, s, _ in pairs}
+    for sample in samples:
+        batch = torch.utils.data.default_collate([dataset[sample]])
+        inputs = task.model_inputs(batch)
+        with (
+            torch.no_grad(),
+            capture_attention(teacher.model, [t for t, _, _ in pairs]) as t_cap,
+            capture_attention(student.model, [s for _, s, _ in pairs]) as s_cap,
+        ):
+            teacher.model(*inputs)
+            student.model(*inputs)
+        image = _image(batch, student.preprocess)
+        for teacher_layer, student_layer, group in pairs:
+            query_mask, key_mask = task.attention_masks(group, batch)
+            maps = []
+            for capture, layer in ((t_cap, teacher_layer), (s_cap, student_layer)):
+                probs = capture.probs(layer)[0]  # (H, q, k)
+                if query_mask is not None:
+                    probs = probs[:, query_mask[0]]
+                if key_mask is not None:
+                    probs = probs[:, :, key_mask[0]]
+                maps.append(probs.float().numpy())
+            drawn[student_layer].append((task.describe(dataset, sample), image, *maps))
     written = []
+    out.mkdir(parents=True, exist_ok=True)
     for teacher_layer, student_layer, group in pairs:
-        query_mask, key_mask = task.attention_masks(group, batch)
-        maps = []
-        for label, capture, layer in (("teacher", t_cap, teacher_layer), ("student", s_cap, student_layer)):
-            probs = capture.probs(layer)[0]  # (H, q, k)
-            if query_mask is not None:
-                probs = probs[:, query_mask[0]]
-            if key_mask is not None:
-                probs = probs[:, :, key_mask[0]]
-            maps += [
-                heat_map(head.numpy(), row_label="query", col_label="key", cell=6, title=f"{label} h{index}")
-                for index, head in enumerate(probs)
-            ]
         path = out / f"{_safe(student_layer)}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        side_by_side(maps).save(path)
+        figure = attention_figure(
+            student_dir.name, teacher_layer, student_layer, drawn[student_layer], vision=group.startswith("vision")
+        )
+        save(figure, path)
         written.append(path)
-    (out / "sample.txt").write_text(task.describe(dataset, sample) + "\n")
+    (out / "samples.txt").write_text(
+        "".join(f"sample {i + 1}: {task.describe(dataset, s)}\n" for i, s in enumerate(samples))
+    )
     return written
+
+
+def tradeoff_picture(rows: list[dict], metric: str, machine: str, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save(tradeoff_figure(rows, metric, machine), out)
+    return out
 
 
 def _fmt(value: float | None, digits: int = 4, suffix: str = "") -> str:
@@ -150,45 +134,52 @@ def model_latency(results: dict, model: str, backend: str, batch_size: int) -> f
 
 
 def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path, metric: str) -> tuple[str, list[dict]]:
-    """Markdown table and the ``metric`` (the task's primary metric) / latency rows (for the scatter plot)."""
+    """Markdown (the short table, then the full latency matrix) and the ``metric`` (the task's
+    primary metric) / latency rows (for the scatter plot)."""
     results = latency.get("results", {})
     batch_sizes = latency.get("settings", {}).get("batch_sizes", [])
     backends = sorted({b for m in results.values() for b, v in m.items() if "skipped" not in v})
     teacher = eval_metrics["teacher"]
     teacher_ms = model_latency(results, "teacher", "onnxruntime", 1)
-    header = ["model", "heads per group", "params (M)", "GFLOPs", f"{metric} torch", "ONNX", "int8"]
-    header += [f"{b} b{s} p50 ms" for b in backends for s in batch_sizes]
-    header += ["speed-up vs teacher (ORT b1)", f"{metric} change vs teacher"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    short = ["model", "heads", "params (M)", metric, "vs teacher", "ORT b1 ms", "speed-up", f"int8 {metric}"]
+    full = ["model", "GFLOPs", f"{metric} torch", "ONNX", "int8"]
+    full += [f"{b} b{s} p50 ms" for b in backends for s in batch_sizes]
+    short_lines = ["| " + " | ".join(short) + " |", "|" + "---|" * len(short)]
+    full_lines = ["| " + " | ".join(full) + " |", "|" + "---|" * len(full)]
     rows = []
     for name, metrics in eval_metrics.items():
         export_path = exported / name / "export.json"
         accuracy = json.loads(export_path.read_text())["accuracy"] if export_path.exists() else {}
         ort_ms = model_latency(results, name, "onnxruntime", 1)
+        speedup = teacher_ms / ort_ms if teacher_ms and ort_ms else None
+        gap = "—" if name == "teacher" else f"{(metrics[metric] - teacher[metric]) * 100:+.1f} pt"
         cells = [
             name,
             _heads(models_dir / name),
             f"{metrics['params'] / 1e6:.2f}",
+            f"{metrics[metric]:.4f}",
+            gap,
+            _fmt(ort_ms, 3),
+            _fmt(speedup, 2, "x"),
+            _fmt(accuracy.get("onnx_int8")),
+        ]
+        short_lines.append("| " + " | ".join(cells) + " |")
+        cells = [
+            name,
             f"{metrics['gflops']:.4f}",
             f"{metrics[metric]:.4f}",
             _fmt(accuracy.get("onnx_fp32")),
             _fmt(accuracy.get("onnx_int8")),
         ]
-        for backend in backends:
-            for size in batch_sizes:
-                cells.append(_fmt(model_latency(results, name, backend, size), 2))
-        speedup = teacher_ms / ort_ms if teacher_ms and ort_ms else None
-        cells += [_fmt(speedup, 2, "x"), f"{(metrics[metric] - teacher[metric]) * 100:+.1f} pt"]
-        lines.append("| " + " | ".join(cells) + " |")
+        cells += [_fmt(model_latency(results, name, b, size), 2) for b in backends for size in batch_sizes]
+        full_lines.append("| " + " | ".join(cells) + " |")
         rows.append({"model": name, "accuracy": metrics[metric], "latency_ms": ort_ms})
+    text = "# amad report\n\n" + "\n".join(short_lines) + "\n\n"
+    text += "Heads: per attention group. Speed-up: the teacher's ONNX Runtime batch-1 latency over the model's.\n"
     best = best_student(rows)
-    text = "# amad report\n\n" + "\n".join(lines) + "\n\n"
-    skipped = {f"{b}: {v['skipped']}" for m in results.values() for b, v in m.items() if "skipped" in v}
-    if skipped:
-        text += "Backends not measured here: " + "; ".join(sorted(skipped)) + ".\n\n"
     if best:
         text += (
-            f"**Best student for the {metric} / latency trade-off:** `{best['model']}` — the fastest "
+            f"\n**Best student for the {metric} / latency trade-off:** `{best['model']}` — the fastest "
             f"benchmarked student (ONNX Runtime, batch 1) within 2 points of the best benchmarked one.\n"
         )
     top = max((r for r in rows if r["model"] != "teacher"), key=lambda r: r["accuracy"], default=None)
@@ -197,15 +188,21 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path,
             f"The best student by {metric}, `{top['model']}` ({top['accuracy']:.4f}), was not benchmarked: "
             f"add it to `export.models` to measure it.\n"
         )
+    text += "\n![accuracy vs latency](accuracy_latency.png)\n"
+    text += "\n## Latency matrix (p50 ms) and cost\n\n" + "\n".join(full_lines) + "\n\n"
+    skipped = {f"{b}: {v['skipped']}" for m in results.values() for b, v in m.items() if "skipped" in v}
+    if skipped:
+        text += "Backends not measured here: " + "; ".join(sorted(skipped)) + ".\n\n"
     graphs = sorted({name.partition(".")[2] for name in results} - {""})
     if graphs:
         text += (
             f"Latencies are the sums over the exported graphs ({', '.join(graphs)}: one input each); "
             "per graph in metrics/latency_full.json.\n"
         )
-    machine = latency.get("machine", {})
-    text += (
-        f"\nLatency measured on {machine.get('cpu')} with {machine.get('threads')} threads "
-        f"(CUDA: {machine.get('cuda')}), all models interleaved in one run.\n"
-    )
+    text += f"\nLatency measured on {machine_line(latency)}, all models interleaved in one run.\n"
     return text, [r for r in rows if r["latency_ms"] is not None]
+
+
+def machine_line(latency: dict) -> str:
+    machine = latency.get("machine", {})
+    return f"{machine.get('cpu')} with {machine.get('threads')} threads (CUDA: {machine.get('cuda')})"

@@ -6,7 +6,7 @@ from pathlib import Path
 from amad.atomic import atomic_dir
 from amad.methods import METHODS
 from amad.params import Params
-from amad.report import alignment_pictures, attention_pictures, summary
+from amad.report import alignment_pictures, attention_pictures, machine_line, summary, tradeoff_picture
 from amad.stage import run_stage
 
 
@@ -18,13 +18,15 @@ def main(params: Params) -> None:
         text, rows = summary(eval_metrics, latency, Path("exported"), Path("models"), metric)
         (out / "summary.md").write_text(text)
         (out / "accuracy_latency.json").write_text(json.dumps(rows, indent=2) + "\n")
+        if rows:
+            tradeoff_picture(rows, metric, machine_line(latency), out / "accuracy_latency.png")
         for student in params.students:
             for method in params.distill.methods:
                 name, artefact = f"{student}-{method}", METHODS.get(method, "distill.methods").artefact_file
                 model_dir = Path("models") / name
                 if artefact is None or not (model_dir / artefact).exists():
                     continue
-                alignment_pictures(model_dir / artefact, out / "alignment" / name)
+                alignment_pictures(model_dir / artefact, out / "alignment" / f"{name}.png")
                 attention_pictures(Path("models/teacher"), model_dir, Path("data/prepared"), out / "attention" / name)
     print(text)
 
