@@ -43,6 +43,7 @@ SECTIONS = (
     "benchmark",
 )
 BACKENDS = ("torch", "onnxruntime", "onnxruntime_int8", "torch_cuda_fp16", "tensorrt")
+INT8_MODES = ("dynamic", "static", "auto", "none")  # amad.export.int8.MODES, without importing onnxruntime
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,9 @@ class ExportConfig:
     parity_samples: int  # validation samples for the fp32 parity gate
     parity_atol: float  # max |torch - onnx| output difference
     min_agreement: float  # share of identical predictions
-    int8: bool
+    int8: str  # dynamic | static | auto | none
+    int8_max_drop: float  # auto: the largest validation-metric drop below fp32 an int8 graph may have
+    calibration_samples: int  # validation samples static int8 calibrates on
     triton_model: str | None  # model served by the generated Triton repository
     tensorrt: TensorRTConfig
 
@@ -180,6 +183,11 @@ class ExportConfig:
         require(self.parity_samples >= 1, f"{key}.parity_samples", f"must be >= 1, got {self.parity_samples}")
         require(self.parity_atol > 0, f"{key}.parity_atol", f"must be > 0, got {self.parity_atol}")
         require(0 < self.min_agreement <= 1, f"{key}.min_agreement", f"must be in (0, 1], got {self.min_agreement}")
+        require_choice(self.int8, INT8_MODES, f"{key}.int8")
+        require(self.int8_max_drop >= 0, f"{key}.int8_max_drop", f"must be >= 0, got {self.int8_max_drop}")
+        require(
+            self.calibration_samples >= 1, f"{key}.calibration_samples", f"must be >= 1, got {self.calibration_samples}"
+        )
 
 
 @dataclass(frozen=True)

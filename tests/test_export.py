@@ -5,6 +5,7 @@ import json
 import re
 from dataclasses import replace
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -14,6 +15,7 @@ from amad.cli import main as amad_main
 from amad.errors import AmadError
 from amad.evaluation import model_cost
 from amad.export import tensorrt
+from amad.export.onnx_model import OnnxModel, read_metadata
 from amad.export.pipeline import export_model
 from amad.models import save_model
 from amad.tasks.vqa.model import VQAModel
@@ -50,7 +52,7 @@ def workspace(tmp_path_factory):
             root / "models" / name,
             root / "exported" / name,
             data,
-            export_config(models=("teacher", "student"), parity_samples=24),
+            export_config(models=("teacher", "student"), parity_samples=24, int8="auto", int8_max_drop=1.0),
             log=lambda _: None,
         )
         for name in ("teacher", "student")
@@ -73,6 +75,76 @@ def test_export_writes_a_self_describing_onnx_with_parity_and_int8_accuracy(work
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
     answers, preprocess = read_exported_metadata(folder / "model.int8.onnx")
     assert answers == read_answers(root / "data") and preprocess.image_size == 24
+
+
+def test_auto_int8_keeps_the_faster_candidate_within_budget_and_records_both(workspace):
+    root, _, reports = workspace
+    record = reports["student"]["int8"]
+    assert record["mode"] == "auto" and record["chosen"] in ("dynamic", "static")
+    candidates = record["candidates"]
+    assert set(candidates) == {"dynamic", "static"}
+    faster = min(candidates, key=lambda kind: candidates[kind]["b1_ms"])
+    assert record["chosen"] == faster  # a budget of 1.0 admits both
+    assert candidates[faster]["val_drop"] == pytest.approx(
+        record["fp32"]["val_metric"] - candidates[faster]["val_metric"]
+    )
+    names = {p.name for p in (root / "exported" / "student").iterdir()}
+    assert "model.int8.onnx" in names and not [n for n in names if "int8-" in n]
+
+
+def test_static_int8_quantises_only_the_linear_layers(workspace, tmp_path):
+    from amad.export.quantize import quantize_static_int8
+
+    root, _, _ = workspace
+    source = root / "exported" / "student" / "model.onnx"
+    session = OnnxModel(source)
+    feed = {name: np.zeros([2, *shape], dtype) for name, shape, dtype in _inputs(session)}
+    quantize_static_int8(source, tmp_path / "static.onnx", [feed])
+    graph = onnx.load(str(tmp_path / "static.onnx")).graph
+    weights = {i.name for i in graph.initializer}
+    produced_by = {out: node for node in graph.node for out in node.output}
+    quantised, activation_products = 0, 0
+    for node in graph.node:
+        if node.op_type not in ("MatMul", "Gemm"):
+            continue
+        inputs = [produced_by.get(name) for name in node.input[:2]]
+        if all(i is not None and i.op_type == "DequantizeLinear" for i in inputs):
+            quantised += 1
+            assert inputs[1].input[0] in weights, f"{node.name}: an activation B was quantised"
+        elif not any(name in weights for name in node.input[:2]):
+            activation_products += 1  # attention's products stay fp32
+    assert quantised > 0 and activation_products > 0
+    assert read_metadata(tmp_path / "static.onnx") == read_metadata(source)
+
+
+def test_auto_int8_keeps_nothing_when_every_candidate_misses_the_budget(workspace, tmp_path):
+    import shutil
+
+    from amad.export.int8 import build_int8
+
+    root, _, _ = workspace
+    shutil.copy(root / "exported" / "student" / "model.onnx", tmp_path / "model.onnx")
+    session = OnnxModel(tmp_path / "model.onnx")
+    one = tuple(torch.from_numpy(np.zeros([1, *shape], dtype)) for _, shape, dtype in _inputs(session))
+    feed = {name: x.numpy() for (name, _, _), x in zip(_inputs(session), one)}
+    scores = iter([0.9, 0.5, 0.6])  # fp32, dynamic, static
+    record = build_int8(
+        tmp_path,
+        ["model"],
+        "auto",
+        calibration={"model": [feed]},
+        score=lambda _models: next(scores),
+        inputs={"model": one},
+        max_drop=0.1,
+    )
+    assert record["chosen"] is None and "exceed export.int8_max_drop 0.1" in record["reason"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def _inputs(session):
+    """``(name, shape without batch, numpy dtype)`` of a session's inputs."""
+    kinds = {"tensor(float)": np.float32, "tensor(int64)": np.int64}
+    return [(i.name, i.shape[1:], kinds[i.type]) for i in session.session.get_inputs()]
 
 
 def test_failed_parity_stops_and_writes_nothing(workspace):

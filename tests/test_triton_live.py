@@ -69,7 +69,7 @@ def test_pytriton_server_answers_like_the_local_model(tmp_path):
         tmp_path / "model",
         tmp_path / "exported",
         data,
-        replace(tiny_params().export, models=("teacher",), int8=False),
+        replace(tiny_params().export, models=("teacher",), int8="none"),
         log=lambda _: None,
     )
     onnx_path = tmp_path / "exported" / "model.onnx"
@@ -102,7 +102,7 @@ def test_pytriton_server_embeds_like_the_exported_retrieval_encoders(tmp_path):
     torch.manual_seed(0)
     model = task.build_model(params.teacher, {})
     save_model(tmp_path / "model", task, model, {}, task.preprocess(params.teacher))
-    export = replace(params.export, models=("teacher",), int8=False)
+    export = replace(params.export, models=("teacher",), int8="none")
     export_model("m", tmp_path / "model", tmp_path / "exported", tmp_path / "data", export, log=lambda _: None)
     files = [tmp_path / "exported" / "image.onnx", tmp_path / "exported" / "text.onnx"]
     with serving(python, files, "amad_retrieval_text") as port:

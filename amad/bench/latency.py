@@ -51,7 +51,7 @@ def make_runner(backend: str, model_dir: Path, export_dir: Path, graph: str, thr
     if backend in ("onnxruntime", "onnxruntime_int8"):
         path = export_dir / (f"{graph}.onnx" if backend == "onnxruntime" else f"{graph}.int8.onnx")
         if not path.exists():
-            return f"{path} not found (export.int8: false?)"
+            return f"{path} not found (export.int8 is none, or auto kept no int8 graph: see export.json)"
         # sessions take turns: a spinning thread pool of one would steal the cores of the next
         session = OnnxModel(path, threads=threads, spinning=False)
         return lambda *inputs: session.run(*(x.numpy() for x in inputs))

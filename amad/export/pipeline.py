@@ -14,8 +14,9 @@ from amad.atomic import atomic_dir, write_json
 from amad.errors import AmadError
 from amad.evaluation import predict_outputs
 from amad.export import tensorrt
+from amad.export.int8 import build_int8
 from amad.export.onnx_model import OnnxModel, export_onnx
-from amad.export.quantize import convert_fp16, quantize_int8
+from amad.export.quantize import convert_fp16
 from amad.models import load_model
 from amad.params import ExportConfig
 
@@ -71,9 +72,17 @@ def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, conf
         )
         report["metric"] = metric
         report["accuracy"] = {"onnx_fp32": task.evaluate(fp32, test_set)[metric]}
-        if config.int8:
-            for graph in specs:
-                quantize_int8(staging / f"{graph}.onnx", staging / f"{graph}.int8.onnx")
+        report["int8"] = build_int8(
+            staging,
+            list(specs),
+            config.int8,
+            calibration=_calibration_feeds(task.parity_inputs(val_set, config.calibration_samples), specs),
+            score=lambda models: task.evaluate(models, val_set)[metric],
+            inputs={g: _first_input(parity_sets[g], specs[g]) for g in specs},
+            max_drop=config.int8_max_drop,
+        )
+        log(f"{name}: int8 {report['int8']['reason']}")
+        if all((staging / f"{g}.int8.onnx").exists() for g in specs):
             int8 = sessions(".int8.onnx")
             report["accuracy"]["onnx_int8"] = task.evaluate(int8, test_set)[metric]
             report["int8_vs_fp32"] = task.parity(torch_outputs, outputs(int8))
@@ -83,6 +92,26 @@ def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, conf
         report["files"] = {p.name: p.stat().st_size for p in sorted(staging.iterdir())}
         write_json(staging / "export.json", report)
     return report
+
+
+def _calibration_feeds(datasets: dict[str, Any], specs: dict, batch_size: int = 16) -> dict[str, list[dict]]:
+    """Per graph, ``{input name: array}`` feeds of the calibration samples, ``batch_size`` at a time."""
+    from torch.utils.data import DataLoader
+
+    return {
+        graph: [
+            {name: x.numpy() for name, x in zip(specs[graph].input_names, specs[graph].batch_inputs(batch))}
+            for batch in DataLoader(dataset, batch_size=batch_size)
+        ]
+        for graph, dataset in datasets.items()
+    }
+
+
+def _first_input(dataset: Any, spec: Any) -> tuple:
+    """The graph's inputs for the dataset's first sample alone (a batch of one)."""
+    from torch.utils.data import default_collate
+
+    return spec.batch_inputs(default_collate([dataset[0]]))
 
 
 def _tensorrt(staging: Path, task: Any, specs: dict, config: ExportConfig, test_set: Any, report: dict) -> dict:

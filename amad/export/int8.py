@@ -1,0 +1,108 @@
+"""Which int8 graphs a model ships (``export.int8``): ONNX Runtime dynamic or static quantisation,
+none, or ``auto``: both built, and the faster one (batch 1, interleaved with fp32) kept among those
+whose validation metric is within ``export.int8_max_drop`` of the fp32 graphs'.
+
+The kept graphs are ``<graph>.int8.onnx``; ``export.json``'s ``int8`` entry records the mode,
+the reason, and for ``auto`` every candidate's validation metric and latency.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from amad.export.onnx_model import OnnxModel
+from amad.export.quantize import quantize_dynamic_int8, quantize_static_int8
+
+TIMING_ROUNDS = 40
+
+
+def _build(staging: Path, graphs: list[str], kind: str, calibration: dict[str, list[dict]], suffix: str) -> None:
+    for graph in graphs:
+        source, target = staging / f"{graph}.onnx", staging / f"{graph}{suffix}"
+        if kind == "dynamic":
+            quantize_dynamic_int8(source, target)
+        else:
+            quantize_static_int8(source, target, calibration[graph])
+
+
+def batch_one_ms(candidates: dict[str, dict[str, OnnxModel]], inputs: dict[str, tuple]) -> dict[str, float]:
+    """Median batch-1 latency (ms, summed over the graphs) of each candidate, all timed in interleaved rounds."""
+    times: dict[tuple[str, str], list[float]] = {(c, g): [] for c, models in candidates.items() for g in models}
+    for round_index in range(TIMING_ROUNDS + 2):
+        for (candidate, graph), samples in times.items():
+            start = time.perf_counter()
+            candidates[candidate][graph](*inputs[graph])
+            if round_index >= 2:  # two warm-up rounds
+                samples.append(time.perf_counter() - start)
+    return {
+        candidate: 1e3 * sum(statistics.median(times[(candidate, g)]) for g in models)
+        for candidate, models in candidates.items()
+    }
+
+
+def build_int8(
+    staging: Path,
+    graphs: list[str],
+    mode: str,
+    *,
+    calibration: dict[str, list[dict]],
+    score: Callable[[dict[str, OnnxModel]], float],
+    inputs: dict[str, tuple],
+    max_drop: float,
+) -> dict[str, Any]:
+    """Write ``<graph>.int8.onnx`` for every graph as ``mode`` says; returns the ``int8`` record.
+
+    Args:
+        calibration: per graph, the feeds static quantisation calibrates on.
+        score: the validation metric of a ``{graph: model}`` set (higher is better).
+        inputs: per graph, one batch-1 input for the latency comparison.
+        max_drop: the largest validation-metric drop below fp32 that ``auto`` accepts.
+    """
+    if mode == "none":
+        return {"mode": "none", "reason": "export.int8: none"}
+    if mode != "auto":
+        _build(staging, graphs, mode, calibration, ".int8.onnx")
+        return {"mode": mode, "reason": f"export.int8: {mode}"}
+
+    for kind in ("dynamic", "static"):
+        _build(staging, graphs, kind, calibration, f".int8-{kind}.onnx")
+    suffixes = {"fp32": ".onnx", "dynamic": ".int8-dynamic.onnx", "static": ".int8-static.onnx"}
+    models = {name: {g: OnnxModel(staging / f"{g}{suffix}") for g in graphs} for name, suffix in suffixes.items()}
+    latency = batch_one_ms(models, inputs)
+    metric = {name: score(candidate) for name, candidate in models.items()}
+    del models  # sessions hold the files open on some platforms
+    candidates = {
+        kind: {"val_metric": metric[kind], "val_drop": metric["fp32"] - metric[kind], "b1_ms": latency[kind]}
+        for kind in ("dynamic", "static")
+    }
+    record: dict[str, Any] = {
+        "mode": "auto",
+        "fp32": {"val_metric": metric["fp32"], "b1_ms": latency["fp32"]},
+        "candidates": candidates,
+    }
+    within = [kind for kind, c in candidates.items() if c["val_drop"] <= max_drop]
+    if not within:
+        chosen = None
+        drops = ", ".join(f"{kind} {c['val_drop']:.4f}" for kind, c in candidates.items())
+        record["reason"] = f"no int8 graph kept: validation metric drops {drops} exceed export.int8_max_drop {max_drop}"
+    else:
+        chosen = min(within, key=lambda kind: candidates[kind]["b1_ms"])
+        c = candidates[chosen]
+        record["reason"] = (
+            f"{chosen}: the faster at batch 1 ({c['b1_ms']:.3f} ms; fp32 {latency['fp32']:.3f} ms, "
+            f"{latency['fp32'] / c['b1_ms']:.2f}x) of {', '.join(within)} within the validation budget "
+            f"(drop {c['val_drop']:.4f} <= {max_drop})"
+        )
+    record["chosen"] = chosen
+    for kind in ("dynamic", "static"):
+        for graph in graphs:
+            path = staging / f"{graph}.int8-{kind}.onnx"
+            if kind == chosen:
+                path.replace(staging / f"{graph}.int8.onnx")
+            else:
+                path.unlink()
+    return record
