@@ -200,9 +200,29 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path,
             "per graph in metrics/latency_full.json.\n"
         )
     text += f"\nLatency measured on {machine_line(latency)}, all models interleaved in one run.\n"
+    text += machine_use(latency)
     return text, [r for r in rows if r["latency_ms"] is not None]
 
 
 def machine_line(latency: dict) -> str:
     machine = latency.get("machine", {})
     return f"{machine.get('cpu')} with {machine.get('threads')} threads (CUDA: {machine.get('cuda')})"
+
+
+def machine_use(latency: dict) -> str:
+    """How close each graph (ONNX Runtime fp32) comes to the measured matmul peak, as markdown."""
+    rows = {name: row for name, row in latency.get("roofline", {}).items() if row}
+    if not rows:
+        return ""
+    peak = latency.get("machine", {}).get("matmul_peak_gflops")
+    lines = [
+        f"\n## Machine use (ONNX Runtime fp32; fp32 matmul peak {peak} GFLOP/s)\n",
+        "| graph | GFLOP per sample | batch | achieved GFLOP/s | of peak | per-call overhead at batch 1 (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| {name} | {row['gflops_per_sample']:.4f} | {row['batch']} | {row['achieved_gflops']:.1f} | "
+            f"{row['of_peak']:.1%} | {row['overhead_ms_b1']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"

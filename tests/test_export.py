@@ -202,6 +202,29 @@ def test_benchmark_schema(workspace, monkeypatch):
     assert {"student_vs_teacher_onnxruntime_b1", "teacher_onnxruntime_vs_torch_b1", "student_int8_vs_fp32_b1"} <= set(
         ratios
     )
+    assert report["machine"]["matmul_peak_gflops"] > 0
+    use = report["roofline"]["teacher"]
+    teacher = VQAModel(tiny_model_config(heads=4), len(read_answers(data)))
+    cost = model_cost(teacher, TASK.example_inputs(teacher.preprocess, 1))
+    assert use["gflops_per_sample"] == pytest.approx(cost["gflops"], rel=1e-3) and use["batch"] == 2
+    fp32 = report["results"]["teacher"]["onnxruntime"]
+    assert use["achieved_gflops"] == pytest.approx(use["gflops_per_sample"] * 2 / (fp32["2"]["p50_ms"] / 1e3), rel=1e-3)
+    assert use["overhead_ms_b1"] == pytest.approx(fp32["1"]["p50_ms"] - fp32["2"]["p50_ms"] / 2, abs=1e-3)
+
+
+def test_roofline_needs_batch_one_and_a_larger_batch():
+    from amad.bench.roofline import roofline
+
+    stats = {"1": {"p50_ms": 2.0}, "32": {"p50_ms": 16.0}}
+    use = roofline(stats, gflops=0.5, peak=100.0)
+    assert use == {
+        "gflops_per_sample": 0.5,
+        "batch": 32,
+        "achieved_gflops": 1000.0,
+        "of_peak": 10.0,
+        "overhead_ms_b1": 1.5,
+    }
+    assert roofline({"1": {"p50_ms": 2.0}}, gflops=0.5, peak=100.0) is None
 
 
 @pytest.mark.parametrize("burst, order", [(1, "ab" * 4), (3, "aaabbb" * 2)])

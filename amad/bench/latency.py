@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from amad.bench import memory
+from amad.bench.roofline import graph_gflops, matmul_peak_gflops, roofline
 from amad.export import tensorrt
 from amad.export.onnx_model import OnnxModel
 from amad.models import load_model
@@ -157,11 +158,22 @@ def run_benchmark(
             f"batch {batch_size}: "
             + ", ".join(f"{n}/{b} {results[n][b][str(batch_size)]['p50_ms']:.2f}ms" for n, b in timings)
         )
+    peak = matmul_peak_gflops()
+    machine_use = {}
+    for name in models:
+        loaded_model = load_model(models_dir / name)
+        graphs = loaded_model.task.graphs(loaded_model.model.eval())
+        for graph, spec in specs.items():
+            stats = results[row_name(name, graph)].get("onnxruntime", {})
+            if stats and "skipped" not in stats:
+                example = tuple(x[:1] for x in spec.example_inputs)
+                machine_use[row_name(name, graph)] = roofline(stats, graph_gflops(graphs[graph], example), peak)
     return {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
             "threads": threads,
+            "matmul_peak_gflops": round(peak, 1),
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "torch": torch.__version__,
         },
@@ -172,6 +184,7 @@ def run_benchmark(
             "batch_sizes": list(config.batch_sizes),
         },
         "results": results,
+        "roofline": machine_use,  # ONNX Runtime fp32 against the matmul peak (amad.bench.roofline)
     }
 
 
