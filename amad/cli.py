@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from amad.errors import AmadError
 
@@ -79,6 +80,31 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"{answer}\t{probability:.4f}")
 
 
+def _serve(args: argparse.Namespace) -> None:
+    import os
+
+    from amad.serving.server import ROOT, Ports, export_graphs, server_command
+
+    ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
+    command = server_command(
+        export_graphs(Path(args.export)), ports, host=args.host, dynamic_batching=not args.no_dynamic_batching
+    )
+    os.chdir(ROOT)  # where `python -m deploy.pytriton_server` is found (the graph paths are absolute)
+    os.execv(command[0], command)  # the server replaces this process: signals reach it directly
+
+
+def _loadtest(args: argparse.Namespace) -> None:
+    from amad.serving.report import run_load_test
+
+    try:
+        levels = [int(level) for level in args.concurrency.split(",")]
+    except ValueError:
+        raise AmadError(f"--concurrency: expected comma-separated integers, got {args.concurrency!r}") from None
+    if not levels or min(levels) < 1 or args.duration <= 0 or args.timeout <= 0 or args.max_requests < 1:
+        raise AmadError("--concurrency levels, --duration, --timeout and --max-requests must be positive")
+    run_load_test(Path(args.export), levels, args.duration, args.timeout, args.max_requests, args.url, Path(args.out))
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench-losses"]:
@@ -110,6 +136,23 @@ def main(argv: list[str] | None = None) -> None:
     modules.add_argument("model", help="a model folder, e.g. models/teacher")
     modules.set_defaults(run=_modules)
     commands.add_parser("bench-losses", help="time the distillation losses (see python -m amad.bench.losses -h)")
+    serve = commands.add_parser("serve", help="serve an export folder with Triton (PyTriton) until SIGTERM / Ctrl-C")
+    serve.add_argument("export", help="exported/NAME")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--http-port", type=int, default=8000)
+    serve.add_argument("--grpc-port", type=int, default=8001)
+    serve.add_argument("--metrics-port", type=int, default=8002)
+    serve.add_argument("--no-dynamic-batching", action="store_true", help="run each request alone")
+    serve.set_defaults(run=_serve)
+    loadtest = commands.add_parser("loadtest", help="measure a served export under concurrent load (loopback only)")
+    loadtest.add_argument("export", help="exported/NAME (its graphs give the requests)")
+    loadtest.add_argument("--url", help="a running server (host:port on the loopback); default: start one per mode")
+    loadtest.add_argument("--concurrency", default="1,4,16", help="comma-separated levels")
+    loadtest.add_argument("--duration", type=float, default=10.0, help="seconds per level")
+    loadtest.add_argument("--timeout", type=float, default=5.0, help="seconds one request may take")
+    loadtest.add_argument("--max-requests", type=int, default=100_000, help="at most this many requests per level")
+    loadtest.add_argument("--out", default="metrics/serving.json")
+    loadtest.set_defaults(run=_loadtest)
     args = parser.parse_args(argv)
     try:
         args.run(args)

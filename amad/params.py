@@ -41,6 +41,7 @@ SECTIONS = (
     "runtime",
     "export",
     "benchmark",
+    "serving",
 )
 BACKENDS = ("torch", "onnxruntime", "onnxruntime_int8", "torch_cuda_fp16", "tensorrt")
 INT8_MODES = ("dynamic", "static", "auto", "none")  # amad.export.int8.MODES, without importing onnxruntime
@@ -217,6 +218,24 @@ class BenchmarkConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """``serving``: the load test of the served model (``export.triton_model``), stage ``loadtest``."""
+
+    concurrency: tuple[int, ...]  # concurrent clients, one level after the other
+    duration_s: float  # seconds per level
+    timeout_s: float  # seconds one request may take
+    max_requests: int  # at most this many requests per level
+
+    def validate(self, key: str) -> None:
+        require(len(self.concurrency) > 0, f"{key}.concurrency", "list at least one level, e.g. [1, 4, 16]")
+        for index, level in enumerate(self.concurrency):
+            require(level >= 1, child(f"{key}.concurrency", index), f"must be >= 1, got {level}")
+        require(self.duration_s > 0, f"{key}.duration_s", f"must be > 0, got {self.duration_s}")
+        require(self.timeout_s > 0, f"{key}.timeout_s", f"must be > 0, got {self.timeout_s}")
+        require(self.max_requests >= 1, f"{key}.max_requests", f"must be >= 1, got {self.max_requests}")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole ``params.yaml``; ``data``, ``teacher``, ``students`` and ``evaluate`` are the task's config types."""
 
@@ -231,6 +250,7 @@ class Params:
     runtime: RuntimeConfig
     export: ExportConfig
     benchmark: BenchmarkConfig
+    serving: ServingConfig
 
     def task_plugin(self) -> Task:
         return get_task(self.task)
@@ -341,6 +361,7 @@ def parse_params(raw: Any) -> Params:
         runtime=from_dict(RuntimeConfig, raw["runtime"], "runtime"),
         export=from_dict(ExportConfig, raw["export"], "export"),
         benchmark=from_dict(BenchmarkConfig, raw["benchmark"], "benchmark"),
+        serving=from_dict(ServingConfig, raw["serving"], "serving"),
     )
     check_params(params, task)
     return params

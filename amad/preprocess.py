@@ -88,6 +88,12 @@ class Preprocess:
             return encoded["input_ids"].long()
         return _tokenizer(self.context_length)(texts).long()
 
+    def token_count(self, text: str) -> int:
+        """Tokens of ``text`` before truncation, start and end tokens included."""
+        if self.tokenizer.startswith(HF_PREFIX):
+            return len(_hf_tokenizer(self.tokenizer[len(HF_PREFIX) :])(text)["input_ids"])
+        return len(_tokenizer(self.context_length).encode(text)) + 2
+
 
 def hf_tokenizer_name(folder: str) -> str:
     """The ``tokenizer`` value of a Hugging Face tokenizer stored in a local folder."""

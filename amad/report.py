@@ -226,3 +226,26 @@ def machine_use(latency: dict) -> str:
             f"{row['of_peak']:.1%} | {row['overhead_ms_b1']:.3f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def serving_table(serving: dict) -> str:
+    """``metrics/serving.json`` (stage ``loadtest``) as markdown: one row per batching mode and level."""
+    if "skipped" in serving:
+        return f"\n## Serving under load\n\nNot measured: {serving['skipped']}.\n"
+    lines = [
+        f"\n## Serving under load ({', '.join(serving['models'])}, Triton on the loopback address)\n",
+        "| batching | concurrency | requests/s | p50 ms | p90 ms | p99 ms | failed / requests |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for mode, levels in serving["modes"].items():
+        for level, row in levels.items():
+            lines.append(
+                f"| {mode.replace('_', ' ')} | {level} | {row['throughput_rps']:.1f} | {_fmt(row['p50_ms'], 2)} | "
+                f"{_fmt(row['p90_ms'], 2)} | {_fmt(row['p99_ms'], 2)} | {row['failed']} / {row['requests']} |"
+            )
+    settings = serving["settings"]
+    lines.append(
+        f"\n{settings['duration_s']:g} s per level, {settings['timeout_s']:g} s request timeout, a valid request "
+        "per call (noise images, one tokenised question or caption), one HTTP client per thread.\n"
+    )
+    return "\n".join(lines)

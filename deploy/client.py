@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from amad.preprocess import Preprocess
-from deploy.names import triton_model_name
+from amad.serving.names import triton_model_name
 from deploy.triton import ONNX_MODEL
 
 
@@ -38,6 +38,28 @@ def served_metadata(client, model: str, metadata_onnx: str | Path | None) -> tup
     return read_exported_metadata(metadata_onnx)
 
 
+def check_text(preprocess: Preprocess, text: str, what: str) -> None:
+    """Refuse (exit with a message) an empty text or one longer than the model's context."""
+    if not text.strip():
+        sys.exit(f"error: the {what} is empty")
+    count = preprocess.token_count(text)
+    if count > preprocess.context_length:
+        sys.exit(
+            f"error: the {what} is {count} tokens long; the model reads at most {preprocess.context_length} "
+            "(start and end tokens included): shorten it"
+        )
+
+
+def read_image(preprocess: Preprocess, image: str | Path) -> np.ndarray:
+    """The preprocessed image ``[1, 3, H, W]``; exits with a message naming a file that is not an image."""
+    from amad.errors import DataError
+
+    try:
+        return preprocess.load_image(image).numpy()[None].astype(np.float32)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+
+
 def ask(
     url: str, model: str, image: str | Path, question: str, *, top_k: int = 1, metadata_onnx: str | Path | None = None
 ) -> list[tuple[str, float]]:
@@ -48,7 +70,8 @@ def ask(
         sys.exit("error: the client needs tritonclient: pip install 'tritonclient[http]'")
     client = http.InferenceServerClient(url=url)
     answers, preprocess = served_metadata(client, model, metadata_onnx)
-    pixels = preprocess.load_image(image).numpy()[None].astype(np.float32)
+    check_text(preprocess, question, "question")
+    pixels = read_image(preprocess, image)
     tokens = preprocess.tokenize([question]).numpy().astype(np.int64)
     inputs = [
         http.InferInput("pixels", list(pixels.shape), "FP32"),
@@ -86,8 +109,9 @@ def embed(
     else:
         sys.exit(f"error: model '{model}' publishes no amad parameters; pass --metadata exported/NAME/{graph}.onnx")
     if image is not None:
-        array, dtype = preprocess.load_image(image).numpy()[None].astype(np.float32), "FP32"
+        array, dtype = read_image(preprocess, image), "FP32"
     else:
+        check_text(preprocess, caption, "caption")
         array, dtype = preprocess.tokenize([caption]).numpy().astype(np.int64), "INT64"
     request = http.InferInput(name, list(array.shape), dtype)
     request.set_data_from_numpy(array)

@@ -10,7 +10,7 @@ in its own virtual environment (``make triton-venv`` creates ``.triton-venv``)::
 It listens on the loopback address unless ``--host`` names another one (``--host 0.0.0.0`` for
 every interface). Its Python backend stub must find the interpreter's own libpython: this script re-executes itself
 with ``LD_LIBRARY_PATH`` pointing at the interpreter's ``lib`` folder. SIGTERM stops it cleanly.
-This file imports only numpy, onnxruntime, pytriton and deploy.names (not amad), so it runs in that venv.
+This file imports only numpy, onnxruntime, pytriton and amad.serving.names (which imports nothing), so it runs in that venv.
 Each file becomes one Triton model named as ``deploy.triton`` names it, its tensors read from the graph.
 """
 
@@ -21,7 +21,7 @@ import os
 import sys
 import sysconfig
 
-from deploy.names import triton_model_name
+from amad.serving.names import triton_model_name
 
 
 def _ensure_libpython_path() -> None:
@@ -55,6 +55,10 @@ def main() -> None:
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
     parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument(
+        "--no-dynamic-batching", action="store_true", help="run each request alone (default: Triton batches them)"
+    )
+    parser.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batching: longest wait for a batch")
     args = parser.parse_args()
     _ensure_libpython_path()
 
@@ -74,8 +78,12 @@ def main() -> None:
                 infer_func=_infer_function(session, batch),
                 inputs=[_tensor(Tensor, value) for value in session.get_inputs()],
                 outputs=[_tensor(Tensor, value) for value in session.get_outputs()],
+                # without a DynamicBatcher each request runs alone (the batch axis stays)
                 config=ModelConfig(
-                    max_batch_size=args.max_batch, batcher=DynamicBatcher(max_queue_delay_microseconds=2000)
+                    max_batch_size=args.max_batch,
+                    batcher=None
+                    if args.no_dynamic_batching
+                    else DynamicBatcher(max_queue_delay_microseconds=args.queue_delay_us),
                 ),
             )
             print(f"serving {path} as '{name}' on http://{args.host}:{args.http_port}", flush=True)

@@ -34,7 +34,7 @@ import onnx
 from amad.atomic import atomic_dir
 from amad.errors import AmadError
 from amad.export.onnx_model import read_metadata
-from deploy.names import triton_model_name
+from amad.serving.names import triton_model_name
 
 ONNX_MODEL = triton_model_name("vqa", "model")
 TENSORRT_MODEL = "amad_vqa_trt"

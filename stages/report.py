@@ -1,4 +1,5 @@
-"""DVC stage `report`: metrics/eval.json + metrics/latency_full.json + exported/ + models/ -> reports/."""
+"""DVC stage `report`: metrics/eval.json + metrics/latency_full.json + metrics/serving.json + exported/ +
+models/ -> reports/."""
 
 import json
 from pathlib import Path
@@ -6,7 +7,14 @@ from pathlib import Path
 from amad.atomic import atomic_dir
 from amad.methods import METHODS
 from amad.params import Params
-from amad.report import alignment_pictures, attention_pictures, machine_line, summary, tradeoff_picture
+from amad.report import (
+    alignment_pictures,
+    attention_pictures,
+    machine_line,
+    serving_table,
+    summary,
+    tradeoff_picture,
+)
 from amad.stage import run_stage
 
 
@@ -16,6 +24,7 @@ def main(params: Params) -> None:
     metric = params.task_plugin().primary_metric
     with atomic_dir("reports") as out:
         text, rows = summary(eval_metrics, latency, Path("exported"), Path("models"), metric)
+        text += serving_table(json.loads(Path("metrics/serving.json").read_text()))
         (out / "summary.md").write_text(text)
         (out / "accuracy_latency.json").write_text(json.dumps(rows, indent=2) + "\n")
         if rows:

@@ -3,7 +3,8 @@
 The code a stage runs is the import closure of its script inside ``amad/``, ``stages/`` and
 ``deploy/``: every ``import`` statement (module level or inside a function; ``if TYPE_CHECKING``
 blocks excepted), the packages on the way (``amad/__init__.py``, ...), and submodules named by
-``from package import submodule``. A file of the closure that no dependency covers leaves
+``from package import submodule``, and modules run as subprocesses, named in a module-level
+``*_MODULE = "package.module"`` constant. A file of the closure that no dependency covers leaves
 ``dvc repro`` reporting "up to date" with results of the old code; a declared code dependency
 that covers nothing of the closure re-runs the stage for nothing. Both fail here.
 """
@@ -37,6 +38,16 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
+def _runs_module(node: ast.AST) -> bool:
+    """``SOMETHING_MODULE = "package.module"`` at any level."""
+    return (
+        isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        and any(isinstance(t, ast.Name) and t.id.endswith("_MODULE") for t in node.targets)
+    )
+
+
 def imported_modules(path: Path) -> set[str]:
     """First-party modules ``path`` imports (with their parent packages)."""
     found: set[str] = set()
@@ -59,6 +70,8 @@ def imported_modules(path: Path) -> set[str]:
             add(node.module)
             for alias in node.names:
                 add(f"{node.module}.{alias.name}")  # a submodule, where it is one
+        elif _runs_module(node):  # a module run as a subprocess (``python -m``), named in a ``*_MODULE`` constant
+            add(node.value.value)
         for child in ast.iter_child_nodes(node):
             visit(child)
 

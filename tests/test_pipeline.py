@@ -13,6 +13,7 @@ import yaml
 from helpers import tiny_params_dict, tiny_retrieval_params_dict
 
 from amad.models import load_model
+from amad.serving.server import pytriton_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +46,8 @@ def repository(tmp_path: Path, params: dict) -> tuple[Path, dict]:
         "PYTHONPATH": str(repo),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
+    if pytriton_python() is not None:  # the copy has no .triton-venv: serve with this checkout's
+        env["AMAD_PYTRITON_PYTHON"] = str(pytriton_python())
     run(["git", "init", "-q"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], repo, env)
@@ -79,6 +82,12 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     assert "h2-amad_vs_teacher_onnxruntime_b1" in latency["speedups"]
     summary = (repo / "reports" / "summary.md").read_text()
     assert "| h2-amad |" in summary and "Best student" in summary
+    serving = json.loads((repo / "metrics" / "serving.json").read_text())
+    if pytriton_python() is None:
+        assert "make triton-venv" in serving["skipped"] and "Not measured" in summary
+    else:  # the served h2-amad answered every request in both batching modes
+        assert all(row["failed"] == 0 for levels in serving["modes"].values() for row in levels.values())
+        assert "## Serving under load" in summary
     assert (repo / "reports" / "alignment" / "h2-amad.png").exists() and (
         repo / "reports" / "accuracy_latency.png"
     ).exists()
@@ -98,7 +107,7 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     # what `dvc exp run -S distill.amad.temperature=0.5` does: change the value, then reproduce
     amad = {**params["distill"]["amad"], "temperature": 0.5}
     ran = rerun_after("distill", "amad", amad)
-    assert sorted(ran) == sorted(["distill@h2-amad", "evaluate", "export", "benchmark", "report"]), ran
+    assert sorted(ran) == sorted(["distill@h2-amad", "evaluate", "export", "benchmark", "loadtest", "report"]), ran
     (repo / "data" / "source" / "extra.txt").write_text("a new file in the data folder\n")
     ran = re.findall(r"Running stage '([\w@-]+)'", run(["dvc", "repro"], repo, env).stdout)
     assert ran == ["prepare"], "the data folder is a dependency; prepared data unchanged: nothing else runs"

@@ -1,43 +1,48 @@
 """A real Triton server (started by PyTriton, in its own numpy<2 venv) answers through deploy/client.py.
 
 Runs where an interpreter with ``nvidia-pytriton`` exists: ``$AMAD_PYTRITON_PYTHON`` or the repo's
-``.triton-venv`` (``make triton-venv``); skipped elsewhere, with the reason.
+``.triton-venv`` (``make triton-venv``, which ``.ci/run`` runs); skipped elsewhere, with the reason.
+Also: the load test in both batching modes, bad requests among good ones, a server killed under load.
 """
 
-import contextlib
-import os
+import json
 import signal
 import socket
-import subprocess
+import threading
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import TASK, prepared_data, tiny_model_config, tiny_params
 
 from amad.export.pipeline import export_model
 from amad.models import save_model
+from amad.serving.server import pytriton_python, running_server
 from amad.tasks.vqa.model import VQAModel
 from amad.tasks.vqa.predict import load_predictor, predict_question
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def pytriton_python() -> Path | None:
-    candidate = Path(os.environ.get("AMAD_PYTRITON_PYTHON", ROOT / ".triton-venv" / "bin" / "python"))
-    if not candidate.exists():
-        return None
-    probe = subprocess.run([str(candidate), "-c", "import pytriton, onnxruntime"], capture_output=True)
-    return candidate if probe.returncode == 0 else None
+def require_pytriton() -> None:
+    if pytriton_python() is None:
+        pytest.skip("no interpreter with nvidia-pytriton (make triton-venv, or set AMAD_PYTRITON_PYTHON)")
+    pytest.importorskip("tritonclient.http", reason="tritonclient is not installed")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def tiny_vqa_export(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny random VQA model's export folder (fp32 only) and its prepared data."""
+    data = prepared_data(tmp_path / "data", train=16, val=16, test=8)
+    answers = TASK.read_state(data)["answers"]
+    torch.manual_seed(0)
+    model = VQAModel(tiny_model_config(), len(answers))
+    save_model(tmp_path / "model", TASK, model, {"answers": answers}, model.preprocess)
+    export = replace(tiny_params().export, models=("teacher",), int8="none")
+    export_model("m", tmp_path / "model", tmp_path / "exported", data, export, log=lambda _: None)
+    return tmp_path / "exported", data
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -53,27 +58,13 @@ def listening_addresses(port: int) -> set[str]:
 
 @pytest.mark.slow
 def test_pytriton_server_answers_like_the_local_model(tmp_path):
-    python = pytriton_python()
-    if python is None:
-        pytest.skip("no interpreter with nvidia-pytriton (make triton-venv, or set AMAD_PYTRITON_PYTHON)")
-    pytest.importorskip("tritonclient.http", reason="tritonclient is not installed")
+    require_pytriton()
     from deploy.client import ask
 
-    data = prepared_data(tmp_path / "data", train=16, val=16, test=8)
-    answers = TASK.read_state(data)["answers"]
-    torch.manual_seed(0)
-    model = VQAModel(tiny_model_config(), len(answers))
-    save_model(tmp_path / "model", TASK, model, {"answers": answers}, model.preprocess)
-    export_model(
-        "m",
-        tmp_path / "model",
-        tmp_path / "exported",
-        data,
-        replace(tiny_params().export, models=("teacher",), int8="none"),
-        log=lambda _: None,
-    )
+    _, data = tiny_vqa_export(tmp_path)
     onnx_path = tmp_path / "exported" / "model.onnx"
-    with serving(python, [onnx_path], "amad_vqa") as port:
+    with running_server(tmp_path / "exported", ["amad_vqa"]) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
         assert listening_addresses(port) == {"127.0.0.1"}, "loopback only unless --host says otherwise"
         image = next((data / "images").glob("test_*.png"))
         question = "what color is the circle?"
@@ -86,10 +77,7 @@ def test_pytriton_server_answers_like_the_local_model(tmp_path):
 
 @pytest.mark.slow
 def test_pytriton_server_embeds_like_the_exported_retrieval_encoders(tmp_path):
-    python = pytriton_python()
-    if python is None:
-        pytest.skip("no interpreter with nvidia-pytriton (make triton-venv, or set AMAD_PYTRITON_PYTHON)")
-    pytest.importorskip("tritonclient.http", reason="tritonclient is not installed")
+    require_pytriton()
     from helpers import tiny_retrieval_params_dict
 
     from amad.export.onnx_model import OnnxModel
@@ -105,7 +93,8 @@ def test_pytriton_server_embeds_like_the_exported_retrieval_encoders(tmp_path):
     export = replace(params.export, models=("teacher",), int8="none")
     export_model("m", tmp_path / "model", tmp_path / "exported", tmp_path / "data", export, log=lambda _: None)
     files = [tmp_path / "exported" / "image.onnx", tmp_path / "exported" / "text.onnx"]
-    with serving(python, files, "amad_retrieval_text") as port:
+    with running_server(tmp_path / "exported", ["amad_retrieval_image", "amad_retrieval_text"]) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
         image = next((tmp_path / "data" / "images").glob("test_*.png"))
         caption = "two shapes: a red circle and a blue square"
         preprocess = task.preprocess(params.teacher)
@@ -117,27 +106,97 @@ def test_pytriton_server_embeds_like_the_exported_retrieval_encoders(tmp_path):
         assert torch.allclose(torch.tensor(remote_text), local_text, atol=1e-5)
 
 
-@contextlib.contextmanager
-def serving(python: Path, files: list[Path], ready_model: str):
-    """A PyTriton server of ``files`` on free loopback ports (yields the HTTP port); SIGTERM at the end."""
-    ports = [free_port() for _ in range(3)]
-    command = [str(python), "-m", "deploy.pytriton_server", *map(str, files), "--http-port", str(ports[0])]
-    command += ["--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])]
-    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/v2/models/{ready_model}/ready", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.time() > deadline:
-                    pytest.fail(f"Triton did not come up:\n{server.stdout.read()[-3000:]}")
-                time.sleep(1)
-        yield ports[0]
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+@pytest.mark.slow
+def test_load_test_in_both_batching_modes_answers_every_request(tmp_path):
+    require_pytriton()
+    from amad.serving.report import run_load_test
+
+    export, _ = tiny_vqa_export(tmp_path)
+    report = run_load_test(export, [1, 4], 1.5, 5.0, 10_000, None, tmp_path / "serving.json", log=lambda _: None)
+    assert set(report["modes"]) == {"dynamic_batching", "no_batching"}
+    for mode, levels in report["modes"].items():
+        for level, row in levels.items():
+            assert row["failed"] == 0 and row["requests"] > 0 and row["throughput_rps"] > 0, (mode, level, row)
+            assert row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+    assert json.loads((tmp_path / "serving.json").read_text()) == json.loads(json.dumps(report))
+
+
+@pytest.mark.slow
+def test_bad_requests_get_errors_while_good_ones_around_them_are_served(tmp_path):
+    require_pytriton()
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    from amad.serving.loadtest import example_requests, load_test
+
+    export, data = tiny_vqa_export(tmp_path)
+    good = example_requests(export)
+    with running_server(export, ["amad_vqa"]) as (url, _):
+        results = {}
+        background = threading.Thread(
+            target=lambda: results.update(
+                load_test(url, good, [2], duration=3.0, timeout=5.0, max_requests=10_000, log=lambda _: None)
+            )
+        )
+        background.start()
+        client = http.InferenceServerClient(url=url, network_timeout=5.0)
+        pixels = good[0].inputs["pixels"]
+        tokens = good[0].inputs["tokens"]
+
+        def infer(*tensors):
+            inputs = []
+            for name, array, dtype in tensors:
+                tensor = http.InferInput(name, list(array.shape), dtype)
+                tensor.set_data_from_numpy(array)
+                inputs.append(tensor)
+            return client.infer("amad_vqa", inputs)
+
+        bad = {
+            "wrong dtype": [("pixels", pixels, "FP32"), ("tokens", tokens.astype(np.int32), "INT32")],
+            "wrong shape": [("pixels", pixels[:, :, :10, :10].copy(), "FP32"), ("tokens", tokens, "INT64")],
+            "missing input": [("pixels", pixels, "FP32")],
+        }
+        for case, tensors in bad.items():
+            with pytest.raises(InferenceServerException) as error:
+                infer(*tensors)
+            assert str(error.value), case
+        assert infer(("pixels", pixels, "FP32"), ("tokens", tokens, "INT64")).as_numpy("logits").shape[0] == 1
+        background.join()
+        assert results["2"]["failed"] == 0 and results["2"]["requests"] > 0
+        # the client refuses what the server must never see
+        from deploy.client import ask
+
+        (tmp_path / "not-an-image.png").write_text("text")
+        onnx_path = export / "model.onnx"
+        for image, question, message in (
+            (tmp_path / "not-an-image.png", "what color?", "cannot read image"),
+            (next((data / "images").glob("*.png")), "  ", "question is empty"),
+            (next((data / "images").glob("*.png")), "word " * 40, "tokens long"),
+        ):
+            with pytest.raises(SystemExit, match=message):
+                ask(url, "amad_vqa", image, question, metadata_onnx=onnx_path)
+
+
+@pytest.mark.slow
+def test_a_server_killed_under_load_makes_the_load_test_report_errors_and_end(tmp_path):
+    require_pytriton()
+    from amad.serving.loadtest import example_requests, load_test
+
+    export, _ = tiny_vqa_export(tmp_path)
+    requests = example_requests(export)
+    with running_server(export, ["amad_vqa"]) as (url, process):
+        results = {}
+        start = time.perf_counter()
+        runner = threading.Thread(
+            target=lambda: results.update(
+                load_test(url, requests, [2], duration=4.0, timeout=2.0, max_requests=100_000, log=lambda _: None)
+            )
+        )
+        runner.start()
+        time.sleep(1.0)
+        process.send_signal(signal.SIGKILL)
+        runner.join(timeout=30)
+        assert not runner.is_alive(), "the load test hung on a dead server"
+        assert time.perf_counter() - start < 4.0 + 2.0 + 5.0
+    row = results["2"]
+    assert row["failed"] > 0 and row["requests"] > row["failed"], row  # served, then errors once it died

@@ -1,5 +1,6 @@
 """Triton model names of an exported amad graph (shared by the repository writer, the PyTriton
-server and the client; imports nothing, so the PyTriton venv can use it)."""
+server, the client and the load test; imports nothing, and neither do ``amad`` and
+``amad.serving``, so the PyTriton venv, which has no torch, can import it from the source tree)."""
 
 
 def triton_model_name(task: str, graph: str) -> str:

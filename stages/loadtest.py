@@ -1,0 +1,43 @@
+"""DVC stage `loadtest`: the served export of `export.triton_model` under load (params `serving`)
+-> metrics/serving.json: throughput, p50 / p90 / p99 latency and failed requests per concurrency
+level, with Triton's dynamic batching on and off.
+
+Where no PyTriton interpreter exists (`make triton-venv` makes one), the file records why the
+test was skipped; after installing it, `dvc repro -f loadtest` measures.
+"""
+
+from pathlib import Path
+
+from amad.atomic import write_json
+from amad.params import Params
+from amad.serving.report import run_load_test
+from amad.serving.server import pytriton_python
+from amad.stage import run_stage
+
+OUT = Path("metrics/serving.json")
+
+
+def main(params: Params) -> None:
+    model, serving = params.export.triton_model, params.serving
+    if model is None:
+        write_json(OUT, {"skipped": "export.triton_model is null: nothing is served"})
+        return
+    if pytriton_python() is None:
+        write_json(
+            OUT, {"skipped": "no interpreter with nvidia-pytriton (make triton-venv, then dvc repro -f loadtest)"}
+        )
+        print(f"loadtest skipped: {OUT} says why")
+        return
+    run_load_test(
+        Path("exported") / model,
+        list(serving.concurrency),
+        serving.duration_s,
+        serving.timeout_s,
+        serving.max_requests,
+        None,
+        OUT,
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)
