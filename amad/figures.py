@@ -132,9 +132,9 @@ def attention_figure(
                     ax.set_yticks([])
                 else:
                     picture = ax.imshow(shown[head], cmap="viridis", vmin=0, vmax=high, aspect="auto")
-                    ax.set_xlabel("key token", fontsize=7)
+                    ax.set_xlabel("patch column" if grid else "key token", fontsize=7)
                     if head == 0:
-                        ax.set_ylabel("query token", fontsize=7)
+                        ax.set_ylabel("patch row" if grid else "query token", fontsize=7)
                     ax.tick_params(labelsize=6)
                 where = f"sample {index + 1} · " if head == 0 else ""
                 ax.set_title(f"{where}{who} head {head}", fontsize=7)

@@ -132,7 +132,7 @@ def test_auto_int8_keeps_nothing_when_every_candidate_misses_the_budget(workspac
         tmp_path,
         ["model"],
         "auto",
-        calibration={"model": [feed]},
+        calibration=lambda: {"model": [feed]},
         score=lambda _models: next(scores),
         inputs={"model": one},
         max_drop=0.1,

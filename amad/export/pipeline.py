@@ -76,7 +76,7 @@ def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, conf
             staging,
             list(specs),
             config.int8,
-            calibration=_calibration_feeds(task.parity_inputs(val_set, config.calibration_samples), specs),
+            calibration=lambda: _calibration_feeds(task.parity_inputs(val_set, config.calibration_samples), specs),
             score=lambda models: task.evaluate(models, val_set)[metric],
             inputs={g: _first_input(parity_sets[g], specs[g]) for g in specs},
             max_drop=config.int8_max_drop,

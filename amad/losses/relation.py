@@ -57,7 +57,8 @@ stay in the CPU's cache while they are exponentiated, compared and reduced."""
 
 
 class _FusedRelationKL(torch.autograd.Function):
-    """Mean over query rows of ``KL(softmax(T T^T)[row] || softmax(S S^T)[row])`` per relation head,
+    """Masked mean over query rows of ``KL(softmax(T T^T / sqrt(d_t))[row] || softmax(S S^T / sqrt(d_s))[row])``
+    per relation head,
     for ``[N, L, d]`` heads (``N`` = batch x relation heads) and a teacher that is not differentiated.
 
     The relations are built, normalised and compared a cache-sized chunk of heads at a time,

@@ -28,6 +28,7 @@ from amad.errors import AmadError
 ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
 SERVER_MODULE = "deploy.pytriton_server"  # run with the PyTriton venv's interpreter, in ROOT
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through an http_proxy
 
 
 def pytriton_python() -> Path | None:
@@ -89,7 +90,7 @@ def wait_ready(url: str, models: list[str], process: subprocess.Popen, output: I
     for model in models:
         while True:
             try:
-                with urllib.request.urlopen(f"http://{url}/v2/models/{model}/ready", timeout=2):
+                with _DIRECT.open(f"http://{url}/v2/models/{model}/ready", timeout=2):
                     break
             except OSError:
                 if process.poll() is not None:
