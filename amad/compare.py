@@ -145,7 +145,9 @@ def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = ru
     def score(model: str) -> float:
         return validation_score(model, metric)
 
-    base = ["distill.seed=0", *args.set]
+    # the compare runs never export: keep export.models valid whichever methods a run lists
+    quiet = ["export.models=[teacher]", "export.triton_model=null"]
+    base = ["distill.seed=0", *quiet, *args.set]
     grid: dict[str, dict[str, dict[float, float]]] = {m: {} for m in tuned}
     choices: dict[str, dict[str, float]] = {m: {} for m in methods}
     validation: dict[str, float] = {}
@@ -174,7 +176,7 @@ def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = ru
     teacher: list[float] = []
     for seed in range(args.seeds):
         for chosen, group in settings_groups(choices).items():
-            overrides = [f"distill.seed={seed}", *args.set, *(f"{k}={v}" for k, v in chosen), _listing(group)]
+            overrides = [f"distill.seed={seed}", *quiet, *args.set, *(f"{k}={v}" for k, v in chosen), _listing(group)]
             run(overrides, "evaluate")
             metrics = read_json("metrics/eval.json")
             for student in students:

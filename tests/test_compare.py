@@ -9,6 +9,7 @@ import yaml
 from helpers import tiny_params_dict
 
 from amad import compare
+from amad.params import parse_params
 
 # validation score of each method per attention weight (the same for every student), and per
 # AMAD temperature at AMAD's best weight
@@ -20,12 +21,24 @@ def overrides_of(command: list[str]) -> dict[str, str]:
     return dict(part.split("=", 1) for part in command)
 
 
+def applied(params: dict, settings: dict[str, str]) -> dict:
+    """``params`` with dvc's ``-S key=value`` overrides (values in YAML)."""
+    for key, value in settings.items():
+        *path, last = key.split(".")
+        section = params
+        for part in path:
+            section = section[part]
+        section[last] = yaml.safe_load(value.replace("[", "[ ").replace(",", ", "))
+    return params
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = tiny_params_dict()
     params["distill"]["methods"] = ["none", "one2one", "amad"]
     params["students"]["h4"] = params["students"]["h2"]
+    params["export"].update(models=["teacher", "h2-amad"], triton_model="h2-amad")  # as the default profile
     Path("params.yaml").write_text(yaml.safe_dump(params))
     latency = {
         "results": {
@@ -45,6 +58,7 @@ def fake_run(calls):
     def run(command: list[str], target: str) -> None:
         calls.append((command, target))
         settings = overrides_of(command)
+        parse_params(applied(yaml.safe_load(Path("params.yaml").read_text()), settings))  # what dvc would run
         methods = settings["distill.methods"].strip("[]").split(",")
         weight = float(settings.get("distill.weights.attention", 1.0))
         seed = int(settings["distill.seed"])
@@ -69,11 +83,11 @@ def fake_run(calls):
 
 def test_each_method_keeps_its_best_validation_weight_and_is_tested_over_seeds(workspace):
     calls = []
-    args = argparse.Namespace(seeds=2, weights=[0.1, 1.0, 3.0], temperatures=[0.25, 1.0, 4.0], set=["x.y=1"])
+    args = argparse.Namespace(seeds=2, weights=[0.1, 1.0, 3.0], temperatures=[0.25, 1.0, 4.0], set=["distill.train.lr=0.002"])
     result = compare.compare(args, run=fake_run(calls))
     grid_runs = [settings for settings, target in calls if target == "distill"]
     assert len(grid_runs) == 3 + 2  # three weights for both tuned methods, two more AMAD temperatures
-    assert all("distill.seed=0" in run and "x.y=1" in run for run in grid_runs)
+    assert all("distill.seed=0" in run and "distill.train.lr=0.002" in run for run in grid_runs)
     assert result["choices"] == {
         "none": {},
         "one2one": {"distill.weights.attention": 1.0},
