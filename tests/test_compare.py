@@ -83,7 +83,9 @@ def fake_run(calls):
 
 def test_each_method_keeps_its_best_validation_weight_and_is_tested_over_seeds(workspace):
     calls = []
-    args = argparse.Namespace(seeds=2, weights=[0.1, 1.0, 3.0], temperatures=[0.25, 1.0, 4.0], set=["distill.train.lr=0.002"])
+    args = argparse.Namespace(
+        seeds=2, weights=[0.1, 1.0, 3.0], temperatures=[0.25, 1.0, 4.0], set=["distill.train.lr=0.002"]
+    )
     result = compare.compare(args, run=fake_run(calls))
     grid_runs = [settings for settings, target in calls if target == "distill"]
     assert len(grid_runs) == 3 + 2  # three weights for both tuned methods, two more AMAD temperatures
