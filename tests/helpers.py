@@ -50,6 +50,7 @@ def _tiny(profile: dict, shapes: dict, teacher: dict, student: dict, sections: d
     params["distill"]["train"] = dict(optim)
     params["export"]["models"] = ["teacher"]
     params["export"]["triton_model"] = None
+    params["export"]["int8_max_drop"] = 1.0  # tiny random models: keep an int8 file whatever it costs them
     params["serving"] = {"concurrency": [1, 2], "duration_s": 0.5, "timeout_s": 5.0, "max_requests": 1000}
     params.update(sections)
     return params
