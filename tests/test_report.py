@@ -37,3 +37,20 @@ def test_summary_names_an_unbenchmarked_more_accurate_student(tmp_path):
     assert "`s-amad`" in text and "3.00x" in text and "| 2/2/2/2 |" in text
     assert "The best student by accuracy, `s-one2one` (0.8000), was not benchmarked" in text
     assert [r["model"] for r in rows] == ["teacher", "s-amad"]
+
+
+def test_serving_table_reads_the_load_test_or_says_why_it_was_skipped():
+    from amad.report import serving_table
+
+    assert "Not measured: no interpreter with nvidia-pytriton" in serving_table(
+        {"skipped": "no interpreter with nvidia-pytriton"}
+    )
+    row = {"throughput_rps": 858.9, "p50_ms": 17.9, "p90_ms": 25.0, "p99_ms": 30.3, "failed": 0, "requests": 4309}
+    serving = {
+        "models": ["amad_vqa"],
+        "modes": {"dynamic_batching": {"16": row}, "no_batching": {"16": {**row, "p50_ms": None, "failed": 3}}},
+        "settings": {"duration_s": 5.0, "timeout_s": 5.0},
+    }
+    table = serving_table(serving)
+    assert "| dynamic batching | 16 | 858.9 | 17.90 | 25.00 | 30.30 | 0 / 4309 |" in table
+    assert "| no batching | 16 | 858.9 | — |" in table and "3 / 4309" in table
