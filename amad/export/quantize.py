@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,16 +30,23 @@ def _pre_process(source: Path, prepared: Path) -> None:
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
 
 
+@contextmanager
+def _pre_processed(source: str | Path) -> Iterator[str]:
+    """A pre-processed temporary copy of ``source`` (see :func:`_pre_process`), as a path string."""
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        _pre_process(Path(source), prepared)
+        yield str(prepared)
+
+
 def quantize_dynamic_int8(source: str | Path, target: str | Path) -> None:
     """Dynamic per-channel int8 weights for :data:`DYNAMIC_OPS` (the linear layers and the token
     embedding); activations are quantised at run time, per call."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with tempfile.TemporaryDirectory() as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
-        _pre_process(Path(source), prepared)
+    with _pre_processed(source) as prepared:
         quantize_dynamic(
-            str(prepared),
+            prepared,
             str(target),
             per_channel=True,
             weight_type=QuantType.QInt8,
@@ -70,11 +78,9 @@ def quantize_static_int8(source: str | Path, target: str | Path, calibration: It
     (``{input name: array}``, e.g. validation batches); the rest stays fp32."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    with tempfile.TemporaryDirectory() as scratch:
-        prepared = Path(scratch) / "prepared.onnx"
-        _pre_process(Path(source), prepared)
+    with _pre_processed(source) as prepared:
         quantize_static(
-            str(prepared),
+            prepared,
             str(target),
             _Feeds(calibration),
             quant_format=QuantFormat.QDQ,
@@ -84,7 +90,7 @@ def quantize_static_int8(source: str | Path, target: str | Path, calibration: It
             op_types_to_quantize=STATIC_OPS,
             # named explicitly: ONNX Runtime 1.32's QDQ quantiser ignores MatMulConstBOnly and
             # quantised attention's activation x activation products too
-            nodes_to_quantize=constant_b_nodes(onnx.load(str(prepared)).graph),
+            nodes_to_quantize=constant_b_nodes(onnx.load(prepared).graph),
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"MatMulConstBOnly": True},
         )

@@ -28,6 +28,7 @@ from amad.errors import AmadError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 TRITON_DTYPES = {"tensor(float)": ("FP32", np.float32), "tensor(int64)": ("INT64", np.int64)}
+TRITON_NAMES = {numpy_type: name for name, numpy_type in TRITON_DTYPES.values()}  # np.float32 -> "FP32"
 
 
 def check_loopback(url: str) -> None:
@@ -81,7 +82,7 @@ def http_sender(url: str, timeout: float) -> Callable[[GraphRequest], None]:
     def send(request: GraphRequest) -> None:
         inputs = []
         for name, array in request.inputs.items():
-            tensor = http.InferInput(name, list(array.shape), "FP32" if array.dtype == np.float32 else "INT64")
+            tensor = http.InferInput(name, list(array.shape), TRITON_NAMES[array.dtype.type])
             tensor.set_data_from_numpy(array)
             inputs.append(tensor)
         client.infer(request.model, inputs, outputs=[http.InferRequestedOutput(request.output)])
