@@ -43,7 +43,16 @@ SECTIONS = (
     "benchmark",
     "serving",
 )
-BACKENDS = ("torch", "onnxruntime", "onnxruntime_int8", "torch_cuda_fp16", "tensorrt")
+BACKENDS = (
+    "torch",
+    "onnxruntime",
+    "onnxruntime_int8",
+    "torch_cuda_fp32",
+    "torch_cuda_fp16",
+    "torch_cuda_fp16_graph",
+    "torch_cuda_fp16_compile",
+    "tensorrt",
+)
 INT8_MODES = ("dynamic", "static", "auto", "none")  # amad.export.int8.MODES, without importing onnxruntime
 
 

@@ -7,7 +7,9 @@ pools waking, caches refilled by the other runtime; on a 2-core CPU it made the 
 ONNX Runtime batch-1 call 1.2 ms instead of 0.55 ms) that a server running one model does not
 pay. Rounds repeat until every pair has ``repeats`` timed calls. Reported per pair and batch size:
 p50 / p90 / p99 latency, throughput (samples/s) and peak extra memory of one call; backends that
-cannot run here (no CUDA, no TensorRT, no int8 file) are recorded as ``{"skipped": reason}``.
+cannot run here (no CUDA, no TensorRT, no int8 file), or whose first call fails (a graph that
+cannot be captured, say), are recorded as ``{"skipped": reason}``. The CUDA backends
+(:mod:`amad.bench.cuda`) are timed by CUDA events, the others by the host clock.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from amad.bench import memory
+from amad.bench.cuda import CUDA_BACKENDS, CudaRunner
 from amad.bench.roofline import graph_gflops, matmul_peak_gflops, roofline
 from amad.export import tensorrt
 from amad.export.onnx_model import OnnxModel
@@ -56,19 +59,11 @@ def make_runner(backend: str, model_dir: Path, export_dir: Path, graph: str, thr
         # sessions take turns: a spinning thread pool of one would steal the cores of the next
         session = OnnxModel(path, threads=threads, spinning=False)
         return lambda *inputs: session.run(*(x.numpy() for x in inputs))
-    if backend == "torch_cuda_fp16":
+    if backend in CUDA_BACKENDS:
         if not torch.cuda.is_available():
             return "no CUDA device"
-        loaded = load_model(model_dir, device="cuda")
-        module = loaded.task.graphs(loaded.model.eval().half())[graph]
-
-        def run_cuda(*inputs):
-            with torch.inference_mode():
-                out = module(*(x.cuda().half() if x.is_floating_point() else x.cuda() for x in inputs))
-            torch.cuda.synchronize()
-            return out
-
-        return run_cuda
+        loaded = load_model(model_dir)
+        return CudaRunner(loaded.task.graphs(loaded.model.eval())[graph], backend)
     if backend == "tensorrt":
         reason = tensorrt.unavailable_reason()
         if reason is not None:
@@ -83,11 +78,11 @@ def make_runner(backend: str, model_dir: Path, export_dir: Path, graph: str, thr
 
 
 def _peak_mib(runner: Runner, inputs: tuple[torch.Tensor, ...], backend: str) -> float | None:
-    if backend in ("torch_cuda_fp16", "tensorrt"):
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
+    if isinstance(runner, CudaRunner):
+        return runner.peak_mib(*inputs)
+    if backend == "tensorrt":
         runner(*inputs)
-        return (torch.cuda.max_memory_allocated() - before) / 2**20 if backend == "torch_cuda_fp16" else None
+        return None
     return memory.peak_extra_mib(lambda: runner(*inputs))
 
 
@@ -104,10 +99,14 @@ def time_interleaved(
     for _ in range(math.ceil(config.repeats / (config.burst - untimed))):
         for key, runner in runners.items():
             for call in range(config.burst):
-                start = time.perf_counter()
-                runner(*inputs[key])
+                if isinstance(runner, CudaRunner):
+                    seconds = runner.timed(*inputs[key])
+                else:
+                    start = time.perf_counter()
+                    runner(*inputs[key])
+                    seconds = time.perf_counter() - start
                 if call >= untimed:
-                    timings[key].append(time.perf_counter() - start)
+                    timings[key].append(seconds)
     return timings
 
 
@@ -143,7 +142,16 @@ def run_benchmark(
     samples = {graph: spec.batch_inputs(batch) for graph, spec in specs.items()}
     for batch_size in config.batch_sizes:
         inputs = {key: tuple(x[:batch_size].contiguous() for x in samples[graph_of[key[0]]]) for key in runners}
-        peaks = {key: _peak_mib(runner, inputs[key], key[1]) for key, runner in runners.items()}
+        peaks = {}
+        for key, runner in list(runners.items()):
+            try:
+                peaks[key] = _peak_mib(runner, inputs[key], key[1])
+            except Exception as error:  # a backend that cannot run this graph is reported, not fatal
+                reason = f"failed at batch {batch_size}: {type(error).__name__}: {error}"
+                done = results[key[0]].setdefault(key[1], {})  # batch sizes timed before stay
+                done.update({str(batch_size): {"skipped": reason}} if done else {"skipped": reason})
+                del runners[key]
+                log(f"{key[0]}/{key[1]}: {reason}")
         timings = time_interleaved(runners, inputs, config)
         for (name, backend), times in timings.items():
             ms = np.asarray(times) * 1e3
