@@ -21,9 +21,12 @@ A student inherits what its shape allows:
     contiguous, and the queries are scaled by ``sqrt(Ht / Hs)`` so that each student head attends
     with the sum of its group's teacher scores; every teacher weight is kept.
 
-  ``first``, ``importance`` and ``merge`` keep the teacher's head dimension (student width =
-  ``Hs x`` teacher head dimension); ``concat`` keeps the width. :func:`check_init` refuses other
-  shapes before any work, naming the key.
+  A student head may be ``g`` teacher heads wide (``g`` = student head dimension / teacher head
+  dimension, e.g. 2 heads of 32 from heads of 16): it then holds ``g`` kept (or merged) teacher
+  heads side by side, its queries scaled by ``sqrt(g)`` so that it attends with the sum of their
+  scores, as ``concat`` does. ``first`` / ``importance`` keep ``Hs x g`` heads, ``merge`` pools the
+  teacher heads into ``Hs x g`` groups, ``concat`` needs ``Hs x g = Ht`` (the teacher's width).
+  :func:`check_init` refuses other shapes before any work, naming the key.
 
 Everything else (norms, embeddings, task heads, projections) is copied by name, narrowed to the
 student's shape.
@@ -69,33 +72,34 @@ def check_init(config: InitConfig, teacher_shapes: dict, student_shapes: dict, k
     for group, teacher in teacher_shapes.items():
         student = student_shapes[group]
         head_dim = teacher.width // teacher.heads
+        student_head_dim = student.width // student.heads
+        slots = student.width // head_dim
         require(
-            student.heads <= teacher.heads,
+            student.width % student.heads == 0 and student_head_dim % head_dim == 0,
             f"{student.key}.heads",
-            f"{student.heads} heads: inheriting ({key}.strategy inherit) needs at most the teacher's {teacher.heads}",
+            f"inheriting ({key}.strategy inherit) builds each student head from whole teacher heads of "
+            f"dimension {head_dim}: {group} has width {student.width} over {student.heads} heads",
+        )
+        require(
+            slots <= teacher.heads,
+            f"{student.key}.width",
+            f"{student.width} holds {slots} teacher heads of dimension {head_dim}; inheriting "
+            f"({key}.strategy inherit) needs at most the teacher's {teacher.heads} ({group})",
         )
         if config.heads == "concat":
             require(
-                student.width == teacher.width and teacher.heads % student.heads == 0,
-                f"{student.key}.heads",
-                f"{key}.heads concat needs the teacher's width ({teacher.width}) and a head count dividing "
-                f"its {teacher.heads} heads; {group} has width {student.width}, {student.heads} heads",
+                student.width == teacher.width,
+                f"{student.key}.width",
+                f"{key}.heads concat keeps every teacher head, so the teacher's width ({teacher.width}); "
+                f"{group} has width {student.width} (first / importance / merge keep fewer)",
             )
-        else:
+        if config.heads == "merge":
             require(
-                student.width == student.heads * head_dim,
+                teacher.heads % slots == 0,
                 f"{student.key}.heads",
-                f"{key}.heads {config.heads} keeps the teacher's head dimension ({head_dim}): {group} needs width "
-                f"{student.heads} x {head_dim} = {student.heads * head_dim}, got {student.width} "
-                f"(or use heads concat at width {teacher.width})",
+                f"{key}.heads merge pools the teacher's {teacher.heads} heads into {slots} equal groups "
+                f"(width {student.width} / head dimension {head_dim}), which does not divide them ({group})",
             )
-            if config.heads == "merge":
-                require(
-                    teacher.heads % student.heads == 0,
-                    f"{student.key}.heads",
-                    f"{key}.heads merge groups the teacher's {teacher.heads} heads evenly: {student.heads} does not "
-                    "divide it",
-                )
 
 
 # -- where the weights live ----------------------------------------------------------------------
@@ -162,44 +166,47 @@ def head_groups(similarity: Tensor, groups: int) -> list[list[int]]:
 
 
 def head_matrices(
-    strategy: str, teacher_heads: int, student_heads: int, head_dim: int, scores: Tensor | None
+    strategy: str, teacher_heads: int, student_heads: int, head_dim: int, student_head_dim: int, scores: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``(M_q, M_kv, O)``, each ``[student channels, teacher channels]`` (float64).
 
-    ``scores``: importance ``[Ht]`` (``importance``) or map similarity ``[Ht, Ht]`` (``merge``,
-    ``concat``; None: consecutive groups).
+    A student head of ``g = student_head_dim / head_dim`` teacher head widths holds ``g`` teacher
+    heads (or merged groups) side by side, its queries scaled by ``sqrt(g)`` so that it attends with
+    the sum of their scores; ``Hs x g`` slots are filled. ``scores``: importance ``[Ht]``
+    (``importance``) or map similarity ``[Ht, Ht]`` (``merge``, ``concat``; None: consecutive groups).
     """
     channels = teacher_heads * head_dim
+    per_head = student_head_dim // head_dim
+    slots = student_heads * per_head
+    query_scale = math.sqrt(per_head)
 
     def head_block(head: int) -> slice:
         return slice(head * head_dim, (head + 1) * head_dim)
 
+    def placed(order: list[list[int]], weight: float) -> Tensor:
+        """Slot ``i`` holds ``weight x`` the sum of the teacher heads ``order[i]``."""
+        matrix = torch.zeros(slots * head_dim, channels, dtype=torch.float64)
+        for slot, heads in enumerate(order):
+            for head in heads:
+                matrix[slot * head_dim : (slot + 1) * head_dim, head_block(head)] = weight * torch.eye(head_dim)
+        return matrix
+
     if strategy in ("first", "importance"):
         if strategy == "first":
-            kept = list(range(student_heads))
+            kept = list(range(slots))
         else:
-            kept = sorted(torch.argsort(scores, descending=True, stable=True)[:student_heads].tolist())
-        select = torch.zeros(student_heads * head_dim, channels, dtype=torch.float64)
-        for position, head in enumerate(kept):
-            select[position * head_dim : (position + 1) * head_dim, head_block(head)] = torch.eye(head_dim)
-        return select, select, select
+            kept = sorted(torch.argsort(scores, descending=True, stable=True)[:slots].tolist())
+        select = placed([[head] for head in kept], 1.0)
+        return select * query_scale, select, select
     similarity = scores if scores is not None else torch.eye(teacher_heads)
-    groups = head_groups(similarity, student_heads)
     if strategy == "merge":
-        mean = torch.zeros(student_heads * head_dim, channels, dtype=torch.float64)
-        total = torch.zeros_like(mean)
-        for position, group in enumerate(groups):
-            for head in group:
-                rows = slice(position * head_dim, (position + 1) * head_dim)
-                mean[rows, head_block(head)] = torch.eye(head_dim) / len(group)
-                total[rows, head_block(head)] = torch.eye(head_dim)
-        return mean, mean, total
+        groups = head_groups(similarity, slots)
+        mean = placed(groups, 1.0 / len(groups[0]))
+        return mean * query_scale, mean, placed(groups, 1.0)
     if strategy == "concat":
-        order = [head for group in groups for head in group]
-        permute = torch.zeros(channels, channels, dtype=torch.float64)
-        for position, head in enumerate(order):
-            permute[position * head_dim : (position + 1) * head_dim, head_block(head)] = torch.eye(head_dim)
-        return permute * math.sqrt(teacher_heads / student_heads), permute, permute
+        order = [[head] for group in head_groups(similarity, student_heads) for head in group]
+        permute = placed(order, 1.0)
+        return permute * query_scale, permute, permute
     raise ValueError(f"unknown head strategy {strategy!r}")
 
 
@@ -278,14 +285,15 @@ def inherit(
         for t, s in map_layers(len(teacher_modules), len(student_modules), layer_mapping):
             blocks[block_of(student_modules[s])] = block_of(teacher_modules[t])
             attention_pairs.append((teacher_modules[t], student_modules[s]))
-    teacher_params = dict(teacher.state_dict())
+    teacher_params = {name: tensor.detach().cpu() for name, tensor in teacher.state_dict().items()}  # any device
     student_params = dict(student.state_dict())
     new: dict[str, Tensor] = {}
     for t_path, s_path in attention_pairs:
         t_weights, s_weights = attention_weights(teacher, t_path), attention_weights(student, s_path)
         head_dim = teacher_params[t_weights.output[0]].shape[1] // t_weights.heads
+        student_head_dim = student_params[s_weights.output[0]].shape[1] // s_weights.heads
         scores = None if head_scores is None else head_scores.get(t_path)
-        matrices = head_matrices(head_strategy, t_weights.heads, s_weights.heads, head_dim, scores)
+        matrices = head_matrices(head_strategy, t_weights.heads, s_weights.heads, head_dim, student_head_dim, scores)
         new.update(_inherit_attention(teacher_params, student_params, t_weights, s_weights, matrices))
     all_student_blocks = {block_of(p) for paths in student_groups.values() for p in paths}
     for name, tensor in student_params.items():
@@ -302,5 +310,5 @@ def inherit(
             new[name] = _narrow(teacher_params[source], tensor.shape, name)
     with torch.no_grad():
         for name, tensor in new.items():
-            student_params[name].copy_(tensor.to(student_params[name].dtype))
+            student_params[name].copy_(tensor.to(student_params[name].device, student_params[name].dtype))
     return {"inherited": len(new), "random": len(student_params) - len(new)}

@@ -71,7 +71,7 @@ def test_concat_keeps_every_weight_and_attends_with_the_groups_summed_scores():
 
 
 def test_merge_averages_grouped_qkv_and_sums_the_output_slices():
-    query, key_value, output = head_matrices("merge", 4, 2, 2, torch.eye(4))  # identity similarity: 0+1, 2+3
+    query, key_value, output = head_matrices("merge", 4, 2, 2, 2, torch.eye(4))  # identity similarity: 0+1, 2+3
     expected = torch.tensor([[0.5, 0, 0.5, 0, 0, 0, 0, 0], [0, 0.5, 0, 0.5, 0, 0, 0, 0]], dtype=torch.float64)
     assert torch.equal(query[:2], expected) and torch.equal(key_value, query)
     assert torch.equal(output[:2], expected * 2)
@@ -117,16 +117,55 @@ def test_map_similarity_is_one_on_the_diagonal_and_symmetric():
     assert torch.allclose(similarity, similarity.t())
 
 
+@pytest.mark.parametrize("strategy", ["first", "importance", "merge"])
+def test_a_student_head_wider_than_a_teacher_head_attends_with_its_teacher_heads_summed_scores(strategy):
+    # teacher: 4 heads of 8 over width 32; student: 1 head of 16 over width 16 -> 2 teacher heads side by side
+    teacher, student = model(width=32, heads=4), model(width=16, heads=1, seed=1)
+    paths = [path for group in TASK.module_groups(teacher).values() for path in group]
+    importance = torch.tensor([0.1, 0.7, 0.2, 0.6], dtype=torch.float64)  # keeps heads 1 and 3
+    scores = {path: importance if strategy == "importance" else torch.eye(4) for path in paths}  # merge: 0+1, 2+3
+    inherit(teacher, student, TASK.module_groups, "uniform", strategy, scores)
+    t_q, t_k, _ = teacher.vision.blocks[0].attn.qkv.weight.split(32)
+    s_q, s_k, _ = student.vision.blocks[0].attn.qkv.weight.split(16)
+    x = torch.randn(5, 16)  # the student's residual stream = the teacher's first 16 channels
+    t_x = torch.cat([x, torch.zeros(5, 16)], dim=1)
+
+    def teacher_scores(heads, query_weight=t_q, key_weight=t_k):
+        q, k = t_x @ query_weight.t(), t_x @ key_weight.t()
+        return sum(q[:, h * 8 : (h + 1) * 8] @ k[:, h * 8 : (h + 1) * 8].t() / math.sqrt(8) for h in heads)
+
+    student_scores = (x @ s_q.t()) @ (x @ s_k.t()).t() / math.sqrt(16)
+    if strategy == "merge":  # each slot is the mean of a group's q and of its k
+        mean = lambda w: (w.view(4, 8, 32)[0::2] + w.view(4, 8, 32)[1::2]).reshape(16, 32) / 2  # noqa: E731
+        padded = lambda w: torch.cat([w, torch.zeros(16, 32)])  # noqa: E731
+        expected = teacher_scores([0, 1], padded(mean(t_q)), padded(mean(t_k)))
+    else:
+        expected = teacher_scores([0, 1] if strategy == "first" else [1, 3])
+    torch.testing.assert_close(student_scores, expected, atol=1e-5, rtol=0)
+
+
 def test_shapes_the_head_strategy_cannot_fill_fail_in_validation_naming_the_key():
-    raw = tiny_params_dict(students={"h2": tiny_model_dict(width=32, heads=2)})  # head dim 16, teacher's is 8
+    raw = tiny_params_dict(students={"h2": tiny_model_dict(width=24, heads=2)})  # head dim 12, the teacher's is 8
     raw["distill"]["init"] = {"strategy": "inherit", "heads": "first", "batches": 2}
     with pytest.raises(
-        ConfigError,
-        match=r"students\.h2\.vision\.heads: distill\.init\.heads first keeps the teacher's head dimension \(8\)",
+        ConfigError, match=r"students\.h2\.vision\.heads: inheriting .* whole teacher heads of dimension 8"
     ):
         parse_params(raw)
+    raw["students"]["h2"] = tiny_model_dict(width=16, heads=1)  # one head of 16: two teacher heads side by side
+    for heads in ("first", "importance", "merge"):
+        raw["distill"]["init"]["heads"] = heads
+        parse_params(raw)
     raw["distill"]["init"]["heads"] = "concat"
-    parse_params(raw)  # same width, fewer heads: concat fits
+    with pytest.raises(ConfigError, match=r"students\.h2\.vision\.width: distill\.init\.heads concat keeps every"):
+        parse_params(raw)
+    raw["students"]["h2"] = tiny_model_dict(width=24, heads=3)  # 3 slots cannot pool 4 heads evenly
+    raw["distill"]["init"]["heads"] = "merge"
+    with pytest.raises(ConfigError, match=r"students\.h2\.vision\.heads: distill\.init\.heads merge pools"):
+        parse_params(raw)
+    raw["students"]["h2"] = tiny_model_dict(width=32, heads=2)  # same width, fewer wider heads
+    for heads in ("first", "concat"):
+        raw["distill"]["init"]["heads"] = heads
+        parse_params(raw)
     raw["distill"]["init"]["heads"] = "sideways"
     with pytest.raises(ConfigError, match=r"distill\.init\.heads"):
         parse_params(raw)
