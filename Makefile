@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: setup test lint repro bench study compare profile triton-venv test-triton clean
+.PHONY: setup test lint repro bench gpu-check study compare profile triton-venv test-triton clean
 SEEDS ?= 3
 SET ?=
 WEIGHTS ?= 0.1,0.3,1,3
@@ -59,6 +59,11 @@ test-triton: $(INSTALLED) triton-venv
 
 bench: $(INSTALLED)
 	$(BIN)/python -m amad.bench.losses
+
+# the CUDA paths on this machine's GPU (bf16 training + CPU reload, losses CUDA vs CPU, GPU latency);
+# without CUDA a dry run that records every CUDA part as skipped
+gpu-check: $(INSTALLED)
+	$(BIN)/python -m amad.bench.gpu_check --out gpu-check
 
 clean:
 	rm -rf $(VENV) .triton-venv

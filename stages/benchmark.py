@@ -18,6 +18,7 @@ def main(params: Params) -> None:
         for backend, batches in backends.items()
         if "skipped" not in batches
         for size, stats in batches.items()
+        if "p50_ms" in stats  # a batch size the backend failed at has its reason instead
     ]
     write_json("metrics/latency_full.json", {**report, "speedups": ratios})
     write_json("metrics/latency_plot.json", rows)

@@ -17,6 +17,7 @@ from amad.evaluation import model_cost
 from amad.export import tensorrt
 from amad.export.onnx_model import OnnxModel, read_metadata
 from amad.export.pipeline import export_model
+from amad.params import BACKENDS
 from amad.models import save_model
 from amad.tasks.vqa.model import VQAModel
 from amad.tasks.vqa.predict import read_exported_metadata
@@ -176,10 +177,12 @@ def test_tensorrt_is_skipped_cleanly_without_cuda(tmp_path):
 
 
 def test_benchmark_schema(workspace, monkeypatch):
+    from amad.bench.cuda import CUDA_BACKENDS
     from amad.bench.latency import run_benchmark, speedups
 
     root, data, _ = workspace
     config = benchmark_config(batch_sizes=(1, 2), warmup=1, repeats=3, threads=1)
+    config = replace(config, backends=BACKENDS)
     report = run_benchmark(
         ["teacher", "student"],
         config,
@@ -197,7 +200,8 @@ def test_benchmark_schema(workspace, monkeypatch):
                 assert stats["throughput"] > 0
         if not torch.cuda.is_available():
             assert report["results"][model]["tensorrt"] == {"skipped": "no CUDA device"}
-            assert report["results"][model]["torch_cuda_fp16"] == {"skipped": "no CUDA device"}
+            for backend in CUDA_BACKENDS:
+                assert report["results"][model][backend] == {"skipped": "no CUDA device"}
     ratios = speedups(report)
     assert {"student_vs_teacher_onnxruntime_b1", "teacher_onnxruntime_vs_torch_b1", "student_int8_vs_fp32_b1"} <= set(
         ratios
@@ -210,6 +214,36 @@ def test_benchmark_schema(workspace, monkeypatch):
     fp32 = report["results"]["teacher"]["onnxruntime"]
     assert use["achieved_gflops"] == pytest.approx(use["gflops_per_sample"] * 2 / (fp32["2"]["p50_ms"] / 1e3), rel=1e-3)
     assert use["overhead_ms_b1"] == pytest.approx(fp32["1"]["p50_ms"] - fp32["2"]["p50_ms"] / 2, abs=1e-3)
+
+
+def test_a_backend_whose_first_call_fails_is_reported_and_the_others_are_timed(workspace, monkeypatch):
+    from amad.bench import latency
+
+    root, data, _ = workspace
+    real = latency.make_runner
+
+    def make_runner(backend, model_dir, export_dir, graph, threads):
+        runner = real("torch", model_dir, export_dir, graph, threads)
+        if backend != "onnxruntime":
+            return runner
+
+        def fails_from_batch_two(*inputs):
+            if inputs[0].shape[0] > 1:
+                raise RuntimeError("operation not permitted when stream is capturing")
+            return runner(*inputs)
+
+        return fails_from_batch_two
+
+    monkeypatch.setattr(latency, "make_runner", make_runner)
+    config = benchmark_config(batch_sizes=(1, 2), warmup=1, repeats=3, threads=1, backends=("torch", "onnxruntime"))
+    report = latency.run_benchmark(
+        ["student"], config, data_dir=data, models_dir=root / "models", exported_dir=root / "exported", log=print
+    )
+    failed = report["results"]["student"]["onnxruntime"]
+    assert "p50_ms" in failed["1"], "the batch size timed before the failure stays"
+    assert failed["2"] == {"skipped": "failed at batch 2: RuntimeError: operation not permitted when stream is capturing"}
+    assert set(report["results"]["student"]["torch"]) == {"1", "2"}
+    assert report["roofline"] == {"student": None}, "one timed batch size gives no machine-use estimate"
 
 
 def test_roofline_needs_batch_one_and_a_larger_batch():

@@ -35,8 +35,9 @@ def graph_gflops(module: torch.nn.Module, example_inputs: tuple) -> float:
 
 
 def roofline(stats: dict, gflops: float, peak: float) -> dict | None:
-    """``stats``: one backend's ``{batch size: {"p50_ms"}}``; None without batch 1 and a larger batch."""
-    sizes = sorted(int(size) for size in stats)
+    """``stats``: one backend's ``{batch size: {"p50_ms"}}``; None without batch 1 and a larger batch
+    (a batch size the backend failed at holds no ``p50_ms`` and does not count)."""
+    sizes = sorted(int(size) for size, entry in stats.items() if "p50_ms" in entry)
     if 1 not in sizes or sizes[-1] == 1:
         return None
     largest = sizes[-1]
