@@ -8,18 +8,19 @@ A student inherits what its shape allows:
 * **width** by channel selection: the first ``k`` channels of every axis that is narrower in the
   student (the residual stream, MLP hidden units, embeddings), the same channels everywhere;
 * **heads** by ``distill.init.heads``, through one matrix per projection: each student attention
-  module's query / key / value rows are ``M @ teacher rows`` and its output projection's columns
-  ``teacher columns @ O^T``, where
+  module's query rows are ``M_q @ teacher rows``, its key / value rows ``M_kv @ teacher rows`` and
+  its output projection's columns ``teacher columns @ O^T``, where (for student heads as wide as
+  the teacher's; see below for wider ones)
 
-  - ``first``: ``M = O`` select teacher heads ``0..Hs-1`` (TinyCLIP's manual inheritance);
-  - ``importance``: ``M = O`` select the ``Hs`` most important heads (Michel et al. 2019; see
-    :mod:`amad.head_importance`), in their teacher order;
+  - ``first``: ``M_q = M_kv = O`` select teacher heads ``0..Hs-1`` (TinyCLIP's manual inheritance);
+  - ``importance``: ``M_q = M_kv = O`` select the ``Hs`` most important heads (Michel et al. 2019;
+    see :mod:`amad.head_importance`), in their teacher order;
   - ``merge``: the teacher heads form ``Hs`` groups of similar heads (the cosine of their attention
-    maps, the similarity AMAD aligns with); ``M`` mean-pools each group's q / k / v, ``O`` sums the
-    group's output-projection slices (the conversion GQA's authors found best);
-  - ``concat``: same width, fewer wider heads: ``M = O`` reorder the heads so each group is
-    contiguous, and the queries are scaled by ``sqrt(Ht / Hs)`` so that each student head attends
-    with the sum of its group's teacher scores; every teacher weight is kept.
+    maps, the similarity AMAD aligns with); ``M_q = M_kv`` mean-pool each group's q / k / v, ``O``
+    sums the group's output-projection slices (the conversion GQA's authors found best);
+  - ``concat``: same width, fewer wider heads: ``M_kv = O`` reorder the heads so each group is
+    contiguous, ``M_q`` also scales the queries by ``sqrt(Ht / Hs)`` so that each student head
+    attends with the sum of its group's teacher scores; every teacher weight is kept.
 
   A student head may be ``g`` teacher heads wide (``g`` = student head dimension / teacher head
   dimension, e.g. 2 heads of 32 from heads of 16): it then holds ``g`` kept (or merged) teacher
@@ -78,7 +79,9 @@ def check_init(config: InitConfig, teacher_shapes: dict, student_shapes: dict, k
             student.width % student.heads == 0 and student_head_dim % head_dim == 0,
             f"{student.key}.heads",
             f"inheriting ({key}.strategy inherit) builds each student head from whole teacher heads of "
-            f"dimension {head_dim}: {group} has width {student.width} over {student.heads} heads",
+            f"dimension {head_dim}: {group} has width {student.width} over {student.heads} heads; the width "
+            f"must be {student.heads} x k x {head_dim} with {student.heads} x k <= {teacher.heads} "
+            f"(e.g. {student.heads * head_dim})",
         )
         require(
             slots <= teacher.heads,

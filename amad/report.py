@@ -192,8 +192,8 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path,
         text += "\n![accuracy vs latency](accuracy_latency.png)\n"
     text += "\n## Latency matrix (p50 ms) and cost\n\n" + "\n".join(full_lines) + "\n\n"
     skipped = {f"{b}: {v['skipped']}" for m in results.values() for b, v in m.items() if "skipped" in v}
-    skipped |= {  # a backend that ran at some batch sizes and failed at another
-        f"{m} {b}: {entry['skipped']}"
+    skipped |= {  # a GPU backend that failed on one model at a batch size
+        f"{b} on {m}: {entry['skipped']}"
         for m, row in results.items()
         for b, v in row.items()
         if "skipped" not in v

@@ -29,12 +29,22 @@ def test_summary_names_an_unbenchmarked_more_accurate_student(tmp_path):
         for name, acc in [("teacher", 0.9), ("s-amad", 0.7), ("s-one2one", 0.8)]
     }
     point = {"p50_ms": 1.0}
+    failed = {"1": {"skipped": "failed at batch 1: RuntimeError: CUDA graph capture failed"}}
     latency = {
         "settings": {"batch_sizes": [1]},
-        "results": {"teacher": {"onnxruntime": {"1": {"p50_ms": 3.0}}}, "s-amad": {"onnxruntime": {"1": point}}},
+        "results": {
+            "teacher": {"onnxruntime": {"1": {"p50_ms": 3.0}}, "torch_cuda_fp16_graph": {"1": {"p50_ms": 0.4}}},
+            "s-amad": {
+                "onnxruntime": {"1": point},
+                "torch_cuda_fp16_graph": failed,
+                "tensorrt": {"skipped": "no CUDA"},
+            },
+        },
     }
     text, rows = summary(evals, latency, exported, models, "accuracy")
     assert "`s-amad`" in text and "3.00x" in text and "| 2/2/2/2 |" in text
+    assert "torch_cuda_fp16_graph on s-amad: failed at batch 1: RuntimeError: CUDA graph capture failed" in text
+    assert "tensorrt: no CUDA" in text
     assert "The best student by accuracy, `s-one2one` (0.8000), was not benchmarked" in text
     assert [r["model"] for r in rows] == ["teacher", "s-amad"]
 

@@ -26,6 +26,20 @@ from torch import nn
 CUDA_BACKENDS = ("torch_cuda_fp32", "torch_cuda_fp16", "torch_cuda_fp16_graph", "torch_cuda_fp16_compile")
 
 
+def _no_silent_eager_fallback() -> None:
+    """Every model x batch size compiles the same ``forward``: raise the recompile limit above a
+    benchmark's needs, and make hitting it an error (by default Dynamo runs eager with a warning,
+    which would be timed as compiled)."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):  # the name changed between releases
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), 64))
+    if hasattr(config, "fail_on_recompile_limit_hit"):
+        config.fail_on_recompile_limit_hit = True
+
+
 class CudaRunner:
     """Runs one graph of a model on the GPU; ``timed`` returns the call's seconds by CUDA events."""
 
@@ -37,6 +51,7 @@ class CudaRunner:
         self.backend = backend
         self._forward: Callable[..., Any] = self.module
         if backend == "torch_cuda_fp16_compile":
+            _no_silent_eager_fallback()
             self._forward = torch.compile(self.module, dynamic=False)
         self._graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, list[torch.Tensor], Any]] = {}
 
@@ -54,8 +69,15 @@ class CudaRunner:
                     self.module(*static)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph), torch.inference_mode():
-                output = self.module(*static)
+            try:
+                with torch.cuda.graph(graph), torch.inference_mode():
+                    output = self.module(*static)
+            except Exception as error:
+                # a failed capture leaves the capture stream current, and ending the capture raises
+                # its own error over the cause: put the stream back and report the cause
+                torch.cuda.set_stream(torch.cuda.default_stream())
+                cause = error.__context__ or error
+                raise RuntimeError(f"CUDA graph capture failed: {type(cause).__name__}: {cause}") from error
             self._graphs[key] = (graph, static, output)
         return self._graphs[key]
 
@@ -79,7 +101,8 @@ class CudaRunner:
         return start.elapsed_time(end) / 1e3
 
     def peak_mib(self, *inputs: torch.Tensor) -> float:
-        """Device memory one call allocates beyond what is held before it (weights, captured graphs)."""
+        """Device memory one call allocates beyond what is held before it (weights, captured graphs:
+        call it after a first call)."""
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()

@@ -1,9 +1,10 @@
 """The CUDA paths, checked on this machine's GPU in one run: ``make gpu-check`` / ``python -m amad.bench.gpu_check``.
 
-1. ``train_teacher`` and one distillation (``distill.methods[0]`` on the last student) on the GPU
+1. ``train_teacher`` and one distillation (the last listed method, on the last student) on the GPU
    with bf16 autocast, from a copy of ``params.yaml`` with fewer epochs: the training loss must fall,
    the saved weights must be float32, and the checkpoint reloaded on the CPU must give the GPU's
-   outputs (fp32, TF32 off) and the same test metric;
+   outputs (fp32, TF32 off) and the same test metric; ``distill.init: inherit`` from the teacher on
+   the GPU must give the student it gives on the CPU;
 2. the attention losses (AMAD ``kl`` / ``token`` with their hand-written backward passes, one-to-one,
    the MiniLM relation loss) on CUDA against the CPU: values and gradients, float32 inputs and
    bfloat16 inputs (which the losses compute in float32);
@@ -14,7 +15,7 @@
 Without CUDA every CUDA part is recorded as skipped (the training part then runs on the CPU in
 float32: a reference for the same profile). DDP over NCCL needs two GPUs and is skipped on one.
 Writes ``OUT/gpu_check.json`` (after every part, so a run cut short keeps what it finished) and
-``OUT/gpu_check.md``.
+``OUT/gpu_check.md``; exits 1 where a part raised or a check (:func:`checks`) failed.
 """
 
 from __future__ import annotations
@@ -147,8 +148,30 @@ def _training(params_path: Path, work: Path, report: dict, out: Path) -> None:
             "reload": _reload_check(task, models / name, data, runtime.device),
         }
 
+    def inherit_on_device() -> dict:
+        """``distill.init: inherit`` from the teacher on the training device equals inheriting on the CPU."""
+        from dataclasses import replace
+
+        from amad.models import load_model
+        from amad.training.jobs import build_model, inherit_teacher
+
+        distill = replace(params.distill, init=replace(params.distill.init, strategy="inherit", heads="first"))
+        states = []
+        for device in ("cpu", runtime.device):
+            loaded = load_model(models / "teacher", device=device)
+            model = build_model(task, params.student(student), loaded.state, 0, lambda _: None)
+            train_set = task.dataset(data, "train", loaded.preprocess, loaded.state)
+            inherit_teacher(task, loaded.model, model, distill, train_set, device, lambda _: None)
+            states.append(model.state_dict())
+        on_cpu, on_device = states
+        return {
+            "device": str(runtime.device),
+            "max_abs_diff": max(float((on_cpu[k] - on_device[k].cpu()).abs().max()) for k in on_cpu),
+        }
+
     _section(report, "prepare", out, prepare)
     _section(report, "train_teacher", out, teacher)
+    _section(report, "inherit_on_device", out, inherit_on_device)
     _section(report, "distill", out, distill)
     report["models"] = ["teacher", f"{student}-{method}"]
 
@@ -265,7 +288,7 @@ def gpu_latency(models: list[str], work: Path, batch_sizes: tuple[int, ...], rep
         )["results"]  # fmt: skip
 
     eager = bench(("torch_cuda_fp32", "torch_cuda_fp16"), batch_sizes)
-    batch_one = bench(("torch_cuda_fp32", "torch_cuda_fp16", "torch_cuda_fp16_graph", "torch_cuda_fp16_compile"), (1,))
+    batch_one = bench(("torch_cuda_fp32", "torch_cuda_fp16_graph", "torch_cuda_fp16_compile"), (1,))
     ratios = {}
     for row, backends in batch_one.items():
         base = backends["torch_cuda_fp32"].get("1", {}).get("p50_ms")
@@ -280,6 +303,38 @@ def gpu_latency(models: list[str], work: Path, batch_sizes: tuple[int, ...], rep
             if base and half:
                 ratios[f"{row}/torch_cuda_fp16_vs_fp32_eager_b{size}"] = round(base / half, 2)
     return {"batch_sizes": eager, "batch_1": batch_one, "ratios": ratios}
+
+
+def checks(report: dict) -> dict[str, bool]:
+    """Pass / fail of every figure that has a right answer (parts that were skipped check nothing)."""
+    result = {}
+    for part in ("train_teacher", "distill"):
+        entry = report.get(part) or {}
+        reload = entry.get("reload", {})
+        result[f"{part}: loss fell"] = bool(entry.get("fell"))
+        result[f"{part}: float32 weights"] = reload.get("weight_dtypes") == ["torch.float32"]
+        if "gpu_test_metric" in reload:
+            diffs = [v for k, v in reload.items() if k.endswith("_max_abs_diff")]
+            agreements = [v for k, v in reload.items() if k.endswith("_prediction_agreement")]
+            result[f"{part}: reloaded on the CPU = on the GPU"] = (
+                bool(diffs) and max(diffs) <= 1e-4 and min(agreements) == 1.0
+                and abs(reload["gpu_test_metric"] - reload["cpu_test_metric"]) <= 1e-3
+            )  # fmt: skip
+    inherited = report.get("inherit_on_device") or {}
+    if "max_abs_diff" in inherited:
+        result["inherit: teacher on the device = on the CPU"] = inherited["max_abs_diff"] <= 1e-6
+    for name, entry in (report.get("loss_parity") or {}).items():
+        if isinstance(entry, dict) and "cpu_loss" in entry:
+            grad_tolerance = 1e-5 if name.endswith("float32") else 1e-2  # bf16 inputs keep bf16 gradients
+            result[f"loss {name}: CUDA = CPU"] = (
+                entry["loss_rel_diff"] <= 1e-5 and entry["grad_max_abs_diff_over_max"] <= grad_tolerance
+            )
+    for name, entry in (report.get("fp16_agreement") or {}).items():
+        if isinstance(entry, dict) and "finite" in entry:
+            result[f"fp16 {name}: finite, >= 98% same predictions"] = (
+                entry["finite"] and entry["prediction_agreement"] >= 0.98
+            )
+    return result
 
 
 def _markdown(report: dict) -> str:
@@ -320,7 +375,12 @@ def _markdown(report: dict) -> str:
     lines += ["", "## Ratios to torch fp32 eager on this GPU", ""]
     lines += [f"- {k}: {v}x" for k, v in (latency.get("ratios") or {}).items()]
     errors = [k for k, v in report.items() if isinstance(v, dict) and "error" in v]
-    lines += ["", f"Errors: {', '.join(errors) if errors else 'none'}", ""]
+    failed = [name for name, passed in report.get("checks", {}).items() if not passed]
+    lines += ["", f"Errors: {', '.join(errors) if errors else 'none'}"]
+    lines += [
+        f"Checks: {len(report.get('checks', {})) - len(failed)} passed, failed: {'; '.join(failed) or 'none'}",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -353,9 +413,12 @@ def main(argv: list[str] | None = None) -> int:
     _section(report, "fp16_agreement", out, lambda: fp16_agreement(models, work))
     sizes = tuple(int(s) for s in args.batch_sizes.split(","))
     _section(report, "latency", out, lambda: gpu_latency(models, work, sizes, args.repeats))
+    report["checks"] = checks(report)
+    write_json(out / "gpu_check.json", report)
     (out / "gpu_check.md").write_text(_markdown(report))
     print((out / "gpu_check.md").read_text())
-    return 1 if any(isinstance(v, dict) and "error" in v for v in report.values()) else 0
+    errors = any(isinstance(v, dict) and "error" in v for v in report.values())
+    return 1 if errors or not all(report["checks"].values()) else 0
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ pools waking, caches refilled by the other runtime; on a 2-core CPU it made the 
 ONNX Runtime batch-1 call 1.2 ms instead of 0.55 ms) that a server running one model does not
 pay. Rounds repeat until every pair has ``repeats`` timed calls. Reported per pair and batch size:
 p50 / p90 / p99 latency, throughput (samples/s) and peak extra memory of one call; backends that
-cannot run here (no CUDA, no TensorRT, no int8 file), or whose first call fails (a graph that
-cannot be captured, say), are recorded as ``{"skipped": reason}``. The CUDA backends
+cannot run here (no CUDA, no TensorRT, no int8 file) are recorded as ``{"skipped": reason}``, and
+a GPU backend whose first call at a batch size fails (a graph that cannot be captured, say) as
+``{"<batch size>": {"skipped": reason}}``. The CUDA backends
 (:mod:`amad.bench.cuda`) are timed by CUDA events, the others by the host clock.
 """
 
@@ -34,6 +35,9 @@ from amad.models import load_model
 from amad.params import BenchmarkConfig
 
 Runner = Callable[..., object]  # (*inputs) -> outputs
+# backends that may fail on a model that runs elsewhere (graph capture, compilation, engines): their
+# failure at a batch size is recorded as {"skipped": reason} there; any other backend's is an error
+MAY_FAIL = (*CUDA_BACKENDS, "tensorrt")
 
 
 def row_name(model: str, graph: str) -> str:
@@ -145,13 +149,18 @@ def run_benchmark(
         peaks = {}
         for key, runner in list(runners.items()):
             try:
-                peaks[key] = _peak_mib(runner, inputs[key], key[1])
-            except Exception as error:  # a backend that cannot run this graph is reported, not fatal
+                runner(*inputs[key])  # first call: CUDA graphs are captured, torch.compile compiles
+            except Exception as error:
+                if key[1] not in MAY_FAIL:
+                    raise
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()  # a sticky CUDA error ends the run here, not in a later call
                 reason = f"failed at batch {batch_size}: {type(error).__name__}: {error}"
-                done = results[key[0]].setdefault(key[1], {})  # batch sizes timed before stay
-                done.update({str(batch_size): {"skipped": reason}} if done else {"skipped": reason})
+                results[key[0]].setdefault(key[1], {})[str(batch_size)] = {"skipped": reason}
                 del runners[key]
                 log(f"{key[0]}/{key[1]}: {reason}")
+                continue
+            peaks[key] = _peak_mib(runner, inputs[key], key[1])
         timings = time_interleaved(runners, inputs, config)
         for (name, backend), times in timings.items():
             ms = np.asarray(times) * 1e3
