@@ -8,7 +8,7 @@ export DVC_NO_ANALYTICS := 1
 .PHONY: setup test lint repro bench gpu-check study compare profile triton-venv test-triton clean
 SEEDS ?= 3
 SET ?=
-WEIGHTS ?= 0.1,0.3,1,3
+WEIGHTS ?= 0.3,1,3,10
 TEMPERATURES ?= 0.25,1,4
 
 $(INSTALLED): pyproject.toml

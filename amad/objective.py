@@ -45,7 +45,7 @@ class DistillationObjective(nn.Module):
     Args:
         task: the task plug-in (task loss, output distillation, masks).
         method: the method plug-in, built with its layer pairs.
-        weights: ``distill.weights`` (``task``, ``output``, ``attention``).
+        weights: ``distill.weights`` (``task``, ``output``, ``attention``: one weight, or one per method).
         output_temperature: ``distill.output.temperature``.
     """
 
@@ -105,7 +105,7 @@ class DistillationObjective(nn.Module):
                     artefacts[pair.student] = artefact.detach().mean(0)  # (Ht, Hs)
             attention = torch.stack(layer_terms).mean()
             terms["attention"] = attention.detach()
-            total = total + self.weights.attention * attention
+            total = total + self.weights.attention_for(self.method.name) * attention
         logged = {name: float(value) for name, value in terms.items()}
         logged.update(self.method.summary())
         return ObjectiveOutput(total=total, terms=logged, artefacts=artefacts)

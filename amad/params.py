@@ -97,15 +97,27 @@ class AttentionSelectionConfig:
 
 @dataclass(frozen=True)
 class LossWeightsConfig:
-    """``distill.weights``: ``task * task_loss + output * output_kd + attention * mean(layer terms)``."""
+    """``distill.weights``: ``task * task_loss + output * output_kd + attention * mean(layer terms)``.
+
+    ``attention`` is one weight for every method, or one per method (``{one2one: 3, minilm: 10}``):
+    loss weights decide method comparisons, so each method can keep the weight tuned for it.
+    """
 
     task: float
     output: float
-    attention: float
+    attention: float | dict[str, float]
 
     def validate(self, key: str) -> None:
-        for name in ("task", "output", "attention"):
+        for name in ("task", "output"):
             require(getattr(self, name) >= 0, f"{key}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        per_method = self.attention if isinstance(self.attention, dict) else {"": self.attention}
+        for method, weight in per_method.items():
+            name = child(f"{key}.attention", method) if method else f"{key}.attention"
+            require(weight >= 0, name, f"must be >= 0, got {weight}")
+
+    def attention_for(self, method: str) -> float:
+        """The attention-loss weight of ``method``."""
+        return self.attention[method] if isinstance(self.attention, dict) else self.attention
 
 
 @dataclass(frozen=True)
@@ -311,6 +323,16 @@ def _parse_distill(raw: Any) -> DistillConfig:
             f"distill.{name}",
             f"missing section for the listed method (write `{name}: {{}}` if it has no settings)",
         )
+    attention_weights = raw["weights"].get("attention") if isinstance(raw["weights"], dict) else None
+    if isinstance(attention_weights, dict):  # one weight per method: for every listed attention method
+        for name in attention_weights:
+            METHODS.get(name, child("distill.weights.attention", name))
+        for name in methods:
+            require(
+                name in attention_weights or not METHODS.get(name, "distill.methods").needs.layers,
+                "distill.weights.attention",
+                f"no weight for the listed method {name!r} (give every attention method one, or one number for all)",
+            )
     seed = raw["seed"]
     require(
         seed is None or (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0),

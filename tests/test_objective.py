@@ -86,9 +86,11 @@ def run_objective(method_name, settings, weights=(1.0, 1.0, 1.0), *, teacher_hea
     return output, student, method
 
 
+@pytest.mark.parametrize("per_method", [False, True], ids=["one-weight", "per-method-weight"])
 @pytest.mark.parametrize("method", METHODS.names())
-def test_every_registered_method_gives_the_weighted_sum_of_its_terms(method):
-    output, student, method_module = run_objective(method, SETTINGS[method], (0.5, 2.0, 3.0))
+def test_every_registered_method_gives_the_weighted_sum_of_its_terms(method, per_method):
+    attention = {name: 3.0 if name == method else 100.0 for name in METHODS.names()} if per_method else 3.0
+    output, student, method_module = run_objective(method, SETTINGS[method], (0.5, 2.0, attention))
     terms = output.terms
     expected = 0.5 * terms["task"] + 2.0 * terms.get("output_kd", 0.0) + 3.0 * terms.get("attention", 0.0)
     assert output.total.item() == pytest.approx(expected, rel=1e-6)

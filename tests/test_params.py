@@ -187,3 +187,22 @@ def test_params_yaml_is_one_of_the_profiles():
     """The committed default is profiles/vqa.yaml; `make profile NAME=...` copies another one over it."""
     profiles = {p.read_text() for p in (ROOT / "profiles").glob("*.yaml")}
     assert (ROOT / "params.yaml").read_text() in profiles
+
+
+def test_attention_weight_is_one_number_or_one_per_listed_attention_method():
+    raw = copy.deepcopy(DEFAULT)
+    raw["distill"]["methods"] = ["none", "one2one", "amad"]
+    raw["export"]["models"] = ["teacher"]
+    raw["export"]["triton_model"] = None
+    raw["distill"]["weights"]["attention"] = {"one2one": 3, "amad": 1.5}
+    weights = parse_params(raw).distill.weights
+    assert (weights.attention_for("one2one"), weights.attention_for("amad")) == (3.0, 1.5)
+    raw["distill"]["weights"]["attention"] = {"one2one": 3}
+    with pytest.raises(ConfigError, match=r"distill\.weights\.attention: no weight for the listed method 'amad'"):
+        parse_params(raw)
+    raw["distill"]["weights"]["attention"] = {"one2one": 3, "amad": 1, "sideways": 2}
+    with pytest.raises(ConfigError, match=r"distill\.weights\.attention\.sideways"):
+        parse_params(raw)
+    raw["distill"]["weights"]["attention"] = {"one2one": 3, "amad": -1}
+    with pytest.raises(ConfigError, match=r"distill\.weights\.attention\.amad: must be >= 0"):
+        parse_params(raw)
