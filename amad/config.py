@@ -60,9 +60,14 @@ def _convert(value: Any, annotation: Any, key: str, source: str) -> Any:
             try:
                 return _convert(value, option, key, source)
             except ConfigError as error:
-                errors.append(error)
+                errors.append((option, error))
         if len(errors) == 1:
-            raise errors[0]
+            raise errors[0][1]
+        for option, error in errors:  # the option of the value's own shape names the bad leaf inside it
+            mapping = typing.get_origin(option) is dict or dataclasses.is_dataclass(option)
+            sequence = typing.get_origin(option) in (list, tuple)
+            if (mapping and isinstance(value, dict)) or (sequence and isinstance(value, list | tuple)):
+                raise error
         raise ConfigError(key, f"expected {' or '.join(_type_name(o) for o in options)}, got {value!r}", source=source)
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):

@@ -90,6 +90,7 @@ def test_a_toy_method_and_a_toy_task_run_through_the_training_jobs(registered, t
     raw = tiny_params_dict(task="image_only")
     raw["distill"]["methods"] = ["entropy"]
     raw["distill"]["entropy"] = {"scale": 0.5}
+    raw["distill"]["weights"]["attention"]["entropy"] = 1.0  # a new attention method brings its weight
     params = parse_params(raw)
     common = {"checkpoint_dir": tmp_path / "checkpoints", "log_dir": None, "log": lambda _: None}
     train_teacher(params, data, tmp_path / "teacher", CPU, **common)
