@@ -121,24 +121,30 @@ def test_load_test_in_both_batching_modes_answers_every_request(tmp_path):
     assert json.loads((tmp_path / "serving.json").read_text()) == json.loads(json.dumps(report))
 
 
+def load_in_background(url, requests, **limits):
+    """A two-client load test on its own thread: ``(thread, results)``, results filled when it ends."""
+    from amad.serving.loadtest import load_test
+
+    results = {}
+    thread = threading.Thread(
+        target=lambda: results.update(load_test(url, requests, [2], log=lambda _: None, **limits))
+    )
+    thread.start()
+    return thread, results
+
+
 @pytest.mark.slow
 def test_bad_requests_get_errors_while_good_ones_around_them_are_served(tmp_path):
     require_pytriton()
     import tritonclient.http as http
     from tritonclient.utils import InferenceServerException
 
-    from amad.serving.loadtest import example_requests, load_test
+    from amad.serving.loadtest import example_requests
 
     export, data = tiny_vqa_export(tmp_path)
     good = example_requests(export)
     with running_server(export, ["amad_vqa"]) as (url, _):
-        results = {}
-        background = threading.Thread(
-            target=lambda: results.update(
-                load_test(url, good, [2], duration=3.0, timeout=5.0, max_requests=10_000, log=lambda _: None)
-            )
-        )
-        background.start()
+        background, results = load_in_background(url, good, duration=3.0, timeout=5.0, max_requests=10_000)
         client = http.InferenceServerClient(url=url, network_timeout=5.0)
         pixels = good[0].inputs["pixels"]
         tokens = good[0].inputs["tokens"]
@@ -180,19 +186,13 @@ def test_bad_requests_get_errors_while_good_ones_around_them_are_served(tmp_path
 @pytest.mark.slow
 def test_a_server_killed_under_load_makes_the_load_test_report_errors_and_end(tmp_path):
     require_pytriton()
-    from amad.serving.loadtest import example_requests, load_test
+    from amad.serving.loadtest import example_requests
 
     export, _ = tiny_vqa_export(tmp_path)
     requests = example_requests(export)
     with running_server(export, ["amad_vqa"]) as (url, process):
-        results = {}
         start = time.perf_counter()
-        runner = threading.Thread(
-            target=lambda: results.update(
-                load_test(url, requests, [2], duration=4.0, timeout=2.0, max_requests=100_000, log=lambda _: None)
-            )
-        )
-        runner.start()
+        runner, results = load_in_background(url, requests, duration=4.0, timeout=2.0, max_requests=100_000)
         time.sleep(1.0)
         process.send_signal(signal.SIGKILL)
         runner.join(timeout=30)

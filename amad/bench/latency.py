@@ -85,8 +85,7 @@ def _peak_mib(runner: Runner, inputs: tuple[torch.Tensor, ...], backend: str) ->
     if isinstance(runner, CudaRunner):
         return runner.peak_mib(*inputs)
     if backend == "tensorrt":
-        runner(*inputs)
-        return None
+        return None  # TensorRT allocates outside torch's allocator and the process heap
     return memory.peak_extra_mib(lambda: runner(*inputs))
 
 
