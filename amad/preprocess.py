@@ -62,9 +62,12 @@ class Preprocess:
 
     def normalize(self, rgb: np.ndarray) -> np.ndarray:
         """uint8 ``[H, W, 3]`` -> float32 ``[3, H, W]`` scaled to [0, 1] and normalised."""
-        pixels = rgb.astype(np.float32) / 255.0
-        pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        # the same float32 operations as ((x / 255) - mean) / std, in place on the [3, H, W] copy
+        pixels = np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
+        np.divide(pixels, np.float32(255.0), out=pixels)
+        np.subtract(pixels, np.asarray(self.mean, np.float32)[:, None, None], out=pixels)
+        np.divide(pixels, np.asarray(self.std, np.float32)[:, None, None], out=pixels)
+        return pixels
 
     def read_resized(self, path: str | Path) -> np.ndarray:
         """Read an image file -> uint8 ``[H, W, 3]``; DataError names the file if it is unreadable."""

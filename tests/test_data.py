@@ -3,6 +3,7 @@
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from helpers import TINY_SHAPES, tiny_params_dict
@@ -227,3 +228,16 @@ def test_dataset_image_cache_returns_the_decoded_pixels(tmp_path):
     assert len(cached._cache) == len(cached)
     record = cached.records[0]
     assert torch.equal(cached[0]["pixels"], preprocess.load_image(tmp_path / record.image))
+
+
+@pytest.mark.parametrize("size", [8, 33])
+def test_pixel_normalisation_is_the_reference_formula_bit_for_bit(size):
+    """``((x / 255) - mean) / std`` in float32, channels first: the in-place rewrite changes no bit."""
+    rgb = np.random.default_rng(size).integers(0, 256, (size, size + 1, 3), dtype=np.uint8)
+    preprocess = Preprocess(size, 8, mean=(0.48145466, 0.4578275, 0.40821073), std=(0.26862954, 0.26130258, 0.27577711))
+    reference = (rgb.astype(np.float32) / 255.0 - np.asarray(preprocess.mean, np.float32)) / np.asarray(
+        preprocess.std, np.float32
+    )
+    pixels = preprocess.normalize(rgb)
+    assert pixels.dtype == np.float32 and pixels.flags.c_contiguous
+    assert np.array_equal(pixels, reference.transpose(2, 0, 1))

@@ -115,7 +115,9 @@ def _chunks(heads: int, length: int) -> list[slice]:
 def _relation(vectors: Tensor, key_mask: Tensor | None, masked: float) -> tuple[Tensor, Tensor, Tensor]:
     """Logits ``X X^T / sqrt(d)`` ``[n, L, L]`` of ``[n, L, d]`` heads (masked keys: the finite ``masked``),
     their row softmax and its log-normaliser ``[n, L]``."""
-    logits = torch.bmm(vectors, vectors.transpose(1, 2)).mul_(vectors.shape[-1] ** -0.5)  # (n, L, L)
+    logits = torch.bmm(
+        vectors * vectors.shape[-1] ** -0.5, vectors.transpose(1, 2)
+    )  # (n, L, L): scale the small factor
     if key_mask is not None:
         logits.masked_fill_(~key_mask[:, None, :], masked)
     probs = torch.softmax(logits, dim=-1)

@@ -4,8 +4,9 @@ Per query row ``r`` the alignment weights are ``a_rij = softmax_j(cos(T_i[r], S_
 the loss ``sum_r w_r KL(T_i[r] || sum_j a_rij S_j[r])``. With plain autograd this takes about
 twenty passes over whole ``[B, H, q, k]`` tensors (einsum copies, divisions, ``where``s of the
 clamps, their backward twins). Here each sample's maps (a couple of MiB) are handled while they
-are in cache, as batched matrix products over its query rows, and nothing of that size is kept
-for the backward, which recomputes the sample's forward and applies::
+are in cache, as batched matrix products over its query rows. The forward keeps each sample's
+ratio ``T / M`` (one teacher-sized tensor in all, instead of recomputing the mixture) for the
+backward, which applies::
 
     dL/dM_i   = -g_i w_r T_i / M_i                      (M: the mixture, g: incoming gradient)
     dL/da_ij  = <dL/dM_i, S_j>
@@ -46,12 +47,12 @@ def _alignment(teacher: Tensor, student: Tensor, temperature: float) -> dict[str
     }
 
 
-def _ratio(teacher: Tensor, student: Tensor, weights: Tensor) -> Tensor:
+def _ratio(teacher: Tensor, student: Tensor, weights: Tensor, out: Tensor) -> Tensor:
     """``floor + T / M`` ``[q, Ht, k]`` with the mixture ``M_i = sum_j a_ij S_j`` (as in mixture_kl:
-    its log is finite where ``T == 0``), written in the mixture's memory."""
-    mixture = torch.bmm(weights, student.transpose(0, 1))  # (q, Ht, k)
+    its log is finite where ``T == 0``), written to ``out``."""
+    torch.bmm(weights, student.transpose(0, 1), out=out)  # the mixture, (q, Ht, k)
     floor = log_floor(teacher.dtype)
-    return torch.addcdiv(mixture.new_tensor(floor), teacher.transpose(0, 1), mixture.clamp_min_(floor), out=mixture)
+    return torch.addcdiv(out.new_tensor(floor), teacher.transpose(0, 1), out.clamp_min_(floor), out=out)
 
 
 class _TokenMixtureKL(torch.autograd.Function):
@@ -59,18 +60,20 @@ class _TokenMixtureKL(torch.autograd.Function):
     def forward(
         ctx: Any, teacher: Tensor, student: Tensor, row_weights: Tensor, temperature: float
     ) -> tuple[Tensor, Tensor]:
-        batch, teacher_heads = teacher.shape[:2]
+        batch, teacher_heads, queries, keys = teacher.shape
         per_item = teacher.new_empty(batch, teacher_heads)
         mean_weights = teacher.new_empty(batch, teacher_heads, student.shape[1])
+        ratios = teacher.new_empty(batch, queries, teacher_heads, keys)  # floor + T / M, for the backward
+        log_ratio = teacher.new_empty(queries, teacher_heads, keys)
         alignments = []
         for item in range(batch):
             alignment = _alignment(teacher[item], student[item], temperature)
-            ratio = _ratio(teacher[item], student[item], alignment["weights"])
-            per_row = torch.linalg.vecdot(ratio.log_(), teacher[item].transpose(0, 1))  # (q, Ht)
+            ratio = _ratio(teacher[item], student[item], alignment["weights"], out=ratios[item])
+            per_row = torch.linalg.vecdot(torch.log(ratio, out=log_ratio), teacher[item].transpose(0, 1))  # (q, Ht)
             per_item[item] = row_weights[item] @ per_row
             mean_weights[item] = torch.einsum("qij,q->ij", alignment["weights"], row_weights[item])
             alignments.append(alignment)
-        ctx.save_for_backward(teacher, student, row_weights)
+        ctx.save_for_backward(teacher, student, row_weights, ratios)
         ctx.alignments = alignments  # small: [q, Ht, Hs] per sample
         ctx.temperature = temperature
         ctx.mark_non_differentiable(mean_weights)
@@ -78,13 +81,13 @@ class _TokenMixtureKL(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_items: Tensor, _grad_weights: Tensor) -> tuple[None, Tensor, None, None]:
-        teacher, student, row_weights = ctx.saved_tensors
+        teacher, student, row_weights, ratios = ctx.saved_tensors
         grad_student = torch.empty_like(student)
+        grad_mixture = torch.empty_like(ratios[0])  # (q, Ht, k), reused
         for item, alignment in enumerate(ctx.alignments):
             weights, rows_s = alignment["weights"], student[item].transpose(0, 1)  # (q, Ht, Hs), (q, Hs, k)
             scale = row_weights[item][:, None, None] * grad_items[item][None, :, None]  # (q, Ht, 1)
-            # -g w T / M, in the ratio's memory
-            grad_mixture = _ratio(teacher[item], student[item], weights).mul_(scale.neg())  # (q, Ht, k)
+            torch.mul(ratios[item], scale.neg(), out=grad_mixture)  # -g w T / M, from the kept ratio
             grad_weights = torch.bmm(grad_mixture, rows_s.transpose(1, 2))  # (q, Ht, Hs)
             grad_cosines = weights * (grad_weights - (weights * grad_weights).sum(-1, keepdim=True)) / ctx.temperature
             # through the mixture, and through the cosines' numerators
