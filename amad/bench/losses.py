@@ -2,7 +2,9 @@
 
 For a ViT-S-like setting (B=32, 197 tokens, teacher 12 heads, student 4 heads) this times
 forward + backward of each loss against forward + backward of the student's transformer block
-(with its attention map materialised, as it is when captured), and reports peak extra memory::
+(with its attention map materialised, as it is when captured), and reports peak extra memory.
+The cases are timed in interleaved rounds; "vs layer" is the median over rounds of each round's
+ratio, so a noisy machine slows numerator and denominator alike::
 
     python -m amad.bench.losses [--batch 32] [--tokens 197] [--json out.json]
 """
@@ -24,16 +26,22 @@ from amad.attention import capture_attention
 from amad.bench import memory
 from amad.losses import amad_loss, one_to_one_loss, relation_loss
 
+LAYER = "student layer (fwd+bwd)"
 
-def median_ms(step: Callable[[], None], *, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
+
+def interleaved_ms(cases: dict[str, Callable[[], None]], *, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Milliseconds of each case in ``repeats`` rounds, every round timing each case once, so that a
+    slow spell of a shared machine falls on all cases alike (ratios are taken within a round)."""
+    for step in cases.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+        for name, step in cases.items():
+            start = time.perf_counter()
+            step()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return times
 
 
 def random_probs(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
@@ -67,7 +75,7 @@ def build_cases(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
 
         return step
 
-    cases = {"student layer (fwd+bwd)": layer}
+    cases = {LAYER: layer}
     for variant in ("kl", "mse", "token"):
         cases[f"amad_loss[{variant}]"] = attention_loss(lambda v=variant: amad_loss(teacher, student, variant=v))
     cases["one_to_one_loss[truncate]"] = attention_loss(lambda: one_to_one_loss(teacher, student))
@@ -87,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--student-width", type=int, default=384)
     parser.add_argument("--relation-heads", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9, help="interleaved rounds")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
@@ -98,18 +106,22 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps({name: memory.peak_extra_mib(step) for name, step in cases.items()}))
         return {}
     peaks = memory.measure_in_child(__spec__.name, [a for a in argv if a != "--memory-only"])
+    times = interleaved_ms(cases, warmup=args.warmup, repeats=args.repeats)
+    layer = times[LAYER]
     results = {
-        name: {"ms": median_ms(step, warmup=args.warmup, repeats=args.repeats), "peak_extra_mib": peaks.get(name)}
-        for name, step in cases.items()
+        name: {
+            "ms": statistics.median(ms),
+            "fraction_of_layer": statistics.median(case / whole for case, whole in zip(ms, layer)),
+            "peak_extra_mib": peaks.get(name),
+        }
+        for name, ms in times.items()
     }
-    layer_ms = results["student layer (fwd+bwd)"]["ms"]
     print(
         f"{args.batch=} {args.tokens=} {args.teacher_heads=} {args.student_heads=} "
         f"threads={torch.get_num_threads()} torch={torch.__version__} cpu={platform.processor() or platform.machine()}"
     )
     print(f"{'case':32s} {'ms (median)':>12s} {'vs layer':>9s} {'peak MiB':>9s}")
     for name, result in results.items():
-        result["fraction_of_layer"] = result["ms"] / layer_ms
         peak = "n/a" if result["peak_extra_mib"] is None else f"{result['peak_extra_mib']:.0f}"
         print(f"{name:32s} {result['ms']:12.1f} {result['fraction_of_layer']:8.1%} {peak:>9s}")
     report = {

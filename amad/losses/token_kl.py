@@ -83,21 +83,21 @@ class _TokenMixtureKL(torch.autograd.Function):
     def backward(ctx: Any, grad_items: Tensor, _grad_weights: Tensor) -> tuple[None, Tensor, None, None]:
         teacher, student, row_weights, ratios = ctx.saved_tensors
         grad_student = torch.empty_like(student)
-        grad_mixture = torch.empty_like(ratios[0])  # (q, Ht, k), reused
         for item, alignment in enumerate(ctx.alignments):
             weights, rows_s = alignment["weights"], student[item].transpose(0, 1)  # (q, Ht, Hs), (q, Hs, k)
-            scale = row_weights[item][:, None, None] * grad_items[item][None, :, None]  # (q, Ht, 1)
-            torch.mul(ratios[item], scale.neg(), out=grad_mixture)  # -g w T / M, from the kept ratio
-            grad_weights = torch.bmm(grad_mixture, rows_s.transpose(1, 2))  # (q, Ht, Hs)
+            ratio = ratios[item]  # floor + T / M, (q, Ht, k)
+            # dL/dM = -g w T / M = ratio * scale: the scale goes on the small factors of the products
+            scale = (row_weights[item][:, None] * grad_items[item][None, :]).neg_()[:, :, None]  # (q, Ht, 1)
+            grad_weights = torch.bmm(ratio, rows_s.transpose(1, 2)).mul_(scale)  # (q, Ht, Hs)
             grad_cosines = weights * (grad_weights - (weights * grad_weights).sum(-1, keepdim=True)) / ctx.temperature
             # through the mixture, and through the cosines' numerators
-            grad_rows = torch.bmm(weights.transpose(1, 2), grad_mixture)  # (q, Hs, k)
-            grad_rows += torch.bmm(
-                (grad_cosines / alignment["denominator"]).transpose(1, 2), teacher[item].transpose(0, 1)
-            )
+            grad_rows = torch.bmm((weights * scale).transpose(1, 2), ratio)  # (q, Hs, k)
+            grad_rows.baddbmm_((grad_cosines / alignment["denominator"]).transpose(1, 2), teacher[item].transpose(0, 1))
             # through the student norms in the cosines' denominators (where they are not clamped)
             norm_term = (grad_cosines * alignment["cosines"] * alignment["unclamped"]).sum(1)  # (q, Hs)
-            grad_rows -= rows_s * (norm_term / alignment["student_norm"].square().clamp_min(NORM_EPS))[:, :, None]
+            grad_rows.addcmul_(
+                rows_s, (norm_term / alignment["student_norm"].square().clamp_min(NORM_EPS))[:, :, None], value=-1
+            )
             grad_student[item] = grad_rows.transpose(0, 1)
         return None, grad_student, None, None
 
