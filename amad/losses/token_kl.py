@@ -1,4 +1,4 @@
-"""AMAD's ``token`` variant (Eq. 12) with a hand-written backward, one sample at a time.
+"""AMAD's ``token`` variant (Eq. 12) with a hand-written backward; the large products sample by sample.
 
 Per query row ``r`` the alignment weights are ``a_rij = softmax_j(cos(T_i[r], S_j[r]) / tau)`` and
 the loss ``sum_r w_r KL(T_i[r] || sum_j a_rij S_j[r])``. With plain autograd this takes about
