@@ -15,6 +15,7 @@ from amad.losses import (
     relation_loss,
     task_loss,
 )
+from amad.losses.relation import relation_heads, self_relation
 
 # The paper's toy case: 3 teacher heads, 2 student heads, 3x3 maps (rows sum to 1).
 TOY_TEACHER = torch.tensor(
@@ -295,11 +296,14 @@ def test_task_loss_hard_and_soft_targets():
     torch.testing.assert_close(only_first, task_loss(logits[:1], torch.tensor([0])))
 
 
-@pytest.mark.parametrize("with_mask", [False, True])
-def test_fused_kl_path_matches_plain_autograd(with_mask):
-    """A frozen teacher takes the hand-written backward; a differentiable one takes plain autograd."""
+@pytest.mark.parametrize(("with_mask", "strided"), [(False, False), (True, False), (True, True)])
+def test_fused_kl_path_matches_plain_autograd(with_mask, strided):
+    """A frozen teacher takes the hand-written backward; a differentiable one takes plain autograd
+    (also for maps that are not contiguous)."""
     teacher = random_maps(3, 5, 6, 7, seed=24, sharpness=2.0)
     student = random_maps(3, 2, 6, 7, seed=25, sharpness=2.0)
+    if strided:
+        teacher, student = (x.transpose(2, 3).contiguous().transpose(2, 3) for x in (teacher, student))
     mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [False] * 6]) if with_mask else None
     results = []
     for teacher_grad in (False, True):
@@ -325,13 +329,15 @@ def test_fused_kl_gradcheck_student_and_temperature():
         )
 
 
-@pytest.mark.parametrize("with_mask", [False, True])
-def test_fused_token_path_matches_plain_autograd(with_mask):
+@pytest.mark.parametrize(("with_mask", "strided"), [(False, False), (True, False), (True, True)])
+def test_fused_token_path_matches_plain_autograd(with_mask, strided):
     """The token variant: a frozen teacher and a fixed temperature take the per-sample hand-written
     backward; a differentiable teacher takes plain autograd; loss, weights and gradients agree."""
     teacher = random_maps(3, 5, 6, 7, seed=28, sharpness=2.0)
     student = random_maps(3, 2, 6, 7, seed=29, sharpness=2.0)
     student[1, 0, 2] = 0.0  # a zero row: its cosines' denominators are clamped (both paths take 0 there)
+    if strided:
+        teacher, student = (x.transpose(2, 3).contiguous().transpose(2, 3) for x in (teacher, student))
     mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2, [False] * 6]) if with_mask else None
     results = []
     for teacher_grad in (False, True):
@@ -394,6 +400,33 @@ def test_relation_loss_fused_backward_matches_plain_autograd(with_mask):
     assert torch.autograd.gradcheck(
         lambda *x: relation_loss(frozen, x, num_relation_heads=2, query_mask=mask, key_mask=mask), student_inputs
     )
+
+
+def test_relation_loss_is_exact_where_a_token_relates_to_itself_with_underflowing_probability():
+    """The fused path reads each row's log-normaliser off its diagonal; rows where that probability
+    underflows (a 400x longer token elsewhere) fall back to the row's maximum. The reference takes
+    exact log-probabilities (plain autograd floors underflowing student probabilities instead)."""
+    generator = torch.Generator().manual_seed(33)
+    teacher = torch.randn(2, 4, 6, 8, generator=generator, dtype=torch.float64)
+    student = torch.randn(2, 2, 6, 8, generator=generator, dtype=torch.float64)
+    teacher[:, :, 2] *= 400
+    student[:, :, 4] *= 400
+    for vectors in (teacher, student):
+        assert (self_relation(vectors, 4).diagonal(dim1=-2, dim2=-1) < torch.finfo(torch.float64).tiny ** 0.5).any()
+    student.requires_grad_()
+    loss = relation_loss((teacher,) * 3, (student,) * 3, num_relation_heads=4, relations=("kk",))
+    (grad,) = torch.autograd.grad(loss, student)
+    exact_student = student.detach().clone().requires_grad_()
+    teacher_logits, student_logits = (
+        heads @ heads.transpose(-2, -1) / heads.shape[-1] ** 0.5
+        for heads in (relation_heads(teacher, 4), relation_heads(exact_student, 4))
+    )
+    expected = (
+        (teacher_logits.softmax(-1) * (teacher_logits.log_softmax(-1) - student_logits.log_softmax(-1))).sum(-1).mean()
+    )
+    (expected_grad,) = torch.autograd.grad(expected, exact_student)
+    torch.testing.assert_close(loss, expected, rtol=1e-10, atol=0)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-8, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -18,8 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from amad.losses.maps import (
+    NORM_EPS,
     check_maps,
     loss_dtype,
+    masked_norms,
     masked_row_mean,
     reduce,
     row_kl,
@@ -31,7 +33,6 @@ from amad.losses.token_kl import token_mixture_kl
 
 VARIANTS = ("kl", "mse", "token", "projection")
 MAX_PROJECTION_FEATURES = 4096  # q * k of the largest map the projection variant accepts
-_NORM_EPS = 1e-12
 
 
 def _check_temperature(temperature: float | Tensor) -> None:
@@ -41,14 +42,6 @@ def _check_temperature(temperature: float | Tensor) -> None:
         return
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-
-
-def _masked_norms(maps: Tensor, query_mask: Tensor | None) -> Tensor:
-    """Norm of each head's map over its valid query rows: ``[B, H, q, k]`` -> ``[B, H]``."""
-    row_norms_sq = torch.linalg.vector_norm(maps, dim=-1).square()  # (B, H, q)
-    if query_mask is not None:
-        row_norms_sq = row_norms_sq * query_mask[:, None, :].to(maps.dtype)
-    return row_norms_sq.sum(-1).sqrt()
 
 
 def _head_cosines(teacher: Tensor, student: Tensor, query_mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -68,9 +61,9 @@ def _head_cosines(teacher: Tensor, student: Tensor, query_mask: Tensor | None) -
     student_flat = zero_masked_rows(student, query_mask).flatten(2)  # (B, Hs, q*k)
     # student-major product: its backward writes the student's gradient contiguously
     dots = (student_flat @ teacher.flatten(2).transpose(1, 2)).transpose(1, 2)  # (B, Ht, Hs)
-    teacher_norm = _masked_norms(teacher, query_mask)  # (B, Ht)
+    teacher_norm = masked_norms(teacher, query_mask)  # (B, Ht)
     student_norm = student_flat.norm(dim=-1)  # (B, Hs)
-    cosines = dots / (teacher_norm[:, :, None] * student_norm[:, None, :]).clamp_min(_NORM_EPS)
+    cosines = dots / (teacher_norm[:, :, None] * student_norm[:, None, :]).clamp_min(NORM_EPS)
     return cosines, student_flat, teacher_norm, student_norm
 
 
@@ -124,7 +117,7 @@ def token_alignment_weights(
     dots = torch.einsum("bhqk,bjqk->bqhj", teacher, student)  # (B, q, Ht, Hs)
     teacher_norm = teacher.norm(dim=-1).transpose(1, 2)  # (B, q, Ht)
     student_norm = student.norm(dim=-1).transpose(1, 2)  # (B, q, Hs)
-    cosines = dots / (teacher_norm[..., :, None] * student_norm[..., None, :]).clamp_min(_NORM_EPS)
+    cosines = dots / (teacher_norm[..., :, None] * student_norm[..., None, :]).clamp_min(NORM_EPS)
     return torch.softmax(cosines / temperature, dim=-1)
 
 
@@ -162,7 +155,7 @@ def _mse_alignment(
     """
     cosines, student_flat, teacher_norm, student_norm = _head_cosines(teacher, student, query_mask)
     weights = torch.softmax(cosines / temperature, dim=-1)  # (B, Ht, Hs)
-    student_norm = student_norm.clamp_min(_NORM_EPS)  # (B, Hs)
+    student_norm = student_norm.clamp_min(NORM_EPS)  # (B, Hs)
     student_gram = student_flat @ student_flat.transpose(1, 2)  # (B, Hs, Hs)
     student_gram = student_gram / (student_norm[:, :, None] * student_norm[:, None, :])
     teacher_is_nonzero = (teacher_norm > 0).to(teacher.dtype)  # (B, Ht)
@@ -193,13 +186,12 @@ def amad_loss_and_weights(
     teacher, student = teacher.to(dtype), student.to(dtype)
 
     if variant == "kl":
+        if not teacher.requires_grad:
+            return mixture_kl(teacher, student, temperature, query_mask)
         cosines, *_ = _head_cosines(teacher, student, query_mask)
         weights = torch.softmax(cosines / temperature, dim=-1)  # (B, Ht, Hs)
-        if teacher.requires_grad:
-            mixture = (weights @ student.flatten(2)).view_as(teacher)  # (B, Ht, q, k)
-            return masked_row_mean(row_kl(teacher, mixture), query_mask), weights
-        row_weights = None if query_mask is None else row_mean_weights(query_mask, teacher.dtype)
-        return mixture_kl(teacher, student, weights, row_weights), weights
+        mixture = (weights @ student.flatten(2)).view_as(teacher)  # (B, Ht, q, k)
+        return masked_row_mean(row_kl(teacher, mixture), query_mask), weights
 
     if variant == "token":
         if not teacher.requires_grad and not (isinstance(temperature, Tensor) and temperature.requires_grad):

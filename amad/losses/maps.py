@@ -54,6 +54,18 @@ def check_maps(teacher: Tensor, student: Tensor, query_mask: Tensor | None) -> N
             raise ValueError(f"query_mask must be [B, q] = {(t_batch, t_q)}, got {tuple(query_mask.shape)}")
 
 
+NORM_EPS = 1e-12
+"""Floor of the product of two norms that divides a cosine (zero maps have cosine 0)."""
+
+
+def masked_norms(maps: Tensor, query_mask: Tensor | None) -> Tensor:
+    """Norm of each head's map over its valid query rows: ``[B, H, q, k]`` -> ``[B, H]``."""
+    row_norms_sq = torch.linalg.vector_norm(maps, dim=-1).square()  # (B, H, q)
+    if query_mask is not None:
+        row_norms_sq = row_norms_sq * query_mask[:, None, :].to(maps.dtype)
+    return row_norms_sq.sum(-1).sqrt()
+
+
 def log_floor(dtype: torch.dtype) -> float:
     """Smallest probability whose log is taken as-is; smaller ones are clamped to it.
 

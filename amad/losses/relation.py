@@ -13,7 +13,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from amad.losses.maps import check_reduction, loss_dtype, masked_row_mean, reduce, row_kl, row_mean_weights
+from amad.losses.maps import (
+    check_reduction,
+    log_floor,
+    loss_dtype,
+    masked_row_mean,
+    reduce,
+    row_kl,
+    row_mean_weights,
+)
 
 RELATIONS = ("qq", "kk", "vv")
 
@@ -72,26 +80,37 @@ class _FusedRelationKL(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, teacher: Tensor, student: Tensor, mask: Tensor | None) -> Tensor:
         heads, length, _ = student.shape
-        if mask is None:
-            row_weights = student.new_full((heads, length), 1.0 / length)
-        else:
-            row_weights = row_mean_weights(mask, student.dtype)  # (N, L)
+        # the masked mean's row weights; equal ones (no mask) are applied to the result instead
+        row_weights = None if mask is None else row_mean_weights(mask, student.dtype)  # (N, L)
         per_head = student.new_empty(heads)  # (N,)
         gradient = torch.empty_like(student) if ctx.needs_input_grad[1] else None  # (N, L, d)
         masked = torch.finfo(student.dtype).min / 4  # finite: 0 * (log t - log s) stays 0 at masked keys
-        for rows in _chunks(heads, length):
+        chunks = _chunks(heads, length)
+        # one set of chunk-sized buffers, reused: fresh ones would be faulted in page by page every chunk
+        buffers = student.new_empty(5, chunks[0].stop - chunks[0].start, length, length)
+        for rows in chunks:
+            teacher_logits, teacher_probs, student_logits, student_probs, symmetric = buffers[
+                :, : rows.stop - rows.start
+            ]
             key_mask = None if mask is None else mask[rows]
-            teacher_logits, teacher_probs, teacher_lse = _relation(teacher[rows], key_mask, masked)  # (n, L, L)
-            student_logits, student_probs, student_lse = _relation(student[rows], key_mask, masked)
+            teacher_lse = _relation(teacher[rows], key_mask, masked, teacher_logits, teacher_probs)  # (n, L, L)
+            student_lse = _relation(student[rows], key_mask, masked, student_logits, student_probs)
             # KL(t || s) per row = sum_k t_k (y_k - z_k) - lse(y) + lse(z)   (y, z: teacher, student logits)
-            per_row = _row_dot(teacher_logits.sub_(student_logits), teacher_probs)  # (n, L)
-            per_head[rows] = torch.linalg.vecdot(per_row.sub_(teacher_lse).add_(student_lse), row_weights[rows])
+            per_row = teacher_logits.sub_(student_logits).mul_(teacher_probs).sum(-1)  # (n, L)
+            per_row.sub_(teacher_lse).add_(student_lse)
+            if row_weights is None:
+                per_head[rows] = per_row.mean(-1)
+            else:
+                per_head[rows] = torch.linalg.vecdot(per_row, row_weights[rows])
             if gradient is not None:
                 # d/dS of sum_r w_r KL_r = (M + M^T) S with M = diag(w) P, P = s - t
-                weighted = student_probs.sub_(teacher_probs).mul_(row_weights[rows, :, None])
-                torch.bmm(weighted.add(weighted.transpose(1, 2)), student[rows], out=gradient[rows])
+                weighted = student_probs.sub_(teacher_probs)
+                if row_weights is not None:
+                    weighted.mul_(row_weights[rows, :, None])
+                torch.add(weighted, weighted.transpose(1, 2), out=symmetric)
+                torch.bmm(symmetric, student[rows], out=gradient[rows])
         if gradient is not None:
-            gradient.mul_(student.shape[-1] ** -0.5)
+            gradient.mul_(student.shape[-1] ** -0.5 / (length if row_weights is None else 1))
         ctx.save_for_backward(gradient)
         return per_head
 
@@ -101,29 +120,36 @@ class _FusedRelationKL(torch.autograd.Function):
         return None, gradient * grad_heads[:, None, None], None
 
 
-def _row_dot(first: Tensor, second: Tensor) -> Tensor:
-    """``(first * second).sum(-1)`` of ``[n, L, k]`` tensors as batched dot products (no product tensor)."""
-    n, length, keys = first.shape
-    return torch.bmm(first.reshape(n * length, 1, keys), second.reshape(n * length, keys, 1)).view(n, length)
-
-
 def _chunks(heads: int, length: int) -> list[slice]:
     step = max(1, CHUNK_ELEMENTS // (length * length))
-    return [slice(start, start + step) for start in range(0, heads, step)]
+    return [slice(start, min(start + step, heads)) for start in range(0, heads, step)]
 
 
-def _relation(vectors: Tensor, key_mask: Tensor | None, masked: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Logits ``X X^T / sqrt(d)`` ``[n, L, L]`` of ``[n, L, d]`` heads (masked keys: the finite ``masked``),
-    their row softmax and its log-normaliser ``[n, L]``."""
-    logits = torch.bmm(
-        vectors * vectors.shape[-1] ** -0.5, vectors.transpose(1, 2)
-    )  # (n, L, L): scale the small factor
+def _relation(vectors: Tensor, key_mask: Tensor | None, masked: float, logits: Tensor, probs: Tensor) -> Tensor:
+    """Logits ``X X^T / sqrt(d)`` of ``[n, L, d]`` heads (masked keys: the finite ``masked``) and their
+    row softmax, written to ``logits`` and ``probs`` ``[n, L, L]``; returns the log-normaliser ``[n, L]``."""
+    torch.bmm(vectors * vectors.shape[-1] ** -0.5, vectors.transpose(1, 2), out=logits)  # scale the small factor
     if key_mask is not None:
         logits.masked_fill_(~key_mask[:, None, :], masked)
-    probs = torch.softmax(logits, dim=-1)
-    # lse = y_max - log p_max: exact, and stable since p_max >= 1/L
-    log_normaliser = logits.amax(-1).sub_(probs.amax(-1).log_())
-    return logits, probs, log_normaliser
+    torch._softmax(logits, -1, False, out=probs)  # torch.softmax has no out=
+    return _log_normaliser(logits, probs)
+
+
+def _log_normaliser(logits: Tensor, probs: Tensor) -> Tensor:
+    """``lse`` of each row of ``logits`` ``[n, L]``, given their softmax ``probs``.
+
+    ``lse = y_k - log p_k`` holds for every key ``k``; taken at the diagonal (a vector's relation
+    with itself, usually among the row's largest), it costs no pass over the rows. Rows whose
+    diagonal probability is below ``log_floor`` (tiny enough to have lost precision, or a masked
+    key) take it at the row's largest probability instead, as ``amax(y) - log(amax(p))``.
+    """
+    diagonal = probs.diagonal(dim1=1, dim2=2)
+    log_normaliser = logits.diagonal(dim1=1, dim2=2) - diagonal.log()
+    small = diagonal < log_floor(probs.dtype)
+    if small.any():
+        rows = small.nonzero(as_tuple=True)
+        log_normaliser[rows] = logits[rows].amax(-1) - probs[rows].amax(-1).log()
+    return log_normaliser
 
 
 def _relation_layout(per_head: Tensor, num_relation_heads: int) -> Tensor:
