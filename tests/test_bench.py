@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from amad.bench import losses
 
 
@@ -16,7 +18,9 @@ def test_loss_bench_times_every_case_in_interleaved_rounds(tmp_path):
 
     out = tmp_path / "bench.json"
     argv = ["--batch", "2", "--tokens", "9", "--teacher-width", "24", "--student-width", "16", "--relation-heads", "4"]
-    report = losses.main([*argv, "--warmup", "0", "--repeats", "2", "--json", str(out)])
+    threads = torch.get_num_threads()
+    report = losses.main([*argv, "--warmup", "0", "--repeats", "2", "--threads", "1", "--json", str(out)])
+    assert report["threads"] == 1 and torch.get_num_threads() == threads  # restored afterwards
     results = report["results"]
     assert results[losses.LAYER]["fraction_of_layer"] == 1.0
     assert {"amad_loss[kl]", "amad_loss[token]", "one_to_one_loss[truncate]", "relation_loss[R=4]"} <= set(results)

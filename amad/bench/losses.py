@@ -6,7 +6,10 @@ forward + backward of each loss against forward + backward of the student's tran
 The cases are timed in interleaved rounds; "vs layer" is the median over rounds of each round's
 ratio, so a noisy machine slows numerator and denominator alike::
 
-    python -m amad.bench.losses [--batch 32] [--tokens 197] [--json out.json]
+    python -m amad.bench.losses [--batch 32] [--tokens 197] [--threads N] [--json out.json]
+
+The hand-written losses are many cache-sized operations, which two threads speed up less than the
+layer's large products: compare ``--threads 1`` with the default (all of torch's threads).
 """
 
 from __future__ import annotations
@@ -96,11 +99,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--relation-heads", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9, help="interleaved rounds")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    default_threads = torch.get_num_threads()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        return _run(args, argv)
+    finally:
+        torch.set_num_threads(default_threads)
 
+
+def _run(args: argparse.Namespace, argv: list[str]) -> dict:
     cases = build_cases(args)
     if args.memory_only:  # child process of memory.measure_in_child
         print(json.dumps({name: memory.peak_extra_mib(step) for name, step in cases.items()}))
