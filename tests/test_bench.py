@@ -6,13 +6,13 @@ import json
 
 import torch
 
-from amad.bench import losses
+from amad.bench import losses, timing
 
 
 def test_loss_bench_times_every_case_in_interleaved_rounds(tmp_path):
     calls: list[str] = []
     cases = {losses.LAYER: lambda: calls.append("layer"), "a loss": lambda: calls.append("loss")}
-    times = losses.interleaved_ms(cases, warmup=1, repeats=3)
+    times = timing.interleaved_ms(cases, warmup=1, repeats=3)
     assert calls == ["layer", "loss"] + ["layer", "loss"] * 3  # warm-up, then one of each per round
     assert {name: len(ms) for name, ms in times.items()} == {losses.LAYER: 3, "a loss": 3}
 

@@ -19,7 +19,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
@@ -27,24 +26,10 @@ from timm.models.vision_transformer import Block
 
 from amad.attention import capture_attention
 from amad.bench import memory
+from amad.bench.timing import interleaved_ms
 from amad.losses import amad_loss, one_to_one_loss, relation_loss
 
 LAYER = "student layer (fwd+bwd)"
-
-
-def interleaved_ms(cases: dict[str, Callable[[], None]], *, warmup: int, repeats: int) -> dict[str, list[float]]:
-    """Milliseconds of each case in ``repeats`` rounds, every round timing each case once, so that a
-    slow spell of a shared machine falls on all cases alike (ratios are taken within a round)."""
-    for step in cases.values():
-        for _ in range(warmup):
-            step()
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, step in cases.items():
-            start = time.perf_counter()
-            step()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return times
 
 
 def random_probs(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:

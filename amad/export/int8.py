@@ -10,12 +10,13 @@ the reason, and for ``auto`` every candidate's validation metric and latency.
 
 from __future__ import annotations
 
+import functools
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from amad.bench.timing import interleaved_ms
 from amad.export.onnx_model import OnnxModel
 from amad.export.quantize import quantize_dynamic_int8, quantize_static_int8
 
@@ -34,15 +35,14 @@ def _build(staging: Path, graphs: list[str], kind: str, calibration: Callable, s
 
 def batch_one_ms(candidates: dict[str, dict[str, OnnxModel]], inputs: dict[str, tuple]) -> dict[str, float]:
     """Median batch-1 latency (ms, summed over the graphs) of each candidate, all timed in interleaved rounds."""
-    times: dict[tuple[str, str], list[float]] = {(c, g): [] for c, models in candidates.items() for g in models}
-    for round_index in range(TIMING_ROUNDS + 2):
-        for (candidate, graph), samples in times.items():
-            start = time.perf_counter()
-            candidates[candidate][graph](*inputs[graph])
-            if round_index >= 2:  # two warm-up rounds
-                samples.append(time.perf_counter() - start)
+    cases = {
+        (candidate, graph): functools.partial(model, *inputs[graph])
+        for candidate, models in candidates.items()
+        for graph, model in models.items()
+    }
+    times = interleaved_ms(cases, warmup=2, repeats=TIMING_ROUNDS)
     return {
-        candidate: 1e3 * sum(statistics.median(times[(candidate, g)]) for g in models)
+        candidate: sum(statistics.median(times[(candidate, graph)]) for graph in models)
         for candidate, models in candidates.items()
     }
 

@@ -56,7 +56,7 @@ class _TokenMixtureKL(torch.autograd.Function):
             torch.sum(log_ratio, dim=-1, out=per_row[item])
             ratios.append(ratio)
         ctx.save_for_backward(teacher, student, row_weights, *ratios)
-        ctx.alignment = (student_norm, products, cosines, weights)  # small: [B, q, H, Hs]
+        ctx.alignment = (student_norm, products, cosines, weights)  # small: [B, q, Hs], [B, q, Ht, Hs]
         ctx.temperature = temperature
         mean_weights = torch.einsum("bqij,bq->bij", weights, row_weights)
         ctx.mark_non_differentiable(mean_weights)
