@@ -429,6 +429,24 @@ def test_relation_loss_is_exact_where_a_token_relates_to_itself_with_underflowin
     torch.testing.assert_close(grad, expected_grad, rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.parametrize("variant", ["kl", "token"])
+def test_fused_amad_paths_compute_in_float32_under_autocast_even_for_the_backward(variant):
+    """Forward and hand-written backward ignore an enclosing autocast (the trainer's bf16 one, or a
+    caller who runs ``backward()`` inside it), as the plain losses do."""
+    teacher = random_maps(2, 4, 6, 6, seed=34, dtype=torch.float32)
+    student = random_maps(2, 2, 6, 6, seed=35, dtype=torch.float32)
+    exact_student = student.clone().requires_grad_()
+    exact = amad_loss(teacher, exact_student, variant=variant, temperature=0.5)
+    exact.backward()
+    autocast_student = student.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = amad_loss(teacher, autocast_student, variant=variant, temperature=0.5)
+        loss.backward()
+    assert loss.dtype == torch.float32 and autocast_student.grad.dtype == torch.float32
+    torch.testing.assert_close(loss, exact)
+    torch.testing.assert_close(autocast_student.grad, exact_student.grad)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_relation_loss_with_masks_runs_under_autocast(dtype):
     generator = torch.Generator().manual_seed(32)

@@ -7,6 +7,10 @@ in float32 so that the losses behave identically under autocast.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -52,6 +56,18 @@ def check_maps(teacher: Tensor, student: Tensor, query_mask: Tensor | None) -> N
             raise TypeError(f"query_mask must be a bool tensor, got {query_mask.dtype}")
         if tuple(query_mask.shape) != (t_batch, t_q):
             raise ValueError(f"query_mask must be [B, q] = {(t_batch, t_q)}, got {tuple(query_mask.shape)}")
+
+
+def without_autocast(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """For a hand-written ``backward``: run it in the loss dtype even when ``loss.backward()`` is
+    called inside an autocast region (the forwards are called with autocast off)."""
+
+    @functools.wraps(backward)
+    def wrapped(ctx: Any, *grads: Tensor) -> Any:
+        with torch.autocast(grads[0].device.type, enabled=False):
+            return backward(ctx, *grads)
+
+    return wrapped
 
 
 NORM_EPS = 1e-12

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from amad.losses.maps import NORM_EPS, log_floor, masked_norms, row_mean_weights
+from amad.losses.maps import NORM_EPS, log_floor, masked_norms, row_mean_weights, without_autocast
 
 CHUNK_ELEMENTS = 1 << 20
 """Teacher-map elements handled at a time (at least one sample): the chunk's mixture, ratio and
@@ -92,6 +92,7 @@ class _MixtureKL(torch.autograd.Function):
         return (per_row * row_mean_weights(query_mask, teacher.dtype)[:, None, :]).sum(-1), weights
 
     @staticmethod
+    @without_autocast
     def backward(ctx: Any, grad_items: Tensor, _grad_weights: Tensor) -> tuple[None, Tensor, Tensor | None, None]:
         teacher, student, temperature, row_mask, products, cosines, weights, student_norm = ctx.saved_tensors
         batch, _, queries, keys = teacher.shape
@@ -142,4 +143,5 @@ def mixture_kl(
     if teacher.requires_grad:
         raise ValueError("mixture_kl does not differentiate the teacher; detach it or use plain autograd")
     temperature = torch.as_tensor(temperature, dtype=teacher.dtype, device=teacher.device)
-    return _MixtureKL.apply(teacher, student, temperature, query_mask)
+    with torch.autocast(teacher.device.type, enabled=False):  # in the loss dtype, as the other path
+        return _MixtureKL.apply(teacher, student, temperature, query_mask)

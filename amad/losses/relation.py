@@ -21,6 +21,7 @@ from amad.losses.maps import (
     reduce,
     row_kl,
     row_mean_weights,
+    without_autocast,
 )
 
 RELATIONS = ("qq", "kk", "vv")
@@ -115,6 +116,7 @@ class _FusedRelationKL(torch.autograd.Function):
         return per_head
 
     @staticmethod
+    @without_autocast
     def backward(ctx: Any, grad_heads: Tensor) -> tuple[None, Tensor, None]:
         (gradient,) = ctx.saved_tensors
         return None, gradient * grad_heads[:, None, None], None

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from amad.losses.maps import NORM_EPS, log_floor
+from amad.losses.maps import NORM_EPS, log_floor, without_autocast
 
 
 class _TokenMixtureKL(torch.autograd.Function):
@@ -63,6 +63,7 @@ class _TokenMixtureKL(torch.autograd.Function):
         return torch.einsum("bqi,bq->bi", per_row, row_weights), mean_weights
 
     @staticmethod
+    @without_autocast
     def backward(ctx: Any, grad_items: Tensor, _grad_weights: Tensor) -> tuple[None, Tensor, None, None]:
         teacher, student, row_weights, *ratios = ctx.saved_tensors
         student_norm, products, cosines, weights = ctx.alignment
@@ -105,4 +106,5 @@ def token_mixture_kl(
         raise ValueError("token_mixture_kl does not differentiate the teacher; detach it or use plain autograd")
     if row_weights is None:
         row_weights = teacher.new_full((teacher.shape[0], teacher.shape[2]), 1.0 / teacher.shape[2])
-    return _TokenMixtureKL.apply(teacher, student, row_weights.to(teacher.dtype), float(temperature))
+    with torch.autocast(teacher.device.type, enabled=False):  # in the loss dtype, as the other path
+        return _TokenMixtureKL.apply(teacher, student, row_weights.to(teacher.dtype), float(temperature))
