@@ -134,7 +134,7 @@ def format_report(result: dict) -> str:
 
 
 def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = run_experiment) -> dict:
-    params = load_params(PARAMS)
+    params = load_params(PARAMS, args.set)  # as the runs see it: --set distill.methods=[...] picks the methods
     metric = params.task_plugin().primary_metric
     students = list(params.students)
     methods = list(params.distill.methods)
@@ -159,7 +159,7 @@ def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = ru
             validation[method] = weights[method][choices[method]["distill.weights.attention"]]
     if "amad" in tuned and args.temperatures:
         weight = choices["amad"]["distill.weights.attention"]
-        default = _override(args.set, "distill.amad.temperature", params.distill.settings["amad"].temperature)
+        default = params.distill.settings["amad"].temperature
         temperatures = {default: validation["amad"]}
         others = [t for t in args.temperatures if t != default]
         setting = "distill.amad.temperature"
@@ -194,12 +194,6 @@ def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = ru
         "table": {s: {m: summarise(v) for m, v in rows.items()} for s, rows in tests.items()},
         "latency": {s: student_latency(latency, s) for s in students},
     }
-
-
-def _override(overrides: list[str], key: str, default: float) -> float:
-    """The value ``--set key=value`` gives ``key`` (the last one), else ``default``."""
-    values = [float(o.split("=", 1)[1]) for o in overrides if o.split("=", 1)[0] == key]
-    return values[-1] if values else default
 
 
 def _numbers(text: str) -> list[float]:

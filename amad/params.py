@@ -455,8 +455,26 @@ def _check_inheritance(params: Params, task: Task, student: Any, key: str) -> No
     check_init(params.distill.init, teacher_shapes, student_shapes, "distill.init")
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and check the whole params file; ConfigError names the bad key (or the YAML line)."""
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """``raw`` params with ``KEY=VALUE`` overrides applied as ``dvc exp run -S`` applies them: dotted
+    keys, values read as YAML (``distill.methods=[none,amad]``)."""
+    for override in overrides:
+        key, equals, value = override.partition("=")
+        if not equals or not key:
+            raise ConfigError(key, f"an override is KEY=VALUE, got {override!r}")
+        *sections, leaf = key.split(".")
+        node = raw
+        for depth, section in enumerate(sections):
+            node = node.get(section) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                raise ConfigError(".".join(sections[: depth + 1]), f"is not a section, so {override!r} cannot set it")
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    """Read and check the whole params file, with ``overrides`` (``KEY=VALUE``, see
+    :func:`apply_overrides`) applied first; ConfigError names the bad key (or the YAML line)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError("", f"{path} not found (run from the repository root)", source=str(path))
@@ -467,7 +485,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         where = f"line {mark.line + 1}" if mark else "parse error"
         raise ConfigError("", f"{where}: {getattr(error, 'problem', error)}", source=str(path)) from None
     try:
-        return parse_params(raw)
+        return parse_params(apply_overrides(raw, overrides or []))
     except ConfigError as error:
         if path.name == "params.yaml":
             raise

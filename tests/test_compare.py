@@ -113,6 +113,31 @@ def test_each_method_keeps_its_best_validation_weight_and_is_tested_over_seeds(w
     assert "| h4 | none | - | - |" in report
 
 
+def test_set_overrides_are_what_compare_plans_with(workspace):
+    """``--set distill.methods=[...]`` picks the methods compared (as the runs see it), and an
+    overridden AMAD temperature is the grid's starting point."""
+    calls = []
+    args = argparse.Namespace(
+        seeds=1,
+        weights=[0.1, 1.0],
+        temperatures=[0.25, 4.0],
+        set=["distill.methods=[amad]", "distill.amad.temperature=4"],
+    )
+    result = compare.compare(args, run=fake_run(calls))
+    assert {overrides_of(settings)["distill.methods"] for settings, _ in calls} == {"[amad]"}
+    assert len([1 for _, target in calls if target == "distill"]) == 2 + 1  # two weights, one more temperature
+    assert set(result["table"]["h2"]) == {"amad"} and set(result["choices"]) == {"amad"}
+    assert set(result["grid"]["amad"]["distill.amad.temperature"]) == {0.25, 4.0}
+
+
+def test_a_bad_set_override_names_its_key(workspace):
+    from amad.errors import ConfigError
+
+    args = argparse.Namespace(seeds=1, weights=[1.0], temperatures=[], set=["distill.methods.x=[amad]"])
+    with pytest.raises(ConfigError, match=r"distill\.methods"):
+        compare.compare(args, run=fake_run([]))
+
+
 def test_ties_go_to_the_smaller_setting_and_bad_grids_are_refused():
     assert compare.best({3.0: 0.5, 0.1: 0.5, 1.0: 0.4}) == 0.1
     with pytest.raises(argparse.ArgumentTypeError, match="> 0"):

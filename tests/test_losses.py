@@ -5,6 +5,8 @@ import reference
 import torch
 from conftest import random_maps
 
+import amad.losses.mixture_kl as mixture_kl_module
+import amad.losses.relation as relation_module
 from amad.losses import (
     AttentionProjection,
     alignment_weights,
@@ -404,7 +406,7 @@ def test_relation_loss_fused_backward_matches_plain_autograd(with_mask):
 
 def test_relation_loss_is_exact_where_a_token_relates_to_itself_with_underflowing_probability():
     """The fused path reads each row's log-normaliser off its diagonal; rows where that probability
-    underflows (a 400x longer token elsewhere) fall back to the row's maximum. The reference takes
+    is tiny or underflows (a 400x longer token elsewhere) fall back to the row's maximum. The reference takes
     exact log-probabilities (plain autograd floors underflowing student probabilities instead)."""
     generator = torch.Generator().manual_seed(33)
     teacher = torch.randn(2, 4, 6, 8, generator=generator, dtype=torch.float64)
@@ -429,10 +431,53 @@ def test_relation_loss_is_exact_where_a_token_relates_to_itself_with_underflowin
     torch.testing.assert_close(grad, expected_grad, rtol=1e-8, atol=1e-12)
 
 
+def test_relation_log_normaliser_keeps_float32_precision_where_the_diagonal_is_far_below_the_max():
+    generator = torch.Generator().manual_seed(37)
+    logits = torch.randn(1, 64, 64, generator=generator) * 3
+    logits.diagonal(dim1=1, dim2=2).sub_(torch.linspace(0, 40, 64))  # p_d from ~1e-2 down to ~1e-19
+    exact = torch.logsumexp(logits.double(), -1)
+    got = relation_module._log_normaliser(logits, logits.softmax(-1))
+    # the row-max formula's own error here is 4.9e-7; the diagonal at p_d ~ 1e-17 was 3.6e-6 off
+    assert float((got.double() - exact).abs().max()) < 1e-6
+
+
+def test_fused_losses_agree_with_plain_autograd_over_many_chunks(monkeypatch):
+    """Shrunk chunks: every chunk boundary, buffer reuse and the short last chunk are exercised."""
+    monkeypatch.setattr(relation_module, "CHUNK_ELEMENTS", 2 * 36)  # two relation heads of 6 x 6
+    monkeypatch.setattr(mixture_kl_module, "CHUNK_ELEMENTS", 2 * 5 * 36)  # two samples of 5 heads x 6 x 6
+    generator = torch.Generator().manual_seed(38)
+    teacher = random_maps(5, 5, 6, 6, seed=39, sharpness=2.0)
+    student = random_maps(5, 2, 6, 6, seed=40, sharpness=2.0)
+    mask = torch.rand(5, 6, generator=generator) > 0.3
+    mask[:, 0] = True  # plain autograd's relation is NaN for a sample without any valid key
+    teacher_qkv = tuple(torch.randn(5, 4, 6, 8, generator=generator, dtype=torch.float64) for _ in range(3))
+    student_qkv = tuple(torch.randn(5, 2, 6, 6, generator=generator, dtype=torch.float64) for _ in range(3))
+    weights = torch.rand(5, 5, generator=generator, dtype=torch.float64)
+    results = []
+    for teacher_grad in (False, True):  # True: plain autograd
+        s = student.clone().requires_grad_()
+        kl = amad_loss(teacher.clone().requires_grad_(teacher_grad), s, query_mask=mask, reduction="none")
+        qkv = tuple(x.clone().requires_grad_() for x in student_qkv)
+        frozen = tuple(x.clone().requires_grad_(teacher_grad) for x in teacher_qkv)
+        relation = relation_loss(frozen, qkv, num_relation_heads=4, query_mask=mask, key_mask=mask, reduction="none")
+        ((kl * weights).sum() + (relation * weights[:, :4]).sum()).backward()
+        results.append((kl.detach(), relation.detach(), s.grad, *(x.grad for x in qkv)))
+    for fused, plain in zip(*results):
+        torch.testing.assert_close(fused, plain)
+
+
+@pytest.mark.parametrize("variant", ["kl", "token"])
+def test_fused_losses_accept_an_empty_batch(variant):
+    teacher, student = random_maps(0, 3, 4, 4, seed=0), random_maps(0, 2, 4, 4, seed=0).requires_grad_()
+    assert amad_loss(teacher, student, variant=variant, reduction="none").shape == (0, 3)
+    qkv = tuple(torch.zeros(0, 2, 4, 8) for _ in range(3))
+    assert relation_loss(qkv, qkv, num_relation_heads=4, reduction="none").shape == (0, 4)
+
+
 @pytest.mark.parametrize("variant", ["kl", "token"])
 def test_fused_amad_paths_compute_in_float32_under_autocast_even_for_the_backward(variant):
     """Forward and hand-written backward ignore an enclosing autocast (the trainer's bf16 one, or a
-    caller who runs ``backward()`` inside it), as the plain losses do."""
+    caller who runs ``backward()`` inside it): float32 values and gradients, no dtype errors."""
     teacher = random_maps(2, 4, 6, 6, seed=34, dtype=torch.float32)
     student = random_maps(2, 2, 6, 6, seed=35, dtype=torch.float32)
     exact_student = student.clone().requires_grad_()

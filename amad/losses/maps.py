@@ -2,7 +2,8 @@
 
 All attention losses take probabilities shaped ``[B, H, q, k]`` and an optional boolean
 ``query_mask`` shaped ``[B, q]`` (True for real query rows). Half-precision inputs are computed
-in float32 so that the losses behave identically under autocast.
+in float32; the hand-written paths (a frozen teacher) also switch an enclosing autocast off, the
+plain autograd paths run their products in its dtype.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ requires gradients.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -34,8 +35,8 @@ log stay in the CPU's cache."""
 
 
 def _chunks(teacher: Tensor) -> list[slice]:
-    per_sample = teacher[0].numel()
-    step = max(1, CHUNK_ELEMENTS // per_sample)
+    per_sample = math.prod(teacher.shape[1:])
+    step = max(1, CHUNK_ELEMENTS // max(1, per_sample))
     return [slice(start, min(start + step, teacher.shape[0])) for start in range(0, teacher.shape[0], step)]
 
 
@@ -50,7 +51,7 @@ def _ratio(teacher: Tensor, student: Tensor, weights: Tensor, out: Tensor) -> Te
 
 def _ratio_buffer(teacher: Tensor, chunks: list[slice]) -> Tensor:
     """Room for the largest chunk's ratio ``[n, Ht, q*k]``."""
-    return teacher.new_empty(chunks[0].stop - chunks[0].start, teacher.shape[1], teacher[0, 0].numel())
+    return teacher.new_empty(chunks[0].stop if chunks else 0, teacher.shape[1], math.prod(teacher.shape[2:]))
 
 
 def _valid_rows_only(student: Tensor, row_mask: Tensor | None) -> Tensor:
@@ -143,5 +144,5 @@ def mixture_kl(
     if teacher.requires_grad:
         raise ValueError("mixture_kl does not differentiate the teacher; detach it or use plain autograd")
     temperature = torch.as_tensor(temperature, dtype=teacher.dtype, device=teacher.device)
-    with torch.autocast(teacher.device.type, enabled=False):  # in the loss dtype, as the other path
+    with torch.autocast(teacher.device.type, enabled=False):  # in the loss dtype, whatever autocast is on
         return _MixtureKL.apply(teacher, student, temperature, query_mask)

@@ -8,6 +8,7 @@ divisible by ``R``) work.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -15,7 +16,6 @@ from torch import Tensor
 
 from amad.losses.maps import (
     check_reduction,
-    log_floor,
     loss_dtype,
     masked_row_mean,
     reduce,
@@ -88,9 +88,10 @@ class _FusedRelationKL(torch.autograd.Function):
         masked = torch.finfo(student.dtype).min / 4  # finite: 0 * (log t - log s) stays 0 at masked keys
         chunks = _chunks(heads, length)
         # one set of chunk-sized buffers, reused: fresh ones would be faulted in page by page every chunk
-        buffers = student.new_empty(5, chunks[0].stop - chunks[0].start, length, length)
+        size = chunks[0].stop if chunks else 0
+        buffers = student.new_empty(4 if gradient is None else 5, size, length, length)
         for rows in chunks:
-            teacher_logits, teacher_probs, student_logits, student_probs, symmetric = buffers[
+            teacher_logits, teacher_probs, student_logits, student_probs, *symmetric = buffers[
                 :, : rows.stop - rows.start
             ]
             key_mask = None if mask is None else mask[rows]
@@ -108,8 +109,8 @@ class _FusedRelationKL(torch.autograd.Function):
                 weighted = student_probs.sub_(teacher_probs)
                 if row_weights is not None:
                     weighted.mul_(row_weights[rows, :, None])
-                torch.add(weighted, weighted.transpose(1, 2), out=symmetric)
-                torch.bmm(symmetric, student[rows], out=gradient[rows])
+                torch.add(weighted, weighted.transpose(1, 2), out=symmetric[0])
+                torch.bmm(symmetric[0], student[rows], out=gradient[rows])
         if gradient is not None:
             gradient.mul_(student.shape[-1] ** -0.5 / (length if row_weights is None else 1))
         ctx.save_for_backward(gradient)
@@ -137,17 +138,26 @@ def _relation(vectors: Tensor, key_mask: Tensor | None, masked: float, logits: T
     return _log_normaliser(logits, probs)
 
 
+DIAGONAL_MIN = math.exp(-8)
+"""Smallest diagonal probability ``p_d`` whose log gives a row's log-normaliser: its rounding grows
+with ``|log p_d|``; at ``e^-8`` it is still about that of the row-max formula in float32."""
+
+
 def _log_normaliser(logits: Tensor, probs: Tensor) -> Tensor:
     """``lse`` of each row of ``logits`` ``[n, L]``, given their softmax ``probs``.
 
-    ``lse = y_k - log p_k`` holds for every key ``k``; taken at the diagonal (a vector's relation
-    with itself, usually among the row's largest), it costs no pass over the rows. Rows whose
-    diagonal probability is below ``log_floor`` (tiny enough to have lost precision, or a masked
-    key) take it at the row's largest probability instead, as ``amax(y) - log(amax(p))``.
+    ``lse = y_k - log p_k`` holds for every key ``k``. On the CPU it is taken at the diagonal (a
+    vector's relation with itself, usually among the row's largest), which costs no pass over the
+    rows; rows whose diagonal probability is below :data:`DIAGONAL_MIN` (a masked key, or a much
+    longer vector elsewhere in the row) take it at the row's largest probability instead, as
+    ``amax(y) - log(amax(p))``, which is what every row takes on a GPU (choosing rows there would
+    wait for the device once per chunk).
     """
+    if probs.device.type != "cpu":
+        return logits.amax(-1) - probs.amax(-1).log()
     diagonal = probs.diagonal(dim1=1, dim2=2)
     log_normaliser = logits.diagonal(dim1=1, dim2=2) - diagonal.log()
-    small = diagonal < log_floor(probs.dtype)
+    small = diagonal < DIAGONAL_MIN
     if small.any():
         rows = small.nonzero(as_tuple=True)
         log_normaliser[rows] = logits[rows].amax(-1) - probs[rows].amax(-1).log()
@@ -189,7 +199,7 @@ def relation_kl(teacher: Tensor, student: Tensor, num_relation_heads: int, mask:
     _check_divides(teacher, relations)
     _check_divides(student, relations)
     mask = None if mask is None else mask.repeat_interleave(relations, dim=0)  # (B*R, L)
-    with torch.autocast(student.device.type, enabled=False):  # in the loss dtype, as the other path
+    with torch.autocast(student.device.type, enabled=False):  # in the loss dtype, whatever autocast is on
         per_head = _FusedRelationKL.apply(
             _relation_layout(teacher, num_relation_heads), _relation_layout(student, num_relation_heads), mask
         )

@@ -106,5 +106,5 @@ def token_mixture_kl(
         raise ValueError("token_mixture_kl does not differentiate the teacher; detach it or use plain autograd")
     if row_weights is None:
         row_weights = teacher.new_full((teacher.shape[0], teacher.shape[2]), 1.0 / teacher.shape[2])
-    with torch.autocast(teacher.device.type, enabled=False):  # in the loss dtype, as the other path
+    with torch.autocast(teacher.device.type, enabled=False):  # in the loss dtype, whatever autocast is on
         return _TokenMixtureKL.apply(teacher, student, row_weights.to(teacher.dtype), float(temperature))
