@@ -175,8 +175,9 @@ def amad_loss_and_weights(
 ) -> tuple[Tensor, Tensor]:
     """AMAD per (sample, teacher head) loss ``[B, Ht]`` and the weights ``[B, Ht, Hs]`` it used.
 
-    For ``token`` the weights are the per-row weights averaged over valid query rows. See
-    :func:`amad_loss` for the arguments.
+    For ``token`` the weights are the per-row weights averaged over valid query rows. The weights
+    are for inspection: with a frozen teacher (the hand-written ``kl`` and ``token`` paths) they
+    carry no gradient; the loss does. See :func:`amad_loss` for the arguments.
     """
     if variant not in VARIANTS:
         raise ValueError(f"AMAD variant must be one of {VARIANTS}, got {variant!r}")
