@@ -134,7 +134,9 @@ def format_report(result: dict) -> str:
 
 
 def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = run_experiment) -> dict:
-    params = load_params(PARAMS, args.set)  # as the runs see it: --set distill.methods=[...] picks the methods
+    # the compare runs never export: keep export.models valid whichever methods a run lists
+    quiet = ["export.models=[teacher]", "export.triton_model=null"]
+    params = load_params(PARAMS, [*quiet, *args.set])  # as the runs see it: --set distill.methods=[...] picks
     metric = params.task_plugin().primary_metric
     students = list(params.students)
     methods = list(params.distill.methods)
@@ -145,8 +147,6 @@ def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = ru
     def score(model: str) -> float:
         return validation_score(model, metric)
 
-    # the compare runs never export: keep export.models valid whichever methods a run lists
-    quiet = ["export.models=[teacher]", "export.triton_model=null"]
     base = ["distill.seed=0", *quiet, *args.set]
     grid: dict[str, dict[str, dict[float, float]]] = {m: {} for m in tuned}
     choices: dict[str, dict[str, float]] = {m: {} for m in methods}

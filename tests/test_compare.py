@@ -128,6 +128,9 @@ def test_set_overrides_are_what_compare_plans_with(workspace):
     assert len([1 for _, target in calls if target == "distill"]) == 2 + 1  # two weights, one more temperature
     assert set(result["table"]["h2"]) == {"amad"} and set(result["choices"]) == {"amad"}
     assert set(result["grid"]["amad"]["distill.amad.temperature"]) == {0.25, 4.0}
+    # methods whose students params.yaml does not export (its export.models holds h2-amad)
+    args.set = ["distill.methods=[one2one]"]
+    assert set(compare.compare(args, run=fake_run([]))["choices"]) == {"one2one"}
 
 
 def test_a_bad_set_override_names_its_key(workspace):
