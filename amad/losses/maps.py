@@ -135,7 +135,7 @@ def zero_masked_rows(maps: Tensor, query_mask: Tensor | None) -> Tensor:
 
     Args:
         maps: ``[B, H, q, k]``.
-        query_mask: ``[B, q]`` bool or None.
+        query_mask: ``[B, q]`` bool (or 0 / 1 in the maps' dtype) or None.
     """
     if query_mask is None:
         return maps

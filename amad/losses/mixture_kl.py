@@ -27,7 +27,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from amad.losses.maps import NORM_EPS, log_floor, masked_norms, row_mean_weights, without_autocast
+from amad.losses.maps import (
+    NORM_EPS,
+    log_floor,
+    masked_norms,
+    row_mean_weights,
+    without_autocast,
+    zero_masked_rows,
+)
 
 CHUNK_ELEMENTS = 1 << 20
 """Teacher-map elements handled at a time (at least one sample): the chunk's mixture, ratio and
@@ -54,13 +61,6 @@ def _ratio_buffer(teacher: Tensor, chunks: list[slice]) -> Tensor:
     return teacher.new_empty(chunks[0].stop if chunks else 0, teacher.shape[1], math.prod(teacher.shape[2:]))
 
 
-def _valid_rows_only(student: Tensor, row_mask: Tensor | None) -> Tensor:
-    """``S^ = m S`` flattened ``[n, Hs, q*k]`` (no copy without a mask)."""
-    if row_mask is None:
-        return student.flatten(2)
-    return (student * row_mask[:, None, :, None]).flatten(2)
-
-
 class _MixtureKL(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -77,9 +77,9 @@ class _MixtureKL(torch.autograd.Function):
         buffer = _ratio_buffer(teacher, chunks)
         for rows in chunks:
             mask = None if row_mask is None else row_mask[rows]
-            valid_student = _valid_rows_only(student[rows], mask)  # (n, Hs, q*k)
+            valid_student = zero_masked_rows(student[rows], mask).flatten(2)  # S^ (n, Hs, q*k)
             student_norm[rows] = torch.linalg.vector_norm(valid_student, dim=-1)
-            teacher_norm = masked_norms(teacher[rows], None if query_mask is None else query_mask[rows])
+            teacher_norm = masked_norms(teacher[rows], mask)
             torch.mul(teacher_norm[:, :, None], student_norm[rows, None, :], out=products[rows])
             torch.bmm(teacher[rows].flatten(2), valid_student.transpose(1, 2), out=cosines[rows])
             cosines[rows] /= products[rows].clamp_min(NORM_EPS)
@@ -108,7 +108,7 @@ class _MixtureKL(torch.autograd.Function):
         for rows in chunks:
             mask = None if row_mask is None else row_mask[rows]
             ratio = _ratio(teacher[rows], student[rows], weights[rows], buffer)  # (n, Ht, q*k)
-            valid_student = _valid_rows_only(student[rows], mask)
+            valid_student = zero_masked_rows(student[rows], mask).flatten(2)
             grad_weights = torch.bmm(ratio, valid_student.transpose(1, 2)).mul_(scale[rows, :, None])  # (n, Ht, Hs)
             grad_cosines = (grad_weights - (weights[rows] * grad_weights).sum(-1, keepdim=True)).mul_(weights[rows])
             grad_cosines /= temperature
