@@ -118,6 +118,23 @@ def test_static_int8_quantises_only_the_linear_layers(workspace, tmp_path):
     assert read_metadata(tmp_path / "static.onnx") == read_metadata(source)
 
 
+def test_sessions_that_take_turns_stop_spinning_when_a_call_returns(workspace):
+    root, _, _ = workspace
+    source = root / "exported" / "student" / "model.onnx"
+    served, taking_turns = OnnxModel(source), OnnxModel(source, idle_spinning=False)
+
+    def entry(model: OnnxModel, key: str) -> str | None:
+        try:
+            return model.session.get_session_options().get_session_config_entry(key)
+        except RuntimeError:  # "does not have configuration with key": ONNX Runtime's default
+            return None
+
+    assert [entry(m, "session.force_spinning_stop") for m in (served, taking_turns)] == [None, "1"]
+    assert [entry(m, "session.intra_op.allow_spinning") for m in (served, taking_turns)] == [None, None]
+    feed = [np.zeros([1, *shape], dtype) for _, shape, dtype in _inputs(served)]
+    np.testing.assert_array_equal(served.run(*feed), taking_turns.run(*feed))
+
+
 def test_auto_int8_keeps_nothing_when_every_candidate_misses_the_budget(workspace, tmp_path):
     import shutil
 
@@ -282,6 +299,24 @@ def test_benchmark_interleaves_bursts_and_skips_the_first_call_of_each(burst, or
     timings = time_interleaved(runners, dict.fromkeys(runners, (torch.zeros(1), torch.zeros(1))), config)
     assert "".join(calls) == "ab" + order  # warm-up round, then the timed rounds
     assert {key: len(times) for key, times in timings.items()} == {("a", "fake"): 4, ("b", "fake"): 4}
+
+
+def test_benchmark_times_one_runtime_after_another():
+    from amad.bench.latency import time_interleaved
+
+    calls = []
+    backends = ("torch", "onnxruntime", "onnxruntime_int8", "torch_cuda_fp16")
+    runners = {
+        (model, backend): functools.partial(lambda key, *_: calls.append(key), (model, backend))
+        for model in ("teacher", "student")
+        for backend in backends
+    }
+    timings = time_interleaved(runners, dict.fromkeys(runners, ()), benchmark_config(warmup=1, repeats=2, burst=2))
+    runtimes = {"torch": "T", "onnxruntime": "O", "onnxruntime_int8": "O", "torch_cuda_fp16": "C"}
+    assert "".join(runtimes[b] for _, b in calls) == "TT" + "TTTT" * 2 + "OOOO" + "OOOOOOOO" * 2 + "CC" + "CCCC" * 2
+    onnx_round = [key for key in calls if key[1].startswith("onnx")][4:12]
+    assert onnx_round == [key for key in runners for _ in range(2) if key[1].startswith("onnx")]  # pairs interleaved
+    assert all(len(times) == 2 for times in timings.values())
 
 
 def test_benchmark_burst_must_be_positive():

@@ -1,11 +1,15 @@
 """Latency of every exported model x backend x batch size, measured interleaved.
 
-Each round runs every (model, backend) pair in turn, so a noisy machine slows all of them alike
-and ratios between them hold. A pair runs ``burst`` back-to-back calls per round and all but the
-first are timed: the first call after another runtime has run pays a switch cost (idle thread
-pools waking, caches refilled by the other runtime; on a 2-core CPU it made the 2-head student's
-ONNX Runtime batch-1 call 1.2 ms instead of 0.55 ms) that a server running one model does not
-pay. Rounds repeat until every pair has ``repeats`` timed calls. Reported per pair and batch size:
+Each round runs every (model, backend) pair of one runtime in turn, so a noisy machine slows
+all of them alike and ratios between them hold; the runtimes (eager torch, the CUDA backends, ONNX
+Runtime fp32 and int8 together, TensorRT) are timed one after another. A call of one runtime
+right after another's ran slower for several calls (on a 2-core CPU the teacher's ONNX Runtime
+batch-1 call after torch's: 2.0 ms, then 1.8, 1.6, ... 1.1 by the 12th call; no such decay after
+another ONNX Runtime session's), a switch that a server running one model does not pay. Within a
+round a pair runs ``burst`` back-to-back calls, all but the first timed (the first refills the
+caches the previous pair used). ONNX Runtime's worker threads spin within a call, as a server's
+do, and stop at its return (left spinning, they took a core from the next session's call).
+Rounds repeat until every pair has ``repeats`` timed calls. Reported per pair and batch size:
 p50 / p90 / p99 latency, throughput (samples/s) and peak extra memory of one call; backends that
 cannot run here (no CUDA, no TensorRT, no int8 file) are recorded as ``{"skipped": reason}``, and
 a GPU backend whose first call at a batch size fails (a graph that cannot be captured, say) as
@@ -60,8 +64,8 @@ def make_runner(backend: str, model_dir: Path, export_dir: Path, graph: str, thr
         path = export_dir / (f"{graph}.onnx" if backend == "onnxruntime" else f"{graph}.int8.onnx")
         if not path.exists():
             return f"{path} not found (export.int8 is none, or auto kept no int8 graph: see export.json)"
-        # sessions take turns: a spinning thread pool of one would steal the cores of the next
-        session = OnnxModel(path, threads=threads, spinning=False)
+        # sessions take turns: threads left spinning by one would steal the cores of the next
+        session = OnnxModel(path, threads=threads, idle_spinning=False)
         return lambda *inputs: session.run(*(x.numpy() for x in inputs))
     if backend in CUDA_BACKENDS:
         if not torch.cuda.is_available():
@@ -89,27 +93,40 @@ def _peak_mib(runner: Runner, inputs: tuple[torch.Tensor, ...], backend: str) ->
     return memory.peak_extra_mib(lambda: runner(*inputs))
 
 
+RUNTIMES = {"torch": "torch", "onnxruntime": "onnxruntime", "onnxruntime_int8": "onnxruntime"}
+"""The runtime of each backend not named by itself (the CUDA backends: ``cuda``)."""
+
+
+def runtime_of(backend: str) -> str:
+    return "cuda" if backend in CUDA_BACKENDS else RUNTIMES.get(backend, backend)
+
+
 def time_interleaved(
     runners: dict[tuple[str, str], Runner], inputs: dict[tuple[str, str], tuple], config: BenchmarkConfig
 ) -> dict[tuple[str, str], list[float]]:
-    """Seconds per timed call of each runner on its ``inputs``: warm-up rounds, then interleaved
-    rounds of bursts."""
-    for _ in range(config.warmup):
-        for key, runner in runners.items():
-            runner(*inputs[key])
+    """Seconds per timed call of each runner on its ``inputs``: per runtime, warm-up rounds, then
+    interleaved rounds of bursts."""
+    by_runtime: dict[str, list[tuple[str, str]]] = {}
+    for key in runners:
+        by_runtime.setdefault(runtime_of(key[1]), []).append(key)
     untimed = 1 if config.burst > 1 else 0
     timings: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
-    for _ in range(math.ceil(config.repeats / (config.burst - untimed))):
-        for key, runner in runners.items():
-            for call in range(config.burst):
-                if isinstance(runner, CudaRunner):
-                    seconds = runner.timed(*inputs[key])
-                else:
-                    start = time.perf_counter()
-                    runner(*inputs[key])
-                    seconds = time.perf_counter() - start
-                if call >= untimed:
-                    timings[key].append(seconds)
+    for keys in by_runtime.values():
+        for _ in range(config.warmup):
+            for key in keys:
+                runners[key](*inputs[key])
+        for _ in range(math.ceil(config.repeats / (config.burst - untimed))):
+            for key in keys:
+                runner = runners[key]
+                for call in range(config.burst):
+                    if isinstance(runner, CudaRunner):
+                        seconds = runner.timed(*inputs[key])
+                    else:
+                        start = time.perf_counter()
+                        runner(*inputs[key])
+                        seconds = time.perf_counter() - start
+                    if call >= untimed:
+                        timings[key].append(seconds)
     return timings
 
 

@@ -80,9 +80,9 @@ def build_int8(
         suffixes["static"] = ".int8-static.onnx"
     except Exception as error:
         static_error = f"{type(error).__name__}: {error}"
-    # sessions take turns: spinning idle threads would steal the cores of the next one
+    # sessions take turns: threads left spinning by one would steal the cores of the next
     models = {
-        name: {g: OnnxModel(staging / f"{g}{suffix}", spinning=False) for g in graphs}
+        name: {g: OnnxModel(staging / f"{g}{suffix}", idle_spinning=False) for g in graphs}
         for name, suffix in suffixes.items()
     }
     latency = batch_one_ms(models, inputs)
