@@ -83,6 +83,26 @@ def masked_norms(maps: Tensor, query_mask: Tensor | None) -> Tensor:
     return row_norms_sq.sum(-1).sqrt()
 
 
+def alignment_backward(
+    grad_weights: Tensor,
+    weights: Tensor,
+    cosines: Tensor,
+    products: Tensor,
+    student_norm_sq: Tensor,
+    temperature: float | Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The backward of AMAD's alignment ``a_ij = softmax_j(c_ij / tau)``, ``[..., Ht, Hs]``, with
+    ``c_ij = <T_i, S_j> / D_ij`` and ``D_ij = max(|T_i| |S_j|, eps)`` (``products``: ``|T_i| |S_j|``).
+
+    Given ``dL/da`` returns ``dL/dc``; ``dL/dc / D``, which times ``T_i`` is the gradient through
+    the numerators; and ``[..., Hs]`` ``sum_i [D_ij unclamped] dL/dc_ij c_ij / |S_j|^2``, which times
+    ``-S_j`` is the gradient through the norms (``student_norm_sq``: ``|S_j|^2``, floored by the caller).
+    """
+    grad_cosines = (grad_weights - (weights * grad_weights).sum(-1, keepdim=True)).mul_(weights).div_(temperature)
+    norm_factor = (grad_cosines * cosines * (products >= NORM_EPS)).sum(-2) / student_norm_sq
+    return grad_cosines, grad_cosines / products.clamp_min(NORM_EPS), norm_factor
+
+
 def log_floor(dtype: torch.dtype) -> float:
     """Smallest probability whose log is taken as-is; smaller ones are clamped to it.
 

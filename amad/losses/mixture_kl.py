@@ -29,6 +29,7 @@ from torch import Tensor
 
 from amad.losses.maps import (
     NORM_EPS,
+    alignment_backward,
     log_floor,
     masked_norms,
     row_mean_weights,
@@ -110,19 +111,15 @@ class _MixtureKL(torch.autograd.Function):
             ratio = _ratio(teacher[rows], student[rows], weights[rows], buffer)  # (n, Ht, q*k)
             valid_student = zero_masked_rows(student[rows], mask).flatten(2)
             grad_weights = torch.bmm(ratio, valid_student.transpose(1, 2)).mul_(scale[rows, :, None])  # (n, Ht, Hs)
-            grad_cosines = (grad_weights - (weights[rows] * grad_weights).sum(-1, keepdim=True)).mul_(weights[rows])
-            grad_cosines /= temperature
+            grad_cosines, numerator_factor, norm_factor = alignment_backward(
+                grad_weights, weights[rows], cosines[rows], products[rows], norm_sq[rows], temperature
+            )
             if grad_temperature is not None:
                 grad_temperature -= torch.linalg.vecdot(grad_cosines.flatten(), cosines[rows].flatten()) / temperature
-            # through the student norms in the cosines' denominators, where they are not clamped
-            unclamped = products[rows] >= NORM_EPS
-            norm_factor = (grad_cosines * cosines[rows] * unclamped).sum(1) / norm_sq[rows]  # (n, Hs)
             chunk = grad_student[rows]
             torch.bmm(mixture_factor[rows], ratio, out=chunk)  # through the mixture
-            chunk.baddbmm_(
-                (grad_cosines / products[rows].clamp_min(NORM_EPS)).transpose(1, 2), teacher[rows].flatten(2)
-            )
-            chunk.addcmul_(valid_student, norm_factor[..., None], value=-1)
+            chunk.baddbmm_(numerator_factor.transpose(1, 2), teacher[rows].flatten(2))  # the cosines' numerators
+            chunk.addcmul_(valid_student, norm_factor[..., None], value=-1)  # and their denominators
             if mask is not None:
                 chunk.view(-1, student.shape[1], queries, keys).mul_(mask[:, None, :, None])
         return None, grad_student.view_as(student), grad_temperature, None

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from amad.losses.maps import NORM_EPS, log_floor, without_autocast
+from amad.losses.maps import NORM_EPS, alignment_backward, log_floor, without_autocast
 
 
 class _TokenMixtureKL(torch.autograd.Function):
@@ -70,22 +70,18 @@ class _TokenMixtureKL(torch.autograd.Function):
         # dL/dM = -g w T / M = ratio * scale: the scale goes on the small factors of the products
         scale = (row_weights[:, :, None] * grad_items[:, None, :]).neg_()[..., None]  # (B, q, Ht, 1)
         mixture_factor = (weights * scale).transpose(2, 3)  # (B, q, Hs, Ht)
-        denominator = products.clamp_min(NORM_EPS)
-        # the student norms in the cosines' denominators pass gradient where they are not clamped
-        cosine_norm = cosines * (products >= NORM_EPS) / student_norm.square().clamp_min(NORM_EPS)[:, :, None, :]
+        norm_sq = student_norm.square().clamp_min(NORM_EPS)  # (B, q, Hs)
         grad_student = torch.empty_like(student)
         grad_rows = student.new_empty(student.shape[2], student.shape[1], student.shape[3])  # (q, Hs, k)
         for item in range(teacher.shape[0]):
             grad_weights = torch.bmm(ratios[item], student[item].permute(1, 2, 0)).mul_(scale[item])  # (q, Ht, Hs)
-            grad_cosines = (grad_weights - (weights[item] * grad_weights).sum(-1, keepdim=True)).mul_(weights[item])
-            grad_cosines.div_(ctx.temperature)
-            norm_factor = (grad_cosines * cosine_norm[item]).sum(1).t()  # (Hs, q)
-            # through the mixture, and through the cosines' numerators
-            torch.bmm(mixture_factor[item], ratios[item], out=grad_rows)
-            grad_rows.baddbmm_(grad_cosines.div_(denominator[item]).transpose(1, 2), teacher[item].transpose(0, 1))
-            # and through the cosines' denominators
-            torch.addcmul(
-                grad_rows.transpose(0, 1), student[item], norm_factor[..., None], value=-1, out=grad_student[item]
+            _, numerator_factor, norm_factor = alignment_backward(
+                grad_weights, weights[item], cosines[item], products[item], norm_sq[item], ctx.temperature
+            )
+            torch.bmm(mixture_factor[item], ratios[item], out=grad_rows)  # through the mixture
+            grad_rows.baddbmm_(numerator_factor.transpose(1, 2), teacher[item].transpose(0, 1))  # the numerators
+            torch.addcmul(  # and the denominators
+                grad_rows.transpose(0, 1), student[item], norm_factor.t()[..., None], value=-1, out=grad_student[item]
             )
         return None, grad_student, None, None
 
