@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from amad.atomic import atomic_file, write_json
-from amad.experiments import PARAMS, params_restored, read_json, run_experiment
+from amad.experiments import PARAMS, read_json, run_experiment, workspace_restored
 from amad.methods import METHODS
 from amad.params import load_params
 from amad.report import model_latency
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("error: --seeds must be >= 1")
     if not args.weights:
         sys.exit("error: --weights needs at least one value")
-    with params_restored():
+    with workspace_restored():
         result = compare(args)
     write_json(f"{args.out}.json", result)
     report = format_report(result)

@@ -4,7 +4,7 @@ Runs ``dvc exp run -S distill.seed=<s> [-S KEY=VALUE ...] evaluate`` once per se
 the teacher stay fixed, only student initialisation and data order change), reads each run's
 ``metrics/eval.json`` and prints the table; the runs stay visible in ``dvc exp show``.
 
-``params.yaml`` is put back as the study found it (:func:`amad.experiments.params_restored`).
+``params.yaml`` is put back as the study found it (:func:`amad.experiments.workspace_restored`).
 
     python -m amad.study --seeds 3 [--set distill.amad.temperature=0.25] [--out studies/study.json]
 """
@@ -16,7 +16,7 @@ import statistics
 import sys
 
 from amad.atomic import write_json
-from amad.experiments import PARAMS, params_restored, read_json, run_experiment
+from amad.experiments import PARAMS, read_json, run_experiment, workspace_restored
 from amad.params import load_params
 
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.seeds < 1:
         sys.exit("error: --seeds must be >= 1")
     metric = load_params(PARAMS).task_plugin().primary_metric
-    with params_restored():
+    with workspace_restored():
         runs = [run_seed(seed, args.set) for seed in range(args.seeds)]
     table = aggregate(runs, metric)
     write_json(args.out, {"seeds": args.seeds, "overrides": args.set, "metric": metric, metric: table})
