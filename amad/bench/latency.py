@@ -93,12 +93,11 @@ def _peak_mib(runner: Runner, inputs: tuple[torch.Tensor, ...], backend: str) ->
     return memory.peak_extra_mib(lambda: runner(*inputs))
 
 
-RUNTIMES = {"torch": "torch", "onnxruntime": "onnxruntime", "onnxruntime_int8": "onnxruntime"}
-"""The runtime of each backend not named by itself (the CUDA backends: ``cuda``)."""
-
-
 def runtime_of(backend: str) -> str:
-    return "cuda" if backend in CUDA_BACKENDS else RUNTIMES.get(backend, backend)
+    """The runtime a backend runs on (its pairs are timed in the same rounds)."""
+    if backend in CUDA_BACKENDS:
+        return "cuda"
+    return "onnxruntime" if backend.startswith("onnxruntime") else backend
 
 
 def time_interleaved(
