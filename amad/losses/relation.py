@@ -8,7 +8,6 @@ divisible by ``R``) work.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -74,45 +73,54 @@ class _FusedRelationKL(torch.autograd.Function):
     instead of as whole ``[N, L, L]`` tensors passed a dozen times through memory, and nothing of
     that size is kept: the loss of head ``n`` is ``sum_r w_r KL_r`` (``w``: the row weights of the
     masked mean), so its gradient ``(diag(w) P + P^T diag(w)) S / sqrt(d)`` with ``P = s - t`` (the
-    student's and the teacher's relations) is formed in the forward, while ``P`` is in cache, and the backward only
-    scales it by each head's incoming gradient.
+    student's and the teacher's relations) is formed in the forward, while ``P`` is in cache, and the
+    backward only scales it by each head's incoming gradient. Per row, only the diagonal of the
+    logits and of the probabilities leaves a chunk: they give the log-normalisers afterwards
+    (:func:`_log_normalisers`).
     """
 
     @staticmethod
     def forward(ctx: Any, teacher: Tensor, student: Tensor, mask: Tensor | None) -> Tensor:
         heads, length, _ = student.shape
-        # the masked mean's row weights; equal ones (no mask) are applied to the result instead
+        # the masked mean's row weights; equal ones (no mask) are applied in the backward instead
         row_weights = None if mask is None else row_mean_weights(mask, student.dtype)  # (N, L)
-        per_head = student.new_empty(heads)  # (N,)
         gradient = torch.empty_like(student) if ctx.needs_input_grad[1] else None  # (N, L, d)
         masked = torch.finfo(student.dtype).min / 4  # finite: 0 * (log t - log s) stays 0 at masked keys
-        chunks = _chunks(heads, length)
-        # one set of chunk-sized buffers, reused: fresh ones would be faulted in page by page every chunk
-        size = chunks[0].stop if chunks else 0
-        buffers = student.new_empty(4 if gradient is None else 5, size, length, length)
-        for rows in chunks:
-            teacher_logits, teacher_probs, student_logits, student_probs, *symmetric = buffers[
-                :, : rows.stop - rows.start
-            ]
-            key_mask = None if mask is None else mask[rows]
-            teacher_lse = _relation(teacher[rows], key_mask, masked, teacher_logits, teacher_probs)  # (n, L, L)
-            student_lse = _relation(student[rows], key_mask, masked, student_logits, student_probs)
+        scales = (teacher.shape[-1] ** -0.5, student.shape[-1] ** -0.5)
+        row_dots = student.new_empty(heads, length)  # sum_k t_k (y_k - z_k) of each row
+        diagonals = student.new_empty(2, 2, heads, length)  # (logit, probability) x (teacher, student)
+        buffers = None
+        for rows in _chunks(heads, length):
+            count = rows.stop - rows.start
+            if buffers is None or buffers.shape[1] != count:  # reused: fresh ones would be faulted in every chunk
+                buffers = student.new_empty(5, count, length, length)
+            logits, probs, symmetric = buffers[0:2], buffers[2:4], buffers[4]  # (teacher, student) x (n, L, L)
+            for side, vectors in enumerate((teacher[rows], student[rows])):
+                torch.baddbmm(
+                    logits[side], vectors, vectors.transpose(1, 2), beta=0, alpha=scales[side], out=logits[side]
+                )
+            if mask is not None:
+                logits.masked_fill_(~mask[None, rows, None, :], masked)
+            torch._softmax(logits, -1, False, out=probs)  # torch.softmax has no out=
+            diagonals[0, :, rows] = logits.diagonal(dim1=2, dim2=3)
+            diagonals[1, :, rows] = probs.diagonal(dim1=2, dim2=3)
             # KL(t || s) per row = sum_k t_k (y_k - z_k) - lse(y) + lse(z)   (y, z: teacher, student logits)
-            per_row = teacher_logits.sub_(student_logits).mul_(teacher_probs).sum(-1)  # (n, L)
-            per_row.sub_(teacher_lse).add_(student_lse)
-            if row_weights is None:
-                per_head[rows] = per_row.mean(-1)
-            else:
-                per_head[rows] = torch.linalg.vecdot(per_row, row_weights[rows])
+            torch.sum(logits[0].sub_(logits[1]).mul_(probs[0]), -1, out=row_dots[rows])
             if gradient is not None:
                 # d/dS of sum_r w_r KL_r = (M + M^T) S with M = diag(w) P, P = s - t
-                weighted = student_probs.sub_(teacher_probs)
+                weighted = probs[1].sub_(probs[0])
                 if row_weights is not None:
                     weighted.mul_(row_weights[rows, :, None])
-                torch.add(weighted, weighted.transpose(1, 2), out=symmetric[0])
-                torch.bmm(symmetric[0], student[rows], out=gradient[rows])
-        if gradient is not None:
-            gradient.mul_(student.shape[-1] ** -0.5 / (length if row_weights is None else 1))
+                torch.add(weighted, weighted.transpose(1, 2), out=symmetric)
+                torch.bmm(symmetric, student[rows], out=gradient[rows])
+        teacher_lse, student_lse = _log_normalisers((teacher, student), scales, diagonals, mask, masked)
+        per_row = row_dots.sub_(teacher_lse).add_(student_lse)  # (N, L)
+        if row_weights is None:
+            per_head = per_row.mean(-1)
+            ctx.gradient_scale = scales[1] / length
+        else:
+            per_head = torch.linalg.vecdot(per_row.masked_fill_(~mask, 0.0), row_weights)  # masked rows: lse = inf
+            ctx.gradient_scale = scales[1]
         ctx.save_for_backward(gradient)
         return per_head
 
@@ -120,7 +128,7 @@ class _FusedRelationKL(torch.autograd.Function):
     @without_autocast
     def backward(ctx: Any, grad_heads: Tensor) -> tuple[None, Tensor, None]:
         (gradient,) = ctx.saved_tensors
-        return None, gradient * grad_heads[:, None, None], None
+        return None, gradient * (grad_heads * ctx.gradient_scale)[:, None, None], None
 
 
 def _chunks(heads: int, length: int) -> list[slice]:
@@ -128,40 +136,37 @@ def _chunks(heads: int, length: int) -> list[slice]:
     return [slice(start, min(start + step, heads)) for start in range(0, heads, step)]
 
 
-def _relation(vectors: Tensor, key_mask: Tensor | None, masked: float, logits: Tensor, probs: Tensor) -> Tensor:
-    """Logits ``X X^T / sqrt(d)`` of ``[n, L, d]`` heads (masked keys: the finite ``masked``) and their
-    row softmax, written to ``logits`` and ``probs`` ``[n, L, L]``; returns the log-normaliser ``[n, L]``."""
-    torch.bmm(vectors * vectors.shape[-1] ** -0.5, vectors.transpose(1, 2), out=logits)  # scale the small factor
-    if key_mask is not None:
-        logits.masked_fill_(~key_mask[:, None, :], masked)
-    torch._softmax(logits, -1, False, out=probs)  # torch.softmax has no out=
-    return _log_normaliser(logits, probs)
+LOG_DIAGONAL_MIN = -8.0
+"""Smallest log-probability of a row's diagonal that gives the row's log-normaliser: the rounding
+of ``y_rr - log p_rr`` grows with ``|log p_rr|``; at ``e^-8`` it is still about that of the
+row-max formula in float32."""
 
 
-DIAGONAL_MIN = math.exp(-8)
-"""Smallest diagonal probability ``p_d`` whose log gives a row's log-normaliser: its rounding grows
-with ``|log p_d|``; at ``e^-8`` it is still about that of the row-max formula in float32."""
+def _log_normalisers(
+    vectors: tuple[Tensor, Tensor], scales: tuple[float, float], diagonals: Tensor, mask: Tensor | None, masked: float
+) -> Tensor:
+    """``lse`` of each relation row ``[2, N, L]`` of the teacher and the student ``[N, L, d]``, given
+    the diagonals ``[2 (logit, probability), 2, N, L]`` of their relations.
 
-
-def _log_normaliser(logits: Tensor, probs: Tensor) -> Tensor:
-    """``lse`` of each row of ``logits`` ``[n, L]``, given their softmax ``probs``.
-
-    ``lse = y_k - log p_k`` holds for every key ``k``. On the CPU it is taken at the diagonal (a
-    vector's relation with itself, usually among the row's largest), which costs no pass over the
-    rows; rows whose diagonal probability is below :data:`DIAGONAL_MIN` (a masked key, or a much
-    longer vector elsewhere in the row) take it at the row's largest probability instead, as
-    ``amax(y) - log(amax(p))``, which is what every row takes on a GPU (choosing rows there would
-    wait for the device once per chunk).
+    ``lse = y_k - log p_k`` holds for every key ``k``; it is taken at the diagonal (a vector's
+    relation with itself, usually among the row's largest), which costs no pass over the rows. The
+    few rows whose diagonal probability is below ``e^LOG_DIAGONAL_MIN`` (a much longer vector
+    elsewhere in the row) are recomputed, as an exact ``logsumexp`` of their logits. Masked rows
+    (whose own key is masked) get ``inf``: their weight is zero.
     """
-    if probs.device.type != "cpu":
-        return logits.amax(-1) - probs.amax(-1).log()
-    diagonal = probs.diagonal(dim1=1, dim2=2)
-    log_normaliser = logits.diagonal(dim1=1, dim2=2) - diagonal.log()
-    small = diagonal < DIAGONAL_MIN
-    if small.any():
-        rows = small.nonzero(as_tuple=True)
-        log_normaliser[rows] = logits[rows].amax(-1) - probs[rows].amax(-1).log()
-    return log_normaliser
+    log_diagonal = diagonals[1].log_()
+    log_normalisers = diagonals[0].sub_(log_diagonal)
+    far = log_diagonal < LOG_DIAGONAL_MIN
+    if mask is not None:
+        far &= mask
+    if far.any():  # one wait for a GPU per relation, not per chunk
+        for side, (heads, scale) in enumerate(zip(vectors, scales)):
+            head, row = far[side].nonzero(as_tuple=True)
+            logits = torch.bmm(heads[head, row, None, :], heads[head].transpose(1, 2)).squeeze(1) * scale
+            if mask is not None:
+                logits.masked_fill_(~mask[head], masked)
+            log_normalisers[side, head, row] = torch.logsumexp(logits, -1)
+    return log_normalisers
 
 
 def _relation_layout(per_head: Tensor, num_relation_heads: int) -> Tensor:
