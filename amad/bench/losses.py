@@ -10,6 +10,11 @@ ratio, so a noisy machine slows numerator and denominator alike::
 
 The hand-written losses are many cache-sized operations, which two threads speed up less than the
 layer's large products: compare ``--threads 1`` with the default (all of torch's threads).
+
+``relation floor`` is the part of the relation loss that no implementation of it can skip: per
+relation head its three matrix products (teacher and student relations, the student's gradient)
+and two softmaxes, on the same chunks, and nothing else; the relation loss can come no closer to
+the layer than that.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ from amad.attention import capture_attention
 from amad.bench import memory
 from amad.bench.timing import interleaved_ms
 from amad.losses import amad_loss, one_to_one_loss, relation_loss
+from amad.losses.relation import CHUNK_ELEMENTS, relation_layout
 
 LAYER = "student layer (fwd+bwd)"
+RELATION_FLOOR = "relation floor (products+softmax)"
 
 
 def random_probs(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
@@ -70,7 +77,26 @@ def build_cases(args: argparse.Namespace) -> dict[str, Callable[[], None]]:
     cases[f"relation_loss[R={args.relation_heads}]"] = attention_loss(
         lambda: relation_loss(teacher_qkv, student_qkv, num_relation_heads=args.relation_heads)
     )
+    cases[RELATION_FLOOR] = lambda: relation_floor(teacher_qkv, student_qkv, args.relation_heads)
     return cases
+
+
+@torch.no_grad()
+def relation_floor(teacher_qkv: tuple[torch.Tensor, ...], student_qkv: tuple[torch.Tensor, ...], heads: int) -> None:
+    """The relation loss's unavoidable arithmetic (see the module's docstring), into reused buffers."""
+    for teacher, student in zip(teacher_qkv, student_qkv):
+        teacher, student = relation_layout(teacher, heads), relation_layout(student, heads)  # (N, L, d)
+        count, length = student.shape[:2]
+        step = max(1, CHUNK_ELEMENTS // length**2)
+        logits = student.new_empty(2, min(step, count), length, length)
+        probs, gradient = torch.empty_like(logits), torch.empty_like(student)
+        for start in range(0, count, step):
+            rows = slice(start, start + step)
+            size = min(step, count - start)
+            for side, vectors in enumerate((teacher[rows], student[rows])):
+                torch.bmm(vectors, vectors.transpose(1, 2), out=logits[side, :size])
+            torch._softmax(logits[:, :size], -1, False, out=probs[:, :size])
+            torch.bmm(probs[1, :size], student[rows], out=gradient[rows])
 
 
 def main(argv: list[str] | None = None) -> dict:

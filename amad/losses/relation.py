@@ -169,7 +169,7 @@ def _log_normalisers(
     return log_normalisers
 
 
-def _relation_layout(per_head: Tensor, num_relation_heads: int) -> Tensor:
+def relation_layout(per_head: Tensor, num_relation_heads: int) -> Tensor:
     """:func:`relation_heads` as one contiguous ``[B*R, L, d_r]`` tensor, copied in one pass where the
     relation heads split or group the attention heads evenly (two passes otherwise)."""
     batch, heads, length, head_dim = per_head.shape
@@ -206,7 +206,7 @@ def relation_kl(teacher: Tensor, student: Tensor, num_relation_heads: int, mask:
     mask = None if mask is None else mask.repeat_interleave(relations, dim=0)  # (B*R, L)
     with torch.autocast(student.device.type, enabled=False):  # in the loss dtype, whatever autocast is on
         per_head = _FusedRelationKL.apply(
-            _relation_layout(teacher, num_relation_heads), _relation_layout(student, num_relation_heads), mask
+            relation_layout(teacher, num_relation_heads), relation_layout(student, num_relation_heads), mask
         )
     return per_head.view(batch, relations)
 
