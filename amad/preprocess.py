@@ -48,7 +48,7 @@ class Preprocess:
 
     def resized(self, image: Image.Image) -> np.ndarray:
         """PIL image -> uint8 ``[H, W, 3]`` RGB at the model's size (the part worth caching)."""
-        image = image.convert("RGB")
+        image = _eight_bit(image).convert("RGB")
         size = self.image_size
         if self.resize_mode == "shortest" and image.size != (size, size):
             scale = size / min(image.size)
@@ -96,6 +96,15 @@ class Preprocess:
         if self.tokenizer.startswith(HF_PREFIX):
             return len(_hf_tokenizer(self.tokenizer[len(HF_PREFIX) :])(text)["input_ids"])
         return len(_tokenizer(self.context_length).encode(text)) + 2
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit grayscale (a 16-bit PNG opens as ``I;16``) scaled to 8 bits; Pillow's own
+    conversion to RGB clips every value above 255 to white."""
+    if not image.mode.startswith("I;16"):
+        return image
+    values = np.asarray(image).astype(np.uint32)
+    return Image.fromarray(((values + 128) // 257).astype(np.uint8), mode="L")
 
 
 def hf_tokenizer_name(folder: str) -> str:

@@ -230,6 +230,16 @@ def test_dataset_image_cache_returns_the_decoded_pixels(tmp_path):
     assert torch.equal(cached[0]["pixels"], preprocess.load_image(tmp_path / record.image))
 
 
+def test_sixteen_bit_grayscale_images_are_scaled_not_clipped(tmp_path):
+    levels = np.array([[0, 257 * 60, 257 * 200, 65535]], dtype=np.uint16).repeat(4, axis=0)  # 4 x 4
+    Image.fromarray(levels).save(tmp_path / "sixteen.png")
+    Image.fromarray((levels // 257).astype(np.uint8)).save(tmp_path / "eight.png")
+    preprocess = Preprocess(image_size=4, context_length=8)
+    sixteen, eight = (preprocess.read_resized(tmp_path / f"{name}.png") for name in ("sixteen", "eight"))
+    assert Image.open(tmp_path / "sixteen.png").mode == "I;16"
+    assert np.array_equal(sixteen, eight) and sixteen[0, :, 0].tolist() == [0, 60, 200, 255]
+
+
 @pytest.mark.parametrize("size", [8, 33])
 def test_pixel_normalisation_is_the_reference_formula_bit_for_bit(size):
     """``((x / 255) - mean) / std`` in float32, channels first: the in-place rewrite changes no bit."""
