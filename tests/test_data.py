@@ -232,12 +232,18 @@ def test_dataset_image_cache_returns_the_decoded_pixels(tmp_path):
 
 def test_sixteen_bit_grayscale_images_are_scaled_not_clipped(tmp_path):
     levels = np.array([[0, 257 * 60, 257 * 200, 65535]], dtype=np.uint16).repeat(4, axis=0)  # 4 x 4
-    Image.fromarray(levels).save(tmp_path / "sixteen.png")
+    Image.fromarray(levels).save(tmp_path / "sixteen.png")  # opens as I;16 (older Pillow: I)
+    Image.fromarray(levels.astype(np.int32)).save(tmp_path / "thirty-two.tif")
     Image.fromarray((levels // 257).astype(np.uint8)).save(tmp_path / "eight.png")
+    Image.fromarray(np.full((4, 4), 200, np.int32)).save(tmp_path / "eight-in-i.tif")
     preprocess = Preprocess(image_size=4, context_length=8)
-    sixteen, eight = (preprocess.read_resized(tmp_path / f"{name}.png") for name in ("sixteen", "eight"))
-    assert Image.open(tmp_path / "sixteen.png").mode == "I;16"
-    assert np.array_equal(sixteen, eight) and sixteen[0, :, 0].tolist() == [0, 60, 200, 255]
+    sixteen, thirty_two, eight, eight_in_i = (
+        preprocess.read_resized(tmp_path / name)
+        for name in ("sixteen.png", "thirty-two.tif", "eight.png", "eight-in-i.tif")
+    )
+    assert sixteen[0, :, 0].tolist() == [0, 60, 200, 255]
+    assert np.array_equal(sixteen, eight) and np.array_equal(thirty_two, eight)
+    assert (eight_in_i == 200).all()  # 8-bit values in a 32-bit image are left as they are
 
 
 @pytest.mark.parametrize("size", [8, 33])

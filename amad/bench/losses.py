@@ -13,8 +13,8 @@ layer's large products: compare ``--threads 1`` with the default (all of torch's
 
 ``relation floor`` is the part of the relation loss that no implementation of it can skip: per
 relation head its three matrix products (teacher and student relations, the student's gradient)
-and two softmaxes, on the same chunks, and nothing else; the relation loss can come no closer to
-the layer than that.
+and two softmaxes, on the same chunks, and nothing else (no scaling, masks, differences or
+reductions); the relation loss can come no closer to the layer than that.
 """
 
 from __future__ import annotations
@@ -88,15 +88,17 @@ def relation_floor(teacher_qkv: tuple[torch.Tensor, ...], student_qkv: tuple[tor
         teacher, student = relation_layout(teacher, heads), relation_layout(student, heads)  # (N, L, d)
         count, length = student.shape[:2]
         step = max(1, CHUNK_ELEMENTS // length**2)
-        logits = student.new_empty(2, min(step, count), length, length)
-        probs, gradient = torch.empty_like(logits), torch.empty_like(student)
+        gradient, logits = torch.empty_like(student), None
         for start in range(0, count, step):
             rows = slice(start, start + step)
             size = min(step, count - start)
+            if logits is None or logits.shape[1] != size:  # contiguous out=, as in the loss
+                logits = student.new_empty(2, size, length, length)
+                probs = torch.empty_like(logits)
             for side, vectors in enumerate((teacher[rows], student[rows])):
-                torch.bmm(vectors, vectors.transpose(1, 2), out=logits[side, :size])
-            torch._softmax(logits[:, :size], -1, False, out=probs[:, :size])
-            torch.bmm(probs[1, :size], student[rows], out=gradient[rows])
+                torch.bmm(vectors, vectors.transpose(1, 2), out=logits[side])
+            torch._softmax(logits, -1, False, out=probs)
+            torch.bmm(probs[1], student[rows], out=gradient[rows])
 
 
 def main(argv: list[str] | None = None) -> dict:

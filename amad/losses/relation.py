@@ -8,6 +8,7 @@ divisible by ``R``) work.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -74,9 +75,7 @@ class _FusedRelationKL(torch.autograd.Function):
     that size is kept: the loss of head ``n`` is ``sum_r w_r KL_r`` (``w``: the row weights of the
     masked mean), so its gradient ``(diag(w) P + P^T diag(w)) S / sqrt(d)`` with ``P = s - t`` (the
     student's and the teacher's relations) is formed in the forward, while ``P`` is in cache, and the
-    backward only scales it by each head's incoming gradient. Per row, only the diagonal of the
-    logits and of the probabilities leaves a chunk: they give the log-normalisers afterwards
-    (:func:`_log_normalisers`).
+    backward only scales it by each head's incoming gradient.
     """
 
     @staticmethod
@@ -88,13 +87,15 @@ class _FusedRelationKL(torch.autograd.Function):
         masked = torch.finfo(student.dtype).min / 4  # finite: 0 * (log t - log s) stays 0 at masked keys
         scales = (teacher.shape[-1] ** -0.5, student.shape[-1] ** -0.5)
         row_dots = student.new_empty(heads, length)  # sum_k t_k (y_k - z_k) of each row
-        diagonals = student.new_empty(2, 2, heads, length)  # (logit, probability) x (teacher, student)
+        log_normalisers = student.new_empty(2, heads, length)  # (teacher, student) x (N, L)
         buffers = None
         for rows in _chunks(heads, length):
             count = rows.stop - rows.start
             if buffers is None or buffers.shape[1] != count:  # reused: fresh ones would be faulted in every chunk
-                buffers = student.new_empty(5, count, length, length)
-            logits, probs, symmetric = buffers[0:2], buffers[2:4], buffers[4]  # (teacher, student) x (n, L, L)
+                # and sized to the chunk: the out= below must be contiguous (a strided out= of
+                # torch._softmax is written as if it were not)
+                buffers = student.new_empty(4 if gradient is None else 5, count, length, length)
+            logits, probs = buffers[0:2], buffers[2:4]  # (teacher, student) x (n, L, L)
             for side, vectors in enumerate((teacher[rows], student[rows])):
                 torch.baddbmm(
                     logits[side], vectors, vectors.transpose(1, 2), beta=0, alpha=scales[side], out=logits[side]
@@ -102,8 +103,7 @@ class _FusedRelationKL(torch.autograd.Function):
             if mask is not None:
                 logits.masked_fill_(~mask[None, rows, None, :], masked)
             torch._softmax(logits, -1, False, out=probs)  # torch.softmax has no out=
-            diagonals[0, :, rows] = logits.diagonal(dim1=2, dim2=3)
-            diagonals[1, :, rows] = probs.diagonal(dim1=2, dim2=3)
+            log_normalisers[:, rows] = _log_normaliser(logits, probs)
             # KL(t || s) per row = sum_k t_k (y_k - z_k) - lse(y) + lse(z)   (y, z: teacher, student logits)
             torch.sum(logits[0].sub_(logits[1]).mul_(probs[0]), -1, out=row_dots[rows])
             if gradient is not None:
@@ -111,15 +111,14 @@ class _FusedRelationKL(torch.autograd.Function):
                 weighted = probs[1].sub_(probs[0])
                 if row_weights is not None:
                     weighted.mul_(row_weights[rows, :, None])
-                torch.add(weighted, weighted.transpose(1, 2), out=symmetric)
-                torch.bmm(symmetric, student[rows], out=gradient[rows])
-        teacher_lse, student_lse = _log_normalisers((teacher, student), scales, diagonals, mask, masked)
-        per_row = row_dots.sub_(teacher_lse).add_(student_lse)  # (N, L)
+                torch.add(weighted, weighted.transpose(1, 2), out=buffers[4])
+                torch.bmm(buffers[4], student[rows], out=gradient[rows])
+        per_row = row_dots.sub_(log_normalisers[0]).add_(log_normalisers[1])  # (N, L)
         if row_weights is None:
             per_head = per_row.mean(-1)
             ctx.gradient_scale = scales[1] / length
         else:
-            per_head = torch.linalg.vecdot(per_row.masked_fill_(~mask, 0.0), row_weights)  # masked rows: lse = inf
+            per_head = torch.linalg.vecdot(per_row, row_weights)
             ctx.gradient_scale = scales[1]
         ctx.save_for_backward(gradient)
         return per_head
@@ -136,37 +135,30 @@ def _chunks(heads: int, length: int) -> list[slice]:
     return [slice(start, min(start + step, heads)) for start in range(0, heads, step)]
 
 
-LOG_DIAGONAL_MIN = -8.0
-"""Smallest log-probability of a row's diagonal that gives the row's log-normaliser: the rounding
-of ``y_rr - log p_rr`` grows with ``|log p_rr|``; at ``e^-8`` it is still about that of the
-row-max formula in float32."""
+DIAGONAL_MIN = math.exp(-8)
+"""Smallest diagonal probability ``p_d`` whose log gives a row's log-normaliser: its rounding grows
+with ``|log p_d|``; at ``e^-8`` it is still about that of the row-max formula in float32."""
 
 
-def _log_normalisers(
-    vectors: tuple[Tensor, Tensor], scales: tuple[float, float], diagonals: Tensor, mask: Tensor | None, masked: float
-) -> Tensor:
-    """``lse`` of each relation row ``[2, N, L]`` of the teacher and the student ``[N, L, d]``, given
-    the diagonals ``[2 (logit, probability), 2, N, L]`` of their relations.
+def _log_normaliser(logits: Tensor, probs: Tensor) -> Tensor:
+    """``lse`` of each row of ``logits`` ``[..., L, L]`` -> ``[..., L]``, given their softmax ``probs``.
 
-    ``lse = y_k - log p_k`` holds for every key ``k``; it is taken at the diagonal (a vector's
-    relation with itself, usually among the row's largest), which costs no pass over the rows. The
-    few rows whose diagonal probability is below ``e^LOG_DIAGONAL_MIN`` (a much longer vector
-    elsewhere in the row) are recomputed, as an exact ``logsumexp`` of their logits. Masked rows
-    (whose own key is masked) get ``inf``: their weight is zero.
+    ``lse = y_k - log p_k`` holds for every key ``k``. On the CPU it is taken at the diagonal (a
+    vector's relation with itself, usually among the row's largest), which costs no pass over the
+    rows; rows whose diagonal probability is below :data:`DIAGONAL_MIN` (a masked key, or a much
+    longer vector elsewhere in the row) take it at the row's largest probability instead, as
+    ``amax(y) - log(amax(p))``, while the chunk is in cache. That is what every row takes on a GPU
+    (choosing rows there would wait for the device once per chunk).
     """
-    log_diagonal = diagonals[1].log_()
-    log_normalisers = diagonals[0].sub_(log_diagonal)
-    far = log_diagonal < LOG_DIAGONAL_MIN
-    if mask is not None:
-        far &= mask
-    if far.any():  # one wait for a GPU per relation, not per chunk
-        for side, (heads, scale) in enumerate(zip(vectors, scales)):
-            head, row = far[side].nonzero(as_tuple=True)
-            logits = torch.bmm(heads[head, row, None, :], heads[head].transpose(1, 2)).squeeze(1) * scale
-            if mask is not None:
-                logits.masked_fill_(~mask[head], masked)
-            log_normalisers[side, head, row] = torch.logsumexp(logits, -1)
-    return log_normalisers
+    if probs.device.type != "cpu":
+        return logits.amax(-1) - probs.amax(-1).log()
+    diagonal = probs.diagonal(dim1=-2, dim2=-1)
+    log_normaliser = logits.diagonal(dim1=-2, dim2=-1) - diagonal.log()
+    small = diagonal < DIAGONAL_MIN
+    if small.any():
+        rows = small.nonzero(as_tuple=True)
+        log_normaliser[rows] = logits[rows].amax(-1) - probs[rows].amax(-1).log()
+    return log_normaliser
 
 
 def relation_layout(per_head: Tensor, num_relation_heads: int) -> Tensor:
