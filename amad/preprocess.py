@@ -101,16 +101,12 @@ class Preprocess:
 def _eight_bit(image: Image.Image) -> Image.Image:
     """16-bit grayscale scaled to 8 bits (Pillow's own conversion to RGB clips every value above
     255 to white). A 16-bit PNG opens as ``I;16`` in recent Pillow and as 32-bit ``I`` in older
-    releases; an ``I`` image is taken as 16-bit when a value exceeds 255 (and none 65535)."""
-    if image.mode.startswith("I;16"):
-        values = np.asarray(image).astype(np.uint32)
-    elif image.mode == "I":
-        values = np.asarray(image)
-        if not (values.max(initial=0) > 255 and values.min(initial=0) >= 0 and values.max() <= 65535):
-            return image
-        values = values.astype(np.uint32)
-    else:
+    releases; an ``I`` image is taken as 16-bit when its values lie in 0-65535 and some exceed 255."""
+    if not (image.mode.startswith("I;16") or image.mode == "I"):
         return image
+    values = np.asarray(image).astype(np.int64)
+    if image.mode == "I" and not (values.size and 255 < values.max() <= 65535 and values.min() >= 0):
+        return image  # 8-bit values (or not 16-bit ones) in a 32-bit image
     return Image.fromarray(((values + 128) // 257).astype(np.uint8))  # mode L
 
 
