@@ -136,6 +136,17 @@ def test_manifest_errors_name_file_and_line(tmp_path, line, message):
         read_manifest(tmp_path / "m.jsonl")
 
 
+def test_manifest_as_windows_tools_write_it_and_bytes_that_are_not_utf8(tmp_path):
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "images" / "a.png")
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(("\ufeff" + good_line(0) + "\r\n" + good_line(1) + "\r\n").encode("utf-8"))  # BOM, CRLF
+    assert [record.id for record in read_manifest(path)] == ["0", "1"]
+    path.write_bytes((good_line(0) + "\n").encode("utf-8") + b'{"id": "1", "question": "caf\xe9?"}\n')  # Latin-1
+    with pytest.raises(DataError, match=r"m\.jsonl:2: not valid UTF-8"):
+        read_manifest(path)
+
+
 def make_vqav2(root, *, drop_image=False, broken_annotation=False):
     for split, ids in (("train2014", [1, 2]), ("val2014", [3, 4, 5, 6])):
         (root / split).mkdir(parents=True)
@@ -174,6 +185,13 @@ def test_vqav2_errors_name_the_file(tmp_path):
     make_vqav2(tmp_path / "b", broken_annotation=True)
     with pytest.raises(DataError, match=r"annotations\.json: annotation #0"):
         read_vqav2(tmp_path / "b", seed=0)
+    questions = tmp_path / "c" / "v2_OpenEnded_mscoco_train2014_questions.json"
+    make_vqav2(tmp_path / "c")
+    questions.write_bytes(b"\xef\xbb\xbf" + questions.read_bytes())  # a byte-order mark is fine
+    assert len(read_vqav2(tmp_path / "c", seed=0)["train"]) == 2
+    questions.write_bytes(questions.read_bytes().replace(b"what", b"wh\xe4t"))
+    with pytest.raises(DataError, match=r"questions\.json:1: not valid UTF-8"):
+        read_vqav2(tmp_path / "c", seed=0)
 
 
 def test_prepare_jsonl_counts_out_of_vocabulary_and_leaves_nothing_on_error(tmp_path):

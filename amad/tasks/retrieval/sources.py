@@ -31,6 +31,7 @@ from typing import Any
 
 from amad.atomic import atomic_file
 from amad.data.paths import checked_relative_path
+from amad.data.text import read_utf8
 from amad.errors import DataError
 
 KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
@@ -80,7 +81,7 @@ def read_csv(
     if len(set(columns)) != len(columns):
         raise ValueError(f"the image, caption and class columns must differ, got {columns}")
     path = Path(path)
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter=separator, strict=True)
+    reader = csv.reader(io.StringIO(read_utf8(path), newline=""), delimiter=separator, strict=True)
     header: list[str] | None = None
     image_index = caption_index = class_index = -1
     captions: dict[str, list[str]] = {}
@@ -284,7 +285,7 @@ def read_records(path: Path) -> list[ImageRecord]:
     path = Path(path)
     records: list[ImageRecord] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+    for number, line in enumerate(read_utf8(path).split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -348,22 +349,10 @@ def _parse_record(line: str, where: str) -> ImageRecord:
 _JSON_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer"}
 
 
-def _read_text(path: Path) -> str:
-    """The file's text, decoded as UTF-8 (a leading byte-order mark is dropped)."""
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: not valid UTF-8 ({error.reason} at byte {error.start})") from None
-
-
 def _load_json(path: Path) -> dict[str, Any]:
     """A JSON file whose top level is an object."""
     try:
-        data = json.loads(_read_text(path))
+        data = json.loads(read_utf8(path))
     except json.JSONDecodeError as error:
         raise DataError(f"{path}:{error.lineno}: invalid JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(data, dict):

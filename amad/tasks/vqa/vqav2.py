@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from amad.data.text import read_utf8
 from amad.errors import DataError
 from amad.tasks.vqa.manifest import Record
 
@@ -25,7 +26,7 @@ def _load_json(path: Path) -> dict:
     if not path.exists():
         raise DataError(f"{path}: not found (see the VQAv2 layout in the README)")
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_utf8(path))
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: invalid JSON at line {error.lineno}: {error.msg}") from None
 
