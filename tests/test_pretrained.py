@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -134,7 +132,7 @@ def test_a_vqa_teacher_with_the_minilm_text_tower_trains_distils_and_exports(tmp
         ("roberta", r"teacher\.text\.hf_model: a BERT-style encoder \(model_type bert\) is needed"),
     ],
 )
-def test_hugging_face_text_tower_settings_are_checked_before_any_work(text, message):
+def test_hugging_face_text_tower_settings_are_checked_before_any_work(text, message, tmp_path):
     from helpers import tiny_model_dict, tiny_params_dict
 
     from amad.errors import ConfigError
@@ -143,9 +141,8 @@ def test_hugging_face_text_tower_settings_are_checked_before_any_work(text, mess
     if text == "roberta":  # a copy of the MiniLM folder that says it is another architecture
         import json
         import shutil
-        import tempfile
 
-        folder = Path(tempfile.mkdtemp()) / "model"
+        folder = tmp_path / "model"
         shutil.copytree(minilm.get_model_path(), folder)
         config = json.loads((folder / "config.json").read_text())
         (folder / "config.json").write_text(json.dumps({**config, "model_type": "roberta"}))

@@ -6,8 +6,10 @@ Also: the load test in both batching modes, bad requests among good ones, a serv
 """
 
 import json
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -57,13 +59,17 @@ def listening_addresses(port: int) -> set[str]:
 
 
 @pytest.mark.slow
-def test_pytriton_server_answers_like_the_local_model(tmp_path):
+def test_pytriton_server_answers_like_the_local_model(tmp_path, monkeypatch):
     require_pytriton()
     from deploy.client import ask
 
     _, data = tiny_vqa_export(tmp_path)
     onnx_path = tmp_path / "exported" / "model.onnx"
+    # where PyTriton makes its workspace; short, as the sockets in it must be (108 bytes at most)
+    home = Path(tempfile.mkdtemp(prefix="pyt"))
+    monkeypatch.setenv("PYTRITON_HOME", str(home))
     with running_server(tmp_path / "exported", ["amad_vqa"]) as (url, _):
+        assert list(home.glob("workspace_*")), "the server's workspace is where we look"
         port = int(url.rsplit(":", 1)[1])
         assert listening_addresses(port) == {"127.0.0.1"}, "loopback only unless --host says otherwise"
         image = next((data / "images").glob("test_*.png"))
@@ -73,6 +79,9 @@ def test_pytriton_server_answers_like_the_local_model(tmp_path):
         assert [a for a, _ in remote] == [a for a, _ in local]
         for (_, remote_p), (_, local_p) in zip(remote, local):
             assert remote_p == pytest.approx(local_p, abs=1e-5)
+    left = list(home.glob("workspace_*"))
+    shutil.rmtree(home)
+    assert not left, "SIGTERM left PyTriton's workspace behind"
 
 
 @pytest.mark.slow
