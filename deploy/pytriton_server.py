@@ -61,6 +61,12 @@ def main() -> None:
         "--no-dynamic-batching", action="store_true", help="run each request alone (default: Triton batches them)"
     )
     parser.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batching: longest wait for a batch")
+    parser.add_argument(
+        "--exit-timeout",
+        type=int,
+        default=10,
+        help="seconds a stopping server waits for requests in flight and open client connections (Triton: 30)",
+    )
     args = parser.parse_args()
     _ensure_libpython_path()
 
@@ -69,7 +75,8 @@ def main() -> None:
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
     from pytriton.triton import Triton, TritonConfig
 
-    config = TritonConfig(**_listen(TritonConfig, args))
+    # Triton waits out the exit timeout while any client holds a (keep-alive) connection open
+    config = TritonConfig(**_listen(TritonConfig, args), exit_timeout_secs=args.exit_timeout)
     # SIGTERM would end the process without PyTriton's stop(), leaving its workspace (~22 MB, under
     # $PYTRITON_HOME, ~/.cache/pytriton) behind at every start: exit through the `with` instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -152,9 +152,9 @@ def test_bad_requests_get_errors_while_good_ones_around_them_are_served(tmp_path
 
     export, data = tiny_vqa_export(tmp_path)
     good = example_requests(export)
-    with running_server(export, ["amad_vqa"]) as (url, _):
+    with running_server(export, ["amad_vqa"]) as (url, server):
         background, results = load_in_background(url, good, duration=3.0, timeout=5.0, max_requests=10_000)
-        client = http.InferenceServerClient(url=url, network_timeout=5.0)
+        client = http.InferenceServerClient(url=url, network_timeout=5.0)  # its connection stays open
         pixels = good[0].inputs["pixels"]
         tokens = good[0].inputs["tokens"]
 
@@ -190,15 +190,19 @@ def test_bad_requests_get_errors_while_good_ones_around_them_are_served(tmp_path
         ):
             with pytest.raises(SystemExit, match=message):
                 ask(url, "amad_vqa", image, question, metadata_onnx=onnx_path)
+    # the open connection held Triton for its exit timeout (was 30 s: stop() killed it, its workspace left behind)
+    assert server.returncode == 0, "SIGTERM did not stop the server within stop()'s 30 s"
 
 
 @pytest.mark.slow
-def test_a_server_killed_under_load_makes_the_load_test_report_errors_and_end(tmp_path):
+def test_a_server_killed_under_load_makes_the_load_test_report_errors_and_end(tmp_path, monkeypatch):
     require_pytriton()
     from amad.serving.loadtest import example_requests
 
     export, _ = tiny_vqa_export(tmp_path)
     requests = example_requests(export)
+    home = Path(tempfile.mkdtemp(prefix="pyt"))  # a killed server leaves its PyTriton workspace: not in ~/.cache
+    monkeypatch.setenv("PYTRITON_HOME", str(home))
     with running_server(export, ["amad_vqa"]) as (url, process):
         start = time.perf_counter()
         runner, results = load_in_background(url, requests, duration=4.0, timeout=2.0, max_requests=100_000)
@@ -207,5 +211,6 @@ def test_a_server_killed_under_load_makes_the_load_test_report_errors_and_end(tm
         runner.join(timeout=30)
         assert not runner.is_alive(), "the load test hung on a dead server"
         assert time.perf_counter() - start < 4.0 + 2.0 + 5.0
+    shutil.rmtree(home)
     row = results["2"]
     assert row["failed"] > 0 and row["requests"] > row["failed"], row  # served, then errors once it died
