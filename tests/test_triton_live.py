@@ -12,6 +12,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,6 +34,16 @@ def require_pytriton() -> None:
     if pytriton_python() is None:
         pytest.skip("no interpreter with nvidia-pytriton (make triton-venv, or set AMAD_PYTRITON_PYTHON)")
     pytest.importorskip("tritonclient.http", reason="tritonclient is not installed")
+
+
+@pytest.fixture(autouse=True)
+def pytriton_home(monkeypatch) -> Iterator[Path]:
+    """Where this test's servers make their PyTriton workspace (not ~/.cache/pytriton), removed after;
+    short, as the sockets in it must be (108 bytes at most)."""
+    home = Path(tempfile.mkdtemp(prefix="pyt"))
+    monkeypatch.setenv("PYTRITON_HOME", str(home))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def tiny_vqa_export(tmp_path: Path) -> tuple[Path, Path]:
@@ -59,17 +70,14 @@ def listening_addresses(port: int) -> set[str]:
 
 
 @pytest.mark.slow
-def test_pytriton_server_answers_like_the_local_model(tmp_path, monkeypatch):
+def test_pytriton_server_answers_like_the_local_model(tmp_path, pytriton_home):
     require_pytriton()
     from deploy.client import ask
 
     _, data = tiny_vqa_export(tmp_path)
     onnx_path = tmp_path / "exported" / "model.onnx"
-    # where PyTriton makes its workspace; short, as the sockets in it must be (108 bytes at most)
-    home = Path(tempfile.mkdtemp(prefix="pyt"))
-    monkeypatch.setenv("PYTRITON_HOME", str(home))
     with running_server(tmp_path / "exported", ["amad_vqa"]) as (url, _):
-        assert list(home.glob("workspace_*")), "the server's workspace is where we look"
+        assert list(pytriton_home.glob("workspace_*")), "the server's workspace is where we look"
         port = int(url.rsplit(":", 1)[1])
         assert listening_addresses(port) == {"127.0.0.1"}, "loopback only unless --host says otherwise"
         image = next((data / "images").glob("test_*.png"))
@@ -79,9 +87,7 @@ def test_pytriton_server_answers_like_the_local_model(tmp_path, monkeypatch):
         assert [a for a, _ in remote] == [a for a, _ in local]
         for (_, remote_p), (_, local_p) in zip(remote, local):
             assert remote_p == pytest.approx(local_p, abs=1e-5)
-    left = list(home.glob("workspace_*"))
-    shutil.rmtree(home)
-    assert not left, "SIGTERM left PyTriton's workspace behind"
+    assert not list(pytriton_home.glob("workspace_*")), "SIGTERM left PyTriton's workspace behind"
 
 
 @pytest.mark.slow
@@ -195,14 +201,12 @@ def test_bad_requests_get_errors_while_good_ones_around_them_are_served(tmp_path
 
 
 @pytest.mark.slow
-def test_a_server_killed_under_load_makes_the_load_test_report_errors_and_end(tmp_path, monkeypatch):
+def test_a_server_killed_under_load_makes_the_load_test_report_errors_and_end(tmp_path):
     require_pytriton()
     from amad.serving.loadtest import example_requests
 
     export, _ = tiny_vqa_export(tmp_path)
     requests = example_requests(export)
-    home = Path(tempfile.mkdtemp(prefix="pyt"))  # a killed server leaves its PyTriton workspace: not in ~/.cache
-    monkeypatch.setenv("PYTRITON_HOME", str(home))
     with running_server(export, ["amad_vqa"]) as (url, process):
         start = time.perf_counter()
         runner, results = load_in_background(url, requests, duration=4.0, timeout=2.0, max_requests=100_000)
@@ -211,6 +215,5 @@ def test_a_server_killed_under_load_makes_the_load_test_report_errors_and_end(tm
         runner.join(timeout=30)
         assert not runner.is_alive(), "the load test hung on a dead server"
         assert time.perf_counter() - start < 4.0 + 2.0 + 5.0
-    shutil.rmtree(home)
     row = results["2"]
     assert row["failed"] > 0 and row["requests"] > row["failed"], row  # served, then errors once it died
