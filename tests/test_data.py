@@ -192,6 +192,12 @@ def test_vqav2_errors_name_the_file(tmp_path):
     questions.write_bytes(questions.read_bytes().replace(b"what", b"wh\xe4t"))
     with pytest.raises(DataError, match=r"questions\.json:1: not valid UTF-8"):
         read_vqav2(tmp_path / "c", seed=0)
+    questions.write_text("[]")  # valid JSON, not the object the format is
+    with pytest.raises(DataError, match=r"questions\.json: expected a JSON object at the top level, got array"):
+        read_vqav2(tmp_path / "c", seed=0)
+    questions.write_text('{"questions": [\n')
+    with pytest.raises(DataError, match=r"questions\.json:2: invalid JSON"):
+        read_vqav2(tmp_path / "c", seed=0)
 
 
 def test_prepare_jsonl_counts_out_of_vocabulary_and_leaves_nothing_on_error(tmp_path):

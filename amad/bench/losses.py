@@ -33,7 +33,7 @@ from amad.attention import capture_attention
 from amad.bench import memory
 from amad.bench.timing import interleaved_ms
 from amad.losses import amad_loss, one_to_one_loss, relation_loss
-from amad.losses.relation import CHUNK_ELEMENTS, relation_layout
+from amad.losses.relation import relation_chunks, relation_layout
 
 LAYER = "student layer (fwd+bwd)"
 RELATION_FLOOR = "relation floor (products+softmax)"
@@ -87,11 +87,9 @@ def relation_floor(teacher_qkv: tuple[torch.Tensor, ...], student_qkv: tuple[tor
     for teacher, student in zip(teacher_qkv, student_qkv):
         teacher, student = relation_layout(teacher, heads), relation_layout(student, heads)  # (N, L, d)
         count, length = student.shape[:2]
-        step = max(1, CHUNK_ELEMENTS // length**2)
         gradient, logits = torch.empty_like(student), None
-        for start in range(0, count, step):
-            rows = slice(start, start + step)
-            size = min(step, count - start)
+        for rows in relation_chunks(count, length):
+            size = rows.stop - rows.start
             if logits is None or logits.shape[1] != size:  # contiguous out=, as in the loss
                 logits = student.new_empty(2, size, length, length)
                 probs = torch.empty_like(logits)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from amad.errors import DataError
 
@@ -18,3 +20,24 @@ def read_utf8(path: Path) -> str:
     except UnicodeDecodeError as error:
         line = data[: error.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: not valid UTF-8 ({error.reason} at byte {error.start})") from None
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A UTF-8 JSON file whose top level is an object; DataError names the file (and the line)."""
+    try:
+        data = json.loads(read_utf8(path))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}:{error.lineno}: invalid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object at the top level, got {json_type(data)}")
+    return data
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of ``value``'s type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    names = {dict: "object", list: "array", str: "string", int: "integer", float: "number"}
+    return names.get(type(value), type(value).__name__)

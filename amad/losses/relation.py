@@ -89,7 +89,7 @@ class _FusedRelationKL(torch.autograd.Function):
         row_dots = student.new_empty(heads, length)  # sum_k t_k (y_k - z_k) of each row
         log_normalisers = student.new_empty(2, heads, length)  # (teacher, student) x (N, L)
         buffers = None
-        for rows in _chunks(heads, length):
+        for rows in relation_chunks(heads, length):
             count = rows.stop - rows.start
             if buffers is None or buffers.shape[1] != count:  # reused: fresh ones would be faulted in every chunk
                 # and sized to the chunk: the out= below must be contiguous (a strided out= of
@@ -130,7 +130,8 @@ class _FusedRelationKL(torch.autograd.Function):
         return None, gradient * (grad_heads * ctx.gradient_scale)[:, None, None], None
 
 
-def _chunks(heads: int, length: int) -> list[slice]:
+def relation_chunks(heads: int, length: int) -> list[slice]:
+    """The slices of ``heads`` relation heads of length ``length`` that the loss takes one at a time."""
     step = max(1, CHUNK_ELEMENTS // (length * length))
     return [slice(start, min(start + step, heads)) for start in range(0, heads, step)]
 

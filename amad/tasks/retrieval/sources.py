@@ -31,7 +31,7 @@ from typing import Any
 
 from amad.atomic import atomic_file
 from amad.data.paths import checked_relative_path
-from amad.data.text import read_utf8
+from amad.data.text import json_type, read_json_object, read_utf8
 from amad.errors import DataError
 
 KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
@@ -152,7 +152,7 @@ def read_coco(path: Path) -> list[ImageRecord]:
     ``annotations`` in file order. Every image must have a caption and every annotation an image.
     """
     path = Path(path)
-    data = _load_json(path)
+    data = read_json_object(path)
     images = _get(data, "images", list, "", path)
     annotations = _get(data, "annotations", list, "", path)
     file_names: dict[int, str] = {}
@@ -202,7 +202,7 @@ def read_karpathy(path: Path, split: str) -> list[ImageRecord]:
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
     path = Path(path)
-    images = _get(_load_json(path), "images", list, "", path)
+    images = _get(read_json_object(path), "images", list, "", path)
     records: list[ImageRecord] = []
     first_index: dict[str, int] = {}
     for index, entry in enumerate(images):
@@ -250,7 +250,7 @@ def _karpathy_record(entry: dict[str, Any], at: str, path: Path) -> ImageRecord:
             for position, token in enumerate(tokens):
                 if not isinstance(token, str):
                     raise DataError(
-                        f"{path}: {sentence_at}.tokens[{position}]: expected a string, got {_json_type(token)}"
+                        f"{path}: {sentence_at}.tokens[{position}]: expected a string, got {json_type(token)}"
                     )
             captions.append(_caption(" ".join(tokens), f"{sentence_at}.tokens", path))
         else:
@@ -265,7 +265,7 @@ def _id(value: Any, at: str, path: Path) -> str:
     """An id given as an integer or a non-empty string, as a string."""
     if _is_int(value) or (isinstance(value, str) and value):
         return str(value)
-    raise DataError(f"{path}: {at}: expected an integer or a non-empty string, got {_json_type(value)} {_show(value)}")
+    raise DataError(f"{path}: {at}: expected an integer or a non-empty string, got {json_type(value)} {_show(value)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,13 +316,13 @@ def _parse_record(line: str, where: str) -> ImageRecord:
     except json.JSONDecodeError as error:
         raise DataError(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(data, dict):
-        raise DataError(f"{where}: expected a JSON object, got {_json_type(data)}")
+        raise DataError(f"{where}: expected a JSON object, got {json_type(data)}")
     for key, kind in RECORD_FIELDS.items():
         if key not in data:
             raise DataError(f"{where}: missing field '{key}' (required: {', '.join(RECORD_FIELDS)})")
         if not isinstance(data[key], kind):
             raise DataError(
-                f"{where}: field '{key}' must be {_JSON_NAMES[kind]}, got {_json_type(data[key])} {_show(data[key])}"
+                f"{where}: field '{key}' must be {_JSON_NAMES[kind]}, got {json_type(data[key])} {_show(data[key])}"
             )
     if not data["id"]:
         raise DataError(f"{where}: field 'id' is empty")
@@ -332,13 +332,13 @@ def _parse_record(line: str, where: str) -> ImageRecord:
     captions = []
     for position, caption in enumerate(data["captions"]):
         if not isinstance(caption, str):
-            raise DataError(f"{where}: captions[{position}]: expected a string, got {_json_type(caption)}")
+            raise DataError(f"{where}: captions[{position}]: expected a string, got {json_type(caption)}")
         if not caption.strip():
             raise DataError(f"{where}: captions[{position}]: empty caption")
         captions.append(caption.strip())
     label = data.get("label")
     if label is not None and not (isinstance(label, str) and label.strip()):
-        raise DataError(f"{where}: field 'label' must be a non-empty string, got {_json_type(label)} {_show(label)}")
+        raise DataError(f"{where}: field 'label' must be a non-empty string, got {json_type(label)} {_show(label)}")
     return ImageRecord(data["id"], image, tuple(captions), label.strip() if label is not None else None)
 
 
@@ -349,29 +349,8 @@ def _parse_record(line: str, where: str) -> ImageRecord:
 _JSON_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer"}
 
 
-def _load_json(path: Path) -> dict[str, Any]:
-    """A JSON file whose top level is an object."""
-    try:
-        data = json.loads(read_utf8(path))
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}:{error.lineno}: invalid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object at the top level, got {_json_type(data)}")
-    return data
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _json_type(value: Any) -> str:
-    """The JSON name of ``value``'s type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    names = {dict: "object", list: "array", str: "string", int: "integer", float: "number"}
-    return names.get(type(value), type(value).__name__)
 
 
 def _show(value: Any) -> str:
@@ -382,7 +361,7 @@ def _show(value: Any) -> str:
 
 def _object(value: Any, at: str, path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise DataError(f"{path}: {at}: expected an object, got {_json_type(value)}")
+        raise DataError(f"{path}: {at}: expected an object, got {json_type(value)}")
     return value
 
 
@@ -393,7 +372,7 @@ def _get(container: dict[str, Any], key: str, kind: type, at: str, path: Path) -
     value = container[key]
     if not (_is_int(value) if kind is int else isinstance(value, kind)):
         key_at = f"{at}.{key}" if at else key
-        raise DataError(f"{path}: {key_at}: expected {_JSON_NAMES[kind]}, got {_json_type(value)} {_show(value)}")
+        raise DataError(f"{path}: {key_at}: expected {_JSON_NAMES[kind]}, got {json_type(value)} {_show(value)}")
     return value
 
 

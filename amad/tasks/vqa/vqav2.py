@@ -12,12 +12,11 @@ The official test split has no public answers, so ``train2014`` becomes ``train`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from amad.data.text import read_utf8
+from amad.data.text import read_json_object
 from amad.errors import DataError
 from amad.tasks.vqa.manifest import Record
 
@@ -25,10 +24,7 @@ from amad.tasks.vqa.manifest import Record
 def _load_json(path: Path) -> dict:
     if not path.exists():
         raise DataError(f"{path}: not found (see the VQAv2 layout in the README)")
-    try:
-        return json.loads(read_utf8(path))
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: invalid JSON at line {error.lineno}: {error.msg}") from None
+    return read_json_object(path)
 
 
 def read_vqav2_split(root: Path, split: str) -> list[Record]:
