@@ -29,8 +29,9 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check amad stages deploy tests
-	$(BIN)/ruff format --check amad stages deploy tests
+	$(BIN)/ruff check amad stages deploy tests research tools
+	$(BIN)/ruff format --check amad stages deploy tests research tools
+	$(BIN)/lint-imports
 
 repro: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
@@ -43,11 +44,11 @@ profile:
 	@echo "params.yaml is now profiles/$(NAME).yaml: run make repro (dvc repro); make profile NAME=vqa switches back"
 
 study: $(INSTALLED)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m amad.study --seeds $(SEEDS) $(foreach s,$(SET),--set $(s))
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m research.study --seeds $(SEEDS) $(foreach s,$(SET),--set $(s))
 
 # each method's attention weight (and AMAD's temperature) tuned on validation, then test over SEEDS seeds
 compare: $(INSTALLED)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m amad.compare --seeds $(SEEDS) --weights $(WEIGHTS) --temperatures $(TEMPERATURES) $(foreach s,$(SET),--set $(s))
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m research.compare --seeds $(SEEDS) --weights $(WEIGHTS) --temperatures $(TEMPERATURES) $(foreach s,$(SET),--set $(s))
 
 # PyTriton pins numpy<2: it gets its own venv, used by deploy/pytriton_server.py and the live test
 triton-venv:
@@ -58,12 +59,12 @@ test-triton: $(INSTALLED) triton-venv
 	$(BIN)/python -m pytest -q tests/test_triton_live.py
 
 bench: $(INSTALLED)
-	$(BIN)/python -m amad.bench.losses
+	$(BIN)/python -m research.loss_bench
 
 # the CUDA paths on this machine's GPU (bf16 training + CPU reload, losses CUDA vs CPU, GPU latency);
 # without CUDA a dry run that records every CUDA part as skipped
 gpu-check: $(INSTALLED)
-	$(BIN)/python -m amad.bench.gpu_check --out gpu-check
+	$(BIN)/python -m research.gpu_check --out gpu-check
 
 clean:
 	rm -rf $(VENV) .triton-venv

@@ -2,7 +2,6 @@
 
 amad predict --model M ...    VQA: answer a question about an image; retrieval: rank captions / images
 amad modules MODEL_DIR        list a saved model's attention modules by group (for params.yaml)
-amad bench-losses [ARGS]      time the distillation losses (python -m amad.bench.losses)
 """
 
 from __future__ import annotations
@@ -107,11 +106,6 @@ def _loadtest(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench-losses"]:
-        from amad.bench.losses import main as bench_losses
-
-        bench_losses(argv[1:])
-        return
     parser = argparse.ArgumentParser(
         prog="amad", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -135,7 +129,6 @@ def main(argv: list[str] | None = None) -> None:
     modules = commands.add_parser("modules", help="list a saved model's attention modules by group")
     modules.add_argument("model", help="a model folder, e.g. models/teacher")
     modules.set_defaults(run=_modules)
-    commands.add_parser("bench-losses", help="time the distillation losses (see python -m amad.bench.losses -h)")
     serve = commands.add_parser("serve", help="serve an export folder with Triton (PyTriton) until SIGTERM / Ctrl-C")
     serve.add_argument("export", help="exported/NAME")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")

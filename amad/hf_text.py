@@ -7,54 +7,13 @@ Used by the VQA and retrieval tasks (``text.hf_model``); the config is any text 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
-from amad.config import require
 from amad.errors import AmadError
 from amad.preprocess import PAD_TOKEN_ID
-
-
-def check_hf_text_tower(text: Any, key: str) -> None:
-    """The local Hugging Face folder exists and, where its weights are loaded, has the configured shape."""
-    folder = Path(text.hf_model)
-    require(
-        (folder / "config.json").is_file(), f"{key}.hf_model", f"no Hugging Face model folder (config.json) at {folder}"
-    )
-    try:
-        hf = json.loads((folder / "config.json").read_text())
-    except json.JSONDecodeError as error:
-        raise AmadError(f"{folder / 'config.json'}: invalid JSON at line {error.lineno}: {error.msg}") from None
-    require(
-        hf.get("model_type") == "bert",
-        f"{key}.hf_model",
-        f"a BERT-style encoder (model_type bert) is needed, {folder} holds {hf.get('model_type')!r}",
-    )
-    from amad.preprocess import check_hf_tokenizer
-
-    check_hf_tokenizer(str(folder), f"{key}.hf_model")
-    positions = hf.get("max_position_embeddings", text.context_length)
-    require(
-        text.context_length <= positions,
-        f"{key}.context_length",
-        f"{text.context_length} is longer than the model's {positions} positions",
-    )
-    if not text.hf_pretrained:
-        return
-    hidden = hf.get("hidden_size")
-    for field, theirs in (
-        ("width", hidden),
-        ("depth", hf.get("num_hidden_layers")),
-        ("mlp_ratio", hf.get("intermediate_size", 0) / max(1, hidden or 1)),
-    ):
-        require(
-            getattr(text, field) == theirs,
-            f"{key}.{field}",
-            f"must be the pretrained model's {theirs} (hf_pretrained loads its weights), got {getattr(text, field)}",
-        )
 
 
 class HFTextTower(nn.Module):

@@ -27,7 +27,7 @@ A student inherits what its shape allows:
   heads side by side, its queries scaled by ``sqrt(g)`` so that it attends with the sum of their
   scores, as ``concat`` does. ``first`` / ``importance`` keep ``Hs x g`` heads, ``merge`` pools the
   teacher heads into ``Hs x g`` groups, ``concat`` needs ``Hs x g = Ht`` (the teacher's width).
-  :func:`check_init` refuses other shapes before any work, naming the key.
+  :func:`amad.inherit_config.check_init` refuses other shapes before any work, naming the key.
 
 Everything else (norms, embeddings, task heads, projections) is copied by name, narrowed to the
 student's shape.
@@ -45,64 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from amad.attention import is_hf_self_attention
-from amad.config import require, require_choice
 from amad.layer_mapping import map_layers
-
-STRATEGIES = ("random", "inherit")
-HEAD_STRATEGIES = ("first", "importance", "merge", "concat")
-
-
-@dataclass(frozen=True)
-class InitConfig:
-    """``distill.init``: how a student starts."""
-
-    strategy: str  # random | inherit
-    heads: str  # first | importance | merge | concat (inherit only)
-    batches: int  # training batches for head importance / map similarity
-
-    def validate(self, key: str) -> None:
-        require_choice(self.strategy, STRATEGIES, f"{key}.strategy")
-        require_choice(self.heads, HEAD_STRATEGIES, f"{key}.heads")
-        require(self.batches >= 1, f"{key}.batches", f"must be >= 1, got {self.batches}")
-
-
-def check_init(config: InitConfig, teacher_shapes: dict, student_shapes: dict, key: str) -> None:
-    """Raise ConfigError (naming the student's key) where its shapes do not allow the head strategy."""
-    if config.strategy != "inherit":
-        return
-    for group, teacher in teacher_shapes.items():
-        student = student_shapes[group]
-        head_dim = teacher.width // teacher.heads
-        student_head_dim = student.width // student.heads
-        slots = student.width // head_dim
-        require(
-            student.width % student.heads == 0 and student_head_dim % head_dim == 0,
-            f"{student.key}.heads",
-            f"inheriting ({key}.strategy inherit) builds each student head from whole teacher heads of "
-            f"dimension {head_dim}: {group} has width {student.width} over {student.heads} heads; the width "
-            f"must be {student.heads} x k x {head_dim} with {student.heads} x k <= {teacher.heads} "
-            f"(e.g. {student.heads * head_dim})",
-        )
-        require(
-            slots <= teacher.heads,
-            f"{student.key}.width",
-            f"{student.width} holds {slots} teacher heads of dimension {head_dim}; inheriting "
-            f"({key}.strategy inherit) needs at most the teacher's {teacher.heads} ({group})",
-        )
-        if config.heads == "concat":
-            require(
-                student.width == teacher.width,
-                f"{student.key}.width",
-                f"{key}.heads concat keeps every teacher head, so the teacher's width ({teacher.width}); "
-                f"{group} has width {student.width} (first / importance / merge keep fewer)",
-            )
-        if config.heads == "merge":
-            require(
-                teacher.heads % slots == 0,
-                f"{student.key}.heads",
-                f"{key}.heads merge pools the teacher's {teacher.heads} heads into {slots} equal groups "
-                f"(width {student.width} / head dimension {head_dim}), which does not divide them ({group})",
-            )
 
 
 # -- where the weights live ----------------------------------------------------------------------
@@ -275,7 +218,7 @@ def inherit(
     Args:
         module_groups: the task's attention module paths per group.
         layer_mapping: ``distill.attention.layer_mapping``.
-        head_strategy: one of :data:`HEAD_STRATEGIES`.
+        head_strategy: one of :data:`amad.inherit_config.HEAD_STRATEGIES`.
         head_scores: per teacher attention module, importance ``[Ht]`` or map similarity ``[Ht, Ht]``.
 
     Returns counts: ``inherited`` and ``random`` (student tensors left at their initialisation).

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from amad.attention import AttentionRecord
-from amad.methods.base import Method
+from amad.contracts.method_term import MethodTerm
 
 
 @dataclass
@@ -44,12 +44,12 @@ class DistillationObjective(nn.Module):
 
     Args:
         task: the task plug-in (task loss, output distillation, masks).
-        method: the method plug-in, built with its layer pairs.
+        method: the method's term, built with its layer pairs (``Method.build``).
         weights: ``distill.weights`` (``task``, ``output``, ``attention``: one weight, or one per method).
         output_temperature: ``distill.output.temperature``.
     """
 
-    def __init__(self, task: Any, method: Method, weights: Any, output_temperature: float) -> None:
+    def __init__(self, task: Any, method: MethodTerm, weights: Any, output_temperature: float) -> None:
         super().__init__()
         self.task = task
         self.method = method

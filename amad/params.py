@@ -1,12 +1,19 @@
 """The whole ``params.yaml``: its sections, and the checks every stage runs before any work.
 
 ``params.yaml`` is the only place a value is written down. Its sections are declared where they
-are owned: the task-neutral ones below, ``data`` / ``teacher`` / ``students.*`` / ``evaluate`` by the task
-(``params.yaml: task``), ``distill.<method>`` by each method. :func:`load_params` checks types,
-ranges and every constraint the file alone decides (student vs teacher shapes, layer-mapping
-ranges, relation heads dividing widths, head-count divisibility, ...) and stops at the first
-problem with one line naming the key, e.g. ``params.yaml: distill.amad.temprature: unknown key
-(expected one of: variant, temperature, ...)``.
+are owned: training and distillation below, ``export`` / ``benchmark`` / ``serving`` by their
+packages, ``data`` / ``teacher`` / ``students.*`` / ``evaluate`` by the task (``params.yaml: task``),
+``distill.<method>`` by each method. The checks stop at the first problem with one line naming the
+key, e.g. ``params.yaml: distill.amad.temprature: unknown key (expected one of: variant, ...)``,
+in two tiers:
+
+1. **structure** (:func:`parse_params` with ``models=False``; imports no torch, timm or
+   open_clip): types, ranges, choices, keys that must agree, files that must exist;
+2. **models** (:func:`check_models`): what needs the model libraries or the models' shapes
+   (a timm name, an open_clip config, a checkpoint's tensors; student vs teacher shapes,
+   layer-mapping ranges, relation heads dividing widths, head-count divisibility).
+
+:func:`load_params` runs both, as every stage does before any work.
 
 ``runtime`` holds the speed-only knobs: no stage declares it as a parameter, so changing it
 re-runs nothing.
@@ -21,13 +28,15 @@ from typing import Any
 
 import yaml
 
+from amad.bench.config import BenchmarkConfig
 from amad.config import child, from_dict, require, require_choice
+from amad.contracts.method import METHODS
+from amad.contracts.task import TASKS, GroupShape, Task, get_task
 from amad.errors import ConfigError
-from amad.inherit import InitConfig, check_init
+from amad.export.config import ExportConfig
+from amad.inherit_config import InitConfig, check_init
 from amad.layer_mapping import STRATEGIES, map_layers
-from amad.methods import METHODS
-from amad.tasks import TASKS, get_task
-from amad.tasks.base import GroupShape, Task
+from amad.serving.config import ServingConfig
 
 SECTIONS = (
     "task",
@@ -43,17 +52,6 @@ SECTIONS = (
     "benchmark",
     "serving",
 )
-BACKENDS = (
-    "torch",
-    "onnxruntime",
-    "onnxruntime_int8",
-    "torch_cuda_fp32",
-    "torch_cuda_fp16",
-    "torch_cuda_fp16_graph",
-    "torch_cuda_fp16_compile",
-    "tensorrt",
-)
-INT8_MODES = ("dynamic", "static", "auto", "none")  # amad.export.int8.MODES, without importing onnxruntime
 
 
 @dataclass(frozen=True)
@@ -164,99 +162,6 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
-class TensorRTConfig:
-    """TensorRT engine build (only where ``tensorrt`` imports and CUDA is present)."""
-
-    enabled: bool
-    min_batch: int
-    opt_batch: int
-    max_batch: int
-    workspace_mib: int
-
-    def validate(self, key: str) -> None:
-        require(self.min_batch >= 1, f"{key}.min_batch", f"must be >= 1, got {self.min_batch}")
-        require(
-            self.min_batch <= self.opt_batch <= self.max_batch,
-            f"{key}.opt_batch",
-            f"need {key}.min_batch <= {key}.opt_batch <= {key}.max_batch, got "
-            f"{self.min_batch}, {self.opt_batch}, {self.max_batch}",
-        )
-        require(self.workspace_mib >= 64, f"{key}.workspace_mib", f"must be >= 64, got {self.workspace_mib}")
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """ONNX / int8 / fp16 / TensorRT export of the listed models."""
-
-    models: tuple[str, ...]
-    opset: int
-    parity_samples: int  # validation samples for the fp32 parity gate
-    parity_atol: float  # max |torch - onnx| output difference
-    min_agreement: float  # share of identical predictions
-    int8: str  # dynamic | static | auto | none
-    int8_max_drop: float  # auto: the largest validation-metric drop below fp32 an int8 graph may have
-    calibration_samples: int  # validation samples static int8 calibrates on
-    triton_model: str | None  # model served by the generated Triton repository
-    tensorrt: TensorRTConfig
-
-    def validate(self, key: str) -> None:
-        require(len(self.models) > 0, f"{key}.models", "list at least one model, e.g. [teacher, h2-amad]")
-        require(self.opset >= 18, f"{key}.opset", f"must be >= 18, got {self.opset}")
-        require(self.parity_samples >= 1, f"{key}.parity_samples", f"must be >= 1, got {self.parity_samples}")
-        require(self.parity_atol > 0, f"{key}.parity_atol", f"must be > 0, got {self.parity_atol}")
-        require(0 < self.min_agreement <= 1, f"{key}.min_agreement", f"must be in (0, 1], got {self.min_agreement}")
-        require_choice(self.int8, INT8_MODES, f"{key}.int8")
-        require(self.int8_max_drop >= 0, f"{key}.int8_max_drop", f"must be >= 0, got {self.int8_max_drop}")
-        require(
-            self.calibration_samples >= 1, f"{key}.calibration_samples", f"must be >= 1, got {self.calibration_samples}"
-        )
-
-
-@dataclass(frozen=True)
-class BenchmarkConfig:
-    """Latency benchmark of every exported model x backend x batch size."""
-
-    batch_sizes: tuple[int, ...]
-    backends: tuple[str, ...]
-    warmup: int
-    repeats: int  # timed calls per model x backend x batch size
-    burst: int  # back-to-back calls per pair and round; the first is not timed
-    threads: int  # 0: all cores
-
-    def validate(self, key: str) -> None:
-        require(len(self.batch_sizes) > 0, f"{key}.batch_sizes", "list at least one batch size")
-        for index, size in enumerate(self.batch_sizes):
-            require(size >= 1, child(f"{key}.batch_sizes", index), f"must be >= 1, got {size}")
-        require(len(self.backends) > 0, f"{key}.backends", "list at least one backend")
-        for index, backend in enumerate(self.backends):
-            require_choice(backend, BACKENDS, child(f"{key}.backends", index))
-        require(self.warmup >= 0, f"{key}.warmup", f"must be >= 0, got {self.warmup}")
-        require(self.repeats >= 3, f"{key}.repeats", f"must be >= 3 (percentiles), got {self.repeats}")
-        require(
-            self.burst >= 1, f"{key}.burst", f"must be >= 1 (1: one timed call per pair and round), got {self.burst}"
-        )
-        require(self.threads >= 0, f"{key}.threads", f"must be >= 0 (0: all cores), got {self.threads}")
-
-
-@dataclass(frozen=True)
-class ServingConfig:
-    """``serving``: the load test of the served model (``export.triton_model``), stage ``loadtest``."""
-
-    concurrency: tuple[int, ...]  # concurrent clients, one level after the other
-    duration_s: float  # seconds per level
-    timeout_s: float  # seconds one request may take
-    max_requests: int  # at most this many requests per level
-
-    def validate(self, key: str) -> None:
-        require(len(self.concurrency) > 0, f"{key}.concurrency", "list at least one level, e.g. [1, 4, 16]")
-        for index, level in enumerate(self.concurrency):
-            require(level >= 1, child(f"{key}.concurrency", index), f"must be >= 1, got {level}")
-        require(self.duration_s > 0, f"{key}.duration_s", f"must be > 0, got {self.duration_s}")
-        require(self.timeout_s > 0, f"{key}.timeout_s", f"must be > 0, got {self.timeout_s}")
-        require(self.max_requests >= 1, f"{key}.max_requests", f"must be >= 1, got {self.max_requests}")
-
-
-@dataclass(frozen=True)
 class Params:
     """The whole ``params.yaml``; ``data``, ``teacher``, ``students`` and ``evaluate`` are the task's config types."""
 
@@ -356,8 +261,9 @@ def _parse_distill(raw: Any) -> DistillConfig:
     )
 
 
-def parse_params(raw: Any) -> Params:
-    """Build and check :class:`Params` from the parsed YAML."""
+def parse_params(raw: Any, *, models: bool = True) -> Params:
+    """Build and check :class:`Params` from the parsed YAML; ``models=False`` runs the structural
+    tier alone (no model library is imported), True both tiers."""
     raw = _mapping(raw, "")
     _check_keys(raw, SECTIONS, "")
     require(
@@ -394,7 +300,9 @@ def parse_params(raw: Any) -> Params:
         benchmark=from_dict(BenchmarkConfig, raw["benchmark"], "benchmark"),
         serving=from_dict(ServingConfig, raw["serving"], "serving"),
     )
-    check_params(params, task)
+    check_structure(params, task)
+    if models:
+        check_models(params, task)
     return params
 
 
@@ -405,17 +313,31 @@ def distilled_groups(task: Task, teacher: Any, student: Any, student_key: str, g
     return {group: (teacher_shapes[group], student_shapes[group]) for group in groups}
 
 
-def check_params(params: Params, task: Task) -> None:
-    """The constraints between sections (each section has checked its own values)."""
-    selection = params.distill.attention
-    for index, group in enumerate(selection.modules):
+def check_structure(params: Params, task: Task) -> None:
+    """The constraints between sections that need no model library (each section has checked its own values)."""
+    for index, group in enumerate(params.distill.attention.modules):
         require_choice(group, task.attention_groups, child("distill.attention.modules", index))
+    task.check_files(params.teacher, "teacher")
+    for name, student in params.students.items():
+        key = f"students.{name}"
+        task.check_files(student, key)
+        task.check_student(params.teacher, student, key)
+    known = params.model_names()
+    for index, model in enumerate(params.export.models):
+        require_choice(model, known, child("export.models", index))
+    if params.export.triton_model is not None:
+        require_choice(params.export.triton_model, params.export.models, "export.triton_model")
+
+
+def check_models(params: Params, task: Task | None = None) -> None:
+    """The checks that need the model libraries or the models' shapes (run after :func:`check_structure`)."""
+    task = task or params.task_plugin()
+    selection = params.distill.attention
     layer_methods = [m for m in params.distill.methods if METHODS.get(m, "distill.methods").needs.layers]
     task.check_model(params.teacher, "teacher")
     for name, student in params.students.items():
         key = f"students.{name}"
         task.check_model(student, key)
-        task.check_student(params.teacher, student, key)
         groups = distilled_groups(task, params.teacher, student, key, selection.modules)
         for group, (teacher_shape, student_shape) in groups.items():
             try:
@@ -430,11 +352,6 @@ def check_params(params: Params, task: Task) -> None:
             METHODS.get(method, "distill.methods").check(params.distill.settings[method], f"distill.{method}", groups)
         if params.distill.init.strategy == "inherit":
             _check_inheritance(params, task, student, key)
-    known = params.model_names()
-    for index, model in enumerate(params.export.models):
-        require_choice(model, known, child("export.models", index))
-    if params.export.triton_model is not None:
-        require_choice(params.export.triton_model, params.export.models, "export.triton_model")
 
 
 def _check_inheritance(params: Params, task: Task, student: Any, key: str) -> None:
@@ -472,9 +389,10 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None, *, models: bool = True) -> Params:
     """Read and check the whole params file, with ``overrides`` (``KEY=VALUE``, see
-    :func:`apply_overrides`) applied first; ConfigError names the bad key (or the YAML line)."""
+    :func:`apply_overrides`) applied first; ConfigError names the bad key (or the YAML line).
+    ``models=False``: the structural tier alone (see the module docstring)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError("", f"{path} not found (run from the repository root)", source=str(path))
@@ -485,7 +403,7 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
         where = f"line {mark.line + 1}" if mark else "parse error"
         raise ConfigError("", f"{where}: {getattr(error, 'problem', error)}", source=str(path)) from None
     try:
-        return parse_params(apply_overrides(raw, overrides or []))
+        return parse_params(apply_overrides(raw, overrides or []), models=models)
     except ConfigError as error:
         if path.name == "params.yaml":
             raise

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-SCHEDULES = ("constant", "linear", "cosine", "learned")
+from amad.losses.options import TEMPERATURE_SCHEDULES
 
 
 class AlignmentTemperature(nn.Module):
@@ -31,8 +31,8 @@ class AlignmentTemperature(nn.Module):
         minimum: float = 1e-2,
     ) -> None:
         super().__init__()
-        if schedule not in SCHEDULES:
-            raise ValueError(f"temperature schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if schedule not in TEMPERATURE_SCHEDULES:
+            raise ValueError(f"temperature schedule must be one of {TEMPERATURE_SCHEDULES}, got {schedule!r}")
         if not initial > 0:
             raise ValueError(f"temperature must be > 0, got {initial}")
         if schedule in ("linear", "cosine") and not (final is not None and final > 0):

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from amad.atomic import atomic_dir
-from amad.methods import METHODS
+from amad.contracts.method import METHODS
 from amad.params import Params
 from amad.report import (
     alignment_pictures,

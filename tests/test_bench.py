@@ -6,7 +6,8 @@ import json
 
 import torch
 
-from amad.bench import losses, timing
+from amad.bench import timing
+from research import loss_bench as losses
 
 
 def test_loss_bench_times_every_case_in_interleaved_rounds(tmp_path):

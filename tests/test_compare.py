@@ -8,8 +8,8 @@ import pytest
 import yaml
 from helpers import tiny_params_dict
 
-from amad import compare
 from amad.params import parse_params
+from research import compare
 
 # validation score of each method per attention weight (the same for every student), and per
 # AMAD temperature at AMAD's best weight

@@ -11,6 +11,7 @@ import pytest
 import torch
 from helpers import TASK, prepared_data, tiny_model_config, tiny_params
 
+from amad.bench.config import BACKENDS
 from amad.cli import main as amad_main
 from amad.errors import AmadError
 from amad.evaluation import model_cost
@@ -18,7 +19,6 @@ from amad.export import tensorrt
 from amad.export.onnx_model import OnnxModel, read_metadata
 from amad.export.pipeline import export_model
 from amad.models import save_model
-from amad.params import BACKENDS
 from amad.tasks.vqa.model import VQAModel
 from amad.tasks.vqa.predict import read_exported_metadata
 from deploy.triton import ONNX_MODEL, write_model_repository

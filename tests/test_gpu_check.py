@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from amad.bench.gpu_check import main
+from research.gpu_check import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

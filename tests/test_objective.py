@@ -7,14 +7,13 @@ import timm
 import torch
 
 from amad.attention import capture_attention
+from amad.contracts.method import METHODS, LayerPair
+from amad.contracts.task import GroupShape
 from amad.layer_mapping import map_layers, pair_modules
 from amad.losses.logit import logit_kd_loss
-from amad.methods import METHODS
 from amad.methods.amad import AmadSettings
-from amad.methods.base import LayerPair
 from amad.objective import DistillationObjective
 from amad.params import LossWeightsConfig
-from amad.tasks.base import GroupShape
 from amad.temperature import AlignmentTemperature
 
 
@@ -66,7 +65,7 @@ def run_objective(method_name, settings, weights=(1.0, 1.0, 1.0), *, teacher_hea
             LayerPair(t, s, "vision_self", teacher_shape, student_shape)
             for t, s in pair_modules([f"blocks.{i}.attn" for i in range(4)], [f"blocks.{i}.attn" for i in range(2)])
         ]
-    method = method_class(method_class.settings(**settings), pairs)
+    method = method_class.build(method_class.settings(**settings), pairs)
     objective = DistillationObjective(ImageClassification(), method, LossWeightsConfig(*weights), 2.0)
     images, batch = torch.randn(4, 3, 16, 16), {"targets": torch.tensor([0, 1, 2, 0])}
     needs = method.needs
@@ -122,7 +121,7 @@ def test_amad_variants_and_learned_temperature(variant):
 
 def test_layer_methods_need_layer_pairs():
     with pytest.raises(ValueError, match="at least one attention layer pair"):
-        METHODS.get("amad", "m")(AmadSettings(**SETTINGS["amad"]), [])
+        METHODS.get("amad", "m").build(AmadSettings(**SETTINGS["amad"]), [])
 
 
 def test_temperature_schedules():

@@ -15,11 +15,11 @@ from helpers import TASK, prepared_data, tiny_params_dict
 from torch import Tensor, nn
 
 from amad.config import require
-from amad.methods import METHODS
-from amad.methods.base import Method, Needs, record_field
+from amad.contracts.method import METHODS, Method, Needs
+from amad.contracts.method_term import MethodTerm, record_field
+from amad.contracts.task import TASKS
 from amad.models import load_model
 from amad.params import parse_params
-from amad.tasks import TASKS
 from amad.tasks.vqa.task import VQATask
 from amad.training.distributed import Runtime
 from amad.training.jobs import distill_student, train_teacher
@@ -35,11 +35,8 @@ class EntropySettings:
         require(self.scale > 0, f"{key}.scale", f"must be > 0, got {self.scale}")
 
 
-class EntropyMatching(Method):
+class EntropyTerm(MethodTerm):
     """Match the mean attention entropy of each layer (a toy, but a real gradient)."""
-
-    settings = EntropySettings
-    needs = Needs(maps=True)
 
     def layer_term(self, index, teacher, student, query_mask, key_mask):
         pair = self.pairs[index]
@@ -50,6 +47,12 @@ class EntropyMatching(Method):
         teacher_maps = record_field(teacher, "probs", pair.teacher, "teacher")
         student_maps = record_field(student, "probs", pair.student, "student")
         return self.config.scale * (entropy(teacher_maps) - entropy(student_maps)) ** 2, None
+
+
+class EntropyMatching(Method):
+    settings = EntropySettings
+    needs = Needs(maps=True)
+    term = EntropyTerm
 
 
 class ImageOnly(nn.Module):

@@ -179,17 +179,25 @@ def test_a_timm_vision_tower_loads_its_weights_from_a_local_file(tmp_path):
             torch.testing.assert_close(tower.state_dict()[name], source.state_dict()[name])
         assert tower.pos_embed.shape[1] == (32 // 16) ** 2 + 1  # resampled to the configured image size
     assert TASK.group_shapes(params.students["h2"], "students.h2")["vision_self"].heads == 1
+    # the students share the teacher's preprocessing, so the teacher's own problem is the only one
+    # (structural problems, such as a student's image size, are reported before the model checks)
     with pytest.raises(ConfigError, match=r"teacher\.vision\.width: must be vit_tiny_patch16_224's 192"):
-        parse_params(tiny_params_dict(teacher={**teacher, "vision": timm_vision(weights, width=96)}))
+        parse_params(
+            tiny_params_dict(teacher={**teacher, "vision": timm_vision(weights, width=96)}, students={"h2": student})
+        )
     with pytest.raises(ConfigError, match=r"teacher\.vision\.timm_weights: no such file"):
-        parse_params(tiny_params_dict(teacher={**teacher, "vision": timm_vision(tmp_path / "missing.safetensors")}))
+        parse_params(
+            tiny_params_dict(
+                teacher={**teacher, "vision": timm_vision(tmp_path / "missing.safetensors")}, students={"h2": student}
+            )
+        )
 
 
 def test_a_clip_with_the_minilm_text_tower_pools_like_sentence_transformers_and_distils(tmp_path, tokenizer):
     from helpers import tiny_clip_dict, tiny_retrieval_params_dict
 
+    from amad.contracts.task import get_task
     from amad.params import parse_params
-    from amad.tasks import get_task
     from amad.training.distributed import Runtime
     from amad.training.jobs import distill_student, train_teacher
 

@@ -14,11 +14,11 @@ from helpers import tiny_clip_dict, tiny_retrieval_params_dict
 from PIL import Image
 
 from amad.cli import main as amad_main
+from amad.contracts.task import get_task
 from amad.data.shapes import SHAPES, ShapesGenerator
 from amad.errors import AmadError, ConfigError, DataError
 from amad.losses.contrastive import contrastive_loss, similarity_distillation
 from amad.params import parse_params
-from amad.tasks import get_task
 from amad.tasks.retrieval.captions import count_name, scene_captions
 from amad.tasks.retrieval.evaluation import recall_report, zero_shot_top1
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from amad import experiments, study
+from research import experiments, study
 
 REAL_RUN = subprocess.run
 REAL_POPEN = subprocess.Popen

@@ -13,8 +13,8 @@ import torch
 from helpers import TASK, prepared_data, tiny_model_config, tiny_params
 
 from amad.attention import capture_attention
+from amad.contracts.method import METHODS
 from amad.errors import AmadError
-from amad.methods import METHODS
 from amad.models import load_model, save_model
 from amad.objective import DistillationObjective
 from amad.params import distilled_groups
@@ -208,7 +208,7 @@ def build_step(data, method_name, *, cache_mib=None, messages=None):
     settings = params.distill.settings[method_name]
     if method_name == "minilm":
         settings = replace(settings, relation_heads=2)
-    method = method_class(settings, pairs)
+    method = method_class.build(settings, pairs)
     objective = DistillationObjective(TASK, method, params.distill.weights, params.distill.output.temperature)
     train_set = VQADataset(data, "train", student.preprocess, answers)
     cache = None

@@ -95,9 +95,9 @@ def test_pytriton_server_embeds_like_the_exported_retrieval_encoders(tmp_path):
     require_pytriton()
     from helpers import tiny_retrieval_params_dict
 
+    from amad.contracts.task import get_task
     from amad.export.onnx_model import OnnxModel
     from amad.params import parse_params
-    from amad.tasks import get_task
     from deploy.client import embed
 
     task, params = get_task("retrieval"), parse_params(tiny_retrieval_params_dict())

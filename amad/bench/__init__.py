@@ -1,1 +1,1 @@
-"""Benchmarks (run as modules, e.g. ``python -m amad.bench.losses``)."""
+"""The latency benchmark of exported models (the `benchmark` stage) and its timing helpers."""

@@ -31,12 +31,12 @@ import numpy as np
 import torch
 
 from amad.bench import memory
+from amad.bench.config import BenchmarkConfig
 from amad.bench.cuda import CUDA_BACKENDS, CudaRunner
 from amad.bench.roofline import graph_gflops, matmul_peak_gflops, roofline
 from amad.export import tensorrt
 from amad.export.onnx_model import OnnxModel
 from amad.models import load_model
-from amad.params import BenchmarkConfig
 
 Runner = Callable[..., object]  # (*inputs) -> outputs
 # backends that may fail on a model that runs elsewhere (graph capture, compilation, engines): their

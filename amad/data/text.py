@@ -33,6 +33,38 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
+def parse_json_line(
+    line: str, where: str, fields: dict[str, type], defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One JSON Lines line -> its object, with each of ``fields`` present (``defaults`` fill absent
+    ones) and of its JSON type; DataError names ``where`` (``file:line``) and the problem."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{where}: expected a JSON object, got {json_type(data)}")
+    data = {**(defaults or {}), **data}
+    for key, kind in fields.items():
+        if key not in data:
+            raise DataError(f"{where}: missing field '{key}' (required: {', '.join(fields)})")
+        if not isinstance(data[key], kind):
+            raise DataError(
+                f"{where}: field '{key}' must be {JSON_NAMES[kind]}, got {json_type(data[key])} {shown(data[key])}"
+            )
+    return data
+
+
+JSON_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer"}
+"""How messages name the JSON types of Python's."""
+
+
+def shown(value: Any) -> str:
+    """A short repr for messages (captions may be long)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def json_type(value: Any) -> str:
     """The JSON name of ``value``'s type, for messages."""
     if value is None:

@@ -16,9 +16,9 @@ import numpy as np
 import onnx
 import torch
 
+from amad.contracts.task import ExportSpec
 from amad.errors import AmadError
 from amad.export.attention_for_export import with_export_attention
-from amad.tasks.base import ExportSpec
 
 MAX_BATCH = 4096
 

@@ -14,11 +14,11 @@ from amad.atomic import atomic_dir, write_json
 from amad.errors import AmadError
 from amad.evaluation import predict_outputs
 from amad.export import tensorrt
+from amad.export.config import ExportConfig
 from amad.export.int8 import build_int8
 from amad.export.onnx_model import OnnxModel, export_onnx
 from amad.export.quantize import convert_fp16
 from amad.models import load_model
-from amad.params import ExportConfig
 
 
 def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, config: ExportConfig, log=print) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from amad.config import to_dict
-from amad.params import TensorRTConfig
+from amad.export.config import TensorRTConfig
 
 
 def unavailable_reason() -> str | None:

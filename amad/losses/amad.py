@@ -29,10 +29,8 @@ from amad.losses.maps import (
     zero_masked_rows,
 )
 from amad.losses.mixture_kl import mixture_kl
+from amad.losses.options import AMAD_VARIANTS, MAX_PROJECTION_FEATURES
 from amad.losses.token_kl import token_mixture_kl
-
-VARIANTS = ("kl", "mse", "token", "projection")
-MAX_PROJECTION_FEATURES = 4096  # q * k of the largest map the projection variant accepts
 
 
 def _check_temperature(temperature: float | Tensor) -> None:
@@ -179,8 +177,8 @@ def amad_loss_and_weights(
     are for inspection: with a frozen teacher (the hand-written ``kl`` and ``token`` paths) they
     carry no gradient; the loss does. See :func:`amad_loss` for the arguments.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"AMAD variant must be one of {VARIANTS}, got {variant!r}")
+    if variant not in AMAD_VARIANTS:
+        raise ValueError(f"AMAD variant must be one of {AMAD_VARIANTS}, got {variant!r}")
     check_maps(teacher, student, query_mask)
     _check_temperature(temperature)
     dtype = loss_dtype(teacher, student)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from amad.losses.maps import check_maps, check_reduction, loss_dtype, masked_row_mean, reduce, row_kl
-
-HEAD_MISMATCH_POLICIES = ("truncate", "mean_pool")
+from amad.losses.options import HEAD_MISMATCH_POLICIES
 
 
 def match_teacher_heads(teacher: Tensor, num_student_heads: int, head_mismatch: str) -> Tensor:

@@ -23,8 +23,7 @@ from amad.losses.maps import (
     row_mean_weights,
     without_autocast,
 )
-
-RELATIONS = ("qq", "kk", "vv")
+from amad.losses.options import RELATIONS
 
 
 def _check_divides(per_head: Tensor, num_relation_heads: int) -> None:

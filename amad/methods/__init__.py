@@ -1,14 +1,8 @@
-"""Distillation methods as plug-ins: ``METHODS`` maps a ``distill.methods`` name to its class.
+"""The distillation methods' declarations (torch-free): settings, needs and checks of each method.
 
 Built in: ``none`` (ground truth only), ``logit`` (output distillation), ``one2one``, ``minilm``,
-``hidden`` and ``amad``. A new method is one file with a :class:`~amad.methods.base.Method`
-subclass decorated with ``@METHODS.register("name")``, imported here (or by the code that uses it).
+``hidden`` and ``amad``, registered in :data:`amad.contracts.method.METHODS` and loaded when a run
+names them. A method's trainable term lives in :mod:`amad.methods.terms`. A new method is a
+:class:`~amad.contracts.method.Method` subclass decorated with ``@METHODS.register("name")`` whose
+``build`` returns its :class:`~amad.contracts.method_term.MethodTerm`.
 """
-
-from amad.registry import Registry
-
-METHODS: Registry = Registry("distillation method")
-
-from amad.methods import amad, hidden, logit, minilm, none, one2one  # noqa: E402  (registration)
-
-__all__ = ["METHODS", "amad", "hidden", "logit", "minilm", "none", "one2one"]

@@ -9,15 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor, nn
-
-from amad.attention import AttentionRecord
 from amad.config import require, require_choice
-from amad.losses.amad import MAX_PROJECTION_FEATURES, VARIANTS, AttentionProjection, amad_loss_and_weights
-from amad.methods import METHODS
-from amad.methods.base import LayerPair, Method, Needs, record_field
-from amad.tasks.base import GroupShape
-from amad.temperature import SCHEDULES, AlignmentTemperature
+from amad.contracts.method import METHODS, Method, Needs
+from amad.contracts.task import GroupShape
+from amad.losses.options import AMAD_VARIANTS, MAX_PROJECTION_FEATURES, TEMPERATURE_SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -30,9 +25,9 @@ class AmadSettings:
     final_temperature: float | None  # end of a linear / cosine schedule
 
     def validate(self, key: str) -> None:
-        require_choice(self.variant, VARIANTS, f"{key}.variant")
+        require_choice(self.variant, AMAD_VARIANTS, f"{key}.variant")
         require(self.temperature > 0, f"{key}.temperature", f"must be > 0, got {self.temperature}")
-        require_choice(self.temperature_schedule, SCHEDULES, f"{key}.temperature_schedule")
+        require_choice(self.temperature_schedule, TEMPERATURE_SCHEDULES, f"{key}.temperature_schedule")
         if self.final_temperature is not None:
             require(
                 self.final_temperature > 0, f"{key}.final_temperature", f"must be > 0, got {self.final_temperature}"
@@ -48,18 +43,8 @@ class AmadSettings:
 class AttentionMapAlignment(Method):
     settings = AmadSettings
     needs = Needs(maps=True)
+    term = "amad.methods.terms.amad:AlignmentTerm"
     artefact_file = "alignment.safetensors"
-
-    def __init__(self, settings: AmadSettings, pairs: list[LayerPair]) -> None:
-        super().__init__(settings, pairs)
-        self.temperature = AlignmentTemperature(
-            settings.temperature, schedule=settings.temperature_schedule, final=settings.final_temperature
-        )
-        self.projections = nn.ModuleList()
-        if settings.variant == "projection":
-            self.projections.extend(
-                AttentionProjection(p.student_shape.queries * p.student_shape.keys) for p in self.pairs
-            )
 
     @classmethod
     def check(cls, settings: AmadSettings, key: str, groups: dict[str, tuple[GroupShape, GroupShape]]) -> None:
@@ -73,28 +58,3 @@ class AttentionMapAlignment(Method):
                 f"projection learns a (q*k)^2 matrix and is for small maps; {student.key} has q*k = {size} > "
                 f"{MAX_PROJECTION_FEATURES} (use kl, mse or token)",
             )
-
-    def set_progress(self, fraction: float) -> None:
-        self.temperature.set_progress(fraction)
-
-    def layer_term(
-        self,
-        index: int,
-        teacher: AttentionRecord,
-        student: AttentionRecord,
-        query_mask: Tensor | None,
-        key_mask: Tensor | None,
-    ) -> tuple[Tensor, Tensor]:
-        pair = self.pairs[index]
-        per_item, weights = amad_loss_and_weights(
-            record_field(teacher, "probs", pair.teacher, "teacher"),
-            record_field(student, "probs", pair.student, "student"),
-            variant=self.config.variant,
-            temperature=self.temperature(),
-            query_mask=query_mask,
-            projection=self.projections[index] if len(self.projections) else None,
-        )
-        return per_item.mean(), weights
-
-    def summary(self) -> dict[str, float]:
-        return {"temperature": float(self.temperature.value())}

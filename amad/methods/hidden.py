@@ -9,13 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor, nn
-
-from amad.attention import AttentionRecord
 from amad.config import require_choice
-from amad.losses.hidden import HiddenStateProjection, hidden_state_loss
-from amad.methods import METHODS
-from amad.methods.base import LayerPair, Method, Needs, record_field
+from amad.contracts.method import METHODS, Method, Needs
 
 
 @dataclass(frozen=True)
@@ -32,29 +27,4 @@ class HiddenSettings:
 class HiddenStateDistillation(Method):
     settings = HiddenSettings
     needs = Needs(hidden=True)
-
-    def __init__(self, settings: HiddenSettings, pairs: list[LayerPair]) -> None:
-        super().__init__(settings, pairs)
-        self.projections = nn.ModuleList(
-            HiddenStateProjection(p.student_shape.width, p.teacher_shape.width)
-            if p.student_shape.width != p.teacher_shape.width
-            else nn.Identity()
-            for p in self.pairs
-        )
-
-    def layer_term(
-        self,
-        index: int,
-        teacher: AttentionRecord,
-        student: AttentionRecord,
-        query_mask: Tensor | None,
-        key_mask: Tensor | None,
-    ) -> tuple[Tensor, None]:
-        pair = self.pairs[index]
-        loss = hidden_state_loss(
-            record_field(teacher, "hidden", pair.teacher, "teacher"),
-            record_field(student, "hidden", pair.student, "student"),
-            self.projections[index],
-            token_mask=query_mask,
-        )
-        return loss, None
+    term = "amad.methods.terms.hidden:HiddenStateTerm"

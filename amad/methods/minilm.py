@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor
-
-from amad.attention import AttentionRecord
 from amad.config import child, require, require_choice
-from amad.losses.relation import RELATIONS, relation_loss
-from amad.methods import METHODS
-from amad.methods.base import Method, Needs, record_field
-from amad.tasks.base import GroupShape
+from amad.contracts.method import METHODS, Method, Needs
+from amad.contracts.task import GroupShape
+from amad.losses.options import RELATIONS
 
 
 @dataclass(frozen=True)
@@ -32,6 +28,7 @@ class RelationSettings:
 class RelationDistillation(Method):
     settings = RelationSettings
     needs = Needs(maps=True, qkv=True)  # maps too: the captured student runs the same (unfused) attention
+    term = "amad.methods.terms.minilm:RelationTerm"
 
     @classmethod
     def check(cls, settings: RelationSettings, key: str, groups: dict[str, tuple[GroupShape, GroupShape]]) -> None:
@@ -42,23 +39,3 @@ class RelationDistillation(Method):
                     f"{key}.relation_heads",
                     f"{settings.relation_heads} does not divide the attention width {shape.width} of {shape.key}",
                 )
-
-    def layer_term(
-        self,
-        index: int,
-        teacher: AttentionRecord,
-        student: AttentionRecord,
-        query_mask: Tensor | None,
-        key_mask: Tensor | None,
-    ) -> tuple[Tensor, None]:
-        pair = self.pairs[index]
-        fields = ("q", "k", "v")
-        loss = relation_loss(
-            tuple(record_field(teacher, f, pair.teacher, "teacher") for f in fields),
-            tuple(record_field(student, f, pair.student, "student") for f in fields),
-            num_relation_heads=self.config.relation_heads,
-            relations=self.config.relations,
-            query_mask=query_mask,
-            key_mask=key_mask,
-        )
-        return loss, None

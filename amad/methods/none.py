@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from amad.methods import METHODS
-from amad.methods.base import Method, Needs
+from amad.contracts.method import METHODS, Method, Needs
 
 
 @METHODS.register("none")

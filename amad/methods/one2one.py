@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor
-
-from amad.attention import AttentionRecord
 from amad.config import require, require_choice
-from amad.losses.one_to_one import HEAD_MISMATCH_POLICIES, one_to_one_loss
-from amad.methods import METHODS
-from amad.methods.base import Method, Needs, record_field
-from amad.tasks.base import GroupShape
+from amad.contracts.method import METHODS, Method, Needs
+from amad.contracts.task import GroupShape
+from amad.losses.options import HEAD_MISMATCH_POLICIES
 
 
 @dataclass(frozen=True)
@@ -28,6 +24,7 @@ class OneToOneSettings:
 class OneToOne(Method):
     settings = OneToOneSettings
     needs = Needs(maps=True)
+    term = "amad.methods.terms.one2one:OneToOneTerm"
 
     @classmethod
     def check(cls, settings: OneToOneSettings, key: str, groups: dict[str, tuple[GroupShape, GroupShape]]) -> None:
@@ -44,20 +41,3 @@ class OneToOne(Method):
                     f"mean_pool needs {student.key}.heads ({student.heads}) to divide {teacher.key}.heads "
                     f"({teacher.heads}); use truncate",
                 )
-
-    def layer_term(
-        self,
-        index: int,
-        teacher: AttentionRecord,
-        student: AttentionRecord,
-        query_mask: Tensor | None,
-        key_mask: Tensor | None,
-    ) -> tuple[Tensor, None]:
-        pair = self.pairs[index]
-        loss = one_to_one_loss(
-            record_field(teacher, "probs", pair.teacher, "teacher"),
-            record_field(student, "probs", pair.student, "student"),
-            head_mismatch=self.config.head_mismatch,
-            query_mask=query_mask,
-        )
-        return loss, None

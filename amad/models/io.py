@@ -17,10 +17,9 @@ from safetensors.torch import load_file, save_file
 
 from amad.atomic import atomic_dir
 from amad.config import from_dict, to_dict
+from amad.contracts.task import Task, get_task
 from amad.errors import AmadError, ConfigError
 from amad.preprocess import Preprocess
-from amad.tasks import get_task
-from amad.tasks.base import Task
 
 FORMAT = "amad/2"
 LEGACY_VQA_FORMAT = "amad.vqa/1"

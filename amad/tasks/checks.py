@@ -1,4 +1,4 @@
-"""Checks and file reads the built-in two-tower tasks (VQA, retrieval) share."""
+"""Checks and file reads the built-in tasks share (torch-free)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,15 @@ from typing import Any
 
 from amad.config import require
 from amad.errors import AmadError
+
+
+def check_heads(width: int, heads: int, key: str, width_key: str | None = None) -> None:
+    """``<key>.heads`` is >= 1 and divides the attention width (set by ``width_key``, default
+    ``<key>.width``)."""
+    width_key = width_key or f"{key}.width"
+    require(heads >= 1, f"{key}.heads", f"must be >= 1, got {heads}")
+    require(width >= 1, width_key, f"must be >= 1, got {width}")
+    require(width % heads == 0, f"{key}.heads", f"{heads} heads do not divide the width {width} ({width_key})")
 
 
 def check_pretrained(config: Any, key: str) -> None:
@@ -38,3 +47,41 @@ def read_summary(data_dir: Path, name: str) -> dict:
     if not path.exists():
         raise AmadError(f"{path}: not found; run the prepare stage first (dvc repro prepare)")
     return json.loads(path.read_text())
+
+
+def check_hf_text_folder(text: Any, key: str) -> None:
+    """The local Hugging Face folder of a text tower (``<key>.hf_model``) holds a BERT-style encoder with
+    enough positions and, where its weights are loaded, the configured shape (its tokenizer is checked
+    with the models: :func:`amad.preprocess.check_hf_tokenizer`)."""
+    folder = Path(text.hf_model)
+    require(
+        (folder / "config.json").is_file(), f"{key}.hf_model", f"no Hugging Face model folder (config.json) at {folder}"
+    )
+    try:
+        hf = json.loads((folder / "config.json").read_text())
+    except json.JSONDecodeError as error:
+        raise AmadError(f"{folder / 'config.json'}: invalid JSON at line {error.lineno}: {error.msg}") from None
+    require(
+        hf.get("model_type") == "bert",
+        f"{key}.hf_model",
+        f"a BERT-style encoder (model_type bert) is needed, {folder} holds {hf.get('model_type')!r}",
+    )
+    positions = hf.get("max_position_embeddings", text.context_length)
+    require(
+        text.context_length <= positions,
+        f"{key}.context_length",
+        f"{text.context_length} is longer than the model's {positions} positions",
+    )
+    if not text.hf_pretrained:
+        return
+    hidden = hf.get("hidden_size")
+    for field, theirs in (
+        ("width", hidden),
+        ("depth", hf.get("num_hidden_layers")),
+        ("mlp_ratio", hf.get("intermediate_size", 0) / max(1, hidden or 1)),
+    ):
+        require(
+            getattr(text, field) == theirs,
+            f"{key}.{field}",
+            f"must be the pretrained model's {theirs} (hf_pretrained loads its weights), got {getattr(text, field)}",
+        )

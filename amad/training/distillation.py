@@ -9,10 +9,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from amad.attention import capture_attention
+from amad.contracts.method import LayerPair
+from amad.contracts.method_term import MethodTerm
+from amad.contracts.task import GroupShape
 from amad.layer_mapping import pair_modules
-from amad.methods.base import LayerPair, Method
 from amad.objective import DistillationObjective, ObjectiveOutput
-from amad.tasks.base import GroupShape
 from amad.training.teacher_cache import TeacherCache
 
 
@@ -47,7 +48,7 @@ def layer_pairs(
     ]
 
 
-def capture_for(method: Method, model: nn.Module, side: str, *, detach: bool):
+def capture_for(method: MethodTerm, model: nn.Module, side: str, *, detach: bool):
     """A capture of what ``method`` needs from ``model``'s paired modules (``side``: teacher or student)."""
     modules = list(dict.fromkeys(getattr(pair, side) for pair in method.pairs))
     needs = method.needs

@@ -11,14 +11,14 @@ import torch
 from torch import nn
 
 from amad.config import to_dict
+from amad.contracts.method import METHODS
+from amad.contracts.task import Task
 from amad.errors import AmadError
 from amad.evaluation import evaluate_model
-from amad.methods import METHODS
 from amad.models import load_model, save_model
 from amad.models.io import load_pretrained
 from amad.objective import DistillationObjective, ObjectiveOutput
 from amad.params import Params, distilled_groups
-from amad.tasks.base import Task
 from amad.training.checkpoint import fingerprint
 from amad.training.distillation import DistillationStep, FrozenTeacher, capture_for, layer_pairs, mean_artefacts
 from amad.training.distributed import Runtime
@@ -183,7 +183,7 @@ def distill_student(
         pairs = layer_pairs(
             task, loaded.model, student, distill.attention.modules, distill.attention.layer_mapping, shapes
         )
-    method = method_class(distill.settings[method_name], pairs)
+    method = method_class.build(distill.settings[method_name], pairs)
     objective = DistillationObjective(task, method, distill.weights, distill.output.temperature)
     cache = None
     if method.needs.teacher:

@@ -1,6 +1,6 @@
 """The retrieval task's ``params.yaml`` sections: ``data`` and the model configs (``teacher``, ``students.*``).
 
-No defaults here: ``params.yaml`` holds every value (see the configuration reference in the README).
+No defaults here: ``params.yaml`` holds every value (see docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -9,20 +9,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amad.config import require, require_choice
+from amad.data.shapes_config import ShapesConfig
+from amad.tasks.checks import check_heads
 
 DATA_SOURCES = ("shapes", "csv", "coco", "karpathy")
 ATTENTION_GROUPS = ("vision_self", "text_self")
 SPLITS = ("train", "val", "test")
 
 
-def _check_heads(width: int, heads: int, key: str) -> None:
-    require(heads >= 1, f"{key}.heads", f"must be >= 1, got {heads}")
-    require(width >= 1, f"{key}.width", f"must be >= 1, got {width}")
-    require(width % heads == 0, f"{key}.heads", f"{heads} heads do not divide the width {width} ({key}.width)")
-
-
 def _check_tower(config, key: str) -> None:
-    _check_heads(config.width, config.heads, key)
+    check_heads(config.width, config.heads, key)
     require(config.depth >= 1, f"{key}.depth", f"must be >= 1, got {config.depth}")
     require(config.mlp_ratio > 0, f"{key}.mlp_ratio", f"must be > 0, got {config.mlp_ratio}")
 
@@ -143,32 +139,13 @@ class CSVConfig:
 
 
 @dataclass(frozen=True)
-class ShapesConfig:
-    """The built-in generator: shapes scenes, each with several generated captions."""
+class CaptionedShapesConfig(ShapesConfig):
+    """The built-in scenes, each with several generated captions."""
 
-    train: int
-    val: int
-    test: int
-    image_size: int
-    grid: int
-    min_objects: int
-    max_objects: int
     captions: int
 
     def validate(self, key: str) -> None:
-        for split in SPLITS:
-            require(getattr(self, split) >= 1, f"{key}.{split}", f"must be >= 1, got {getattr(self, split)}")
-        require(2 <= self.grid <= 8, f"{key}.grid", f"must be in 2..8, got {self.grid}")
-        require(
-            self.image_size >= 1 and self.image_size % self.grid == 0 and self.image_size // self.grid >= 6,
-            f"{key}.image_size",
-            f"must be a multiple of {key}.grid ({self.grid}) with cells of at least 6 pixels, got {self.image_size}",
-        )
-        require(
-            1 <= self.min_objects <= self.max_objects <= self.grid**2,
-            f"{key}.min_objects",
-            f"need 1 <= min_objects <= max_objects <= grid^2, got {self.min_objects} and {self.max_objects}",
-        )
+        super().validate(key)
         require(1 <= self.captions <= 10, f"{key}.captions", f"must be in 1..10, got {self.captions}")
 
 
@@ -181,7 +158,7 @@ class DataConfig:
     images: str  # the image folder, relative to path; image paths in the files are relative to it
     files: SplitFilesConfig
     csv: CSVConfig
-    shapes: ShapesConfig
+    shapes: CaptionedShapesConfig
 
     def validate(self, key: str) -> None:
         require_choice(self.source, DATA_SOURCES, f"{key}.source")

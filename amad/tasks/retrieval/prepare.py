@@ -17,7 +17,6 @@ import numpy as np
 
 from amad.atomic import atomic_dir
 from amad.data.images import check_decodable, link_or_copy
-from amad.data.shapes import ShapesGenerator
 from amad.errors import DataError
 from amad.tasks.retrieval.captions import count_name, scene_captions
 from amad.tasks.retrieval.config import SPLITS, DataConfig
@@ -32,13 +31,7 @@ def generate_shapes(config: DataConfig, seed: int, out: Path) -> dict[str, list[
     (out / "images").mkdir(parents=True)
     splits = {}
     for split_index, split in enumerate(SPLITS):
-        generator = ShapesGenerator(
-            seed * 1000 + 500 + split_index,
-            image_size=shapes.image_size,
-            grid=shapes.grid,
-            min_objects=shapes.min_objects,
-            max_objects=shapes.max_objects,
-        )
+        generator = shapes.generator(seed * 1000 + 500 + split_index)
         rng = np.random.default_rng([seed, split_index])
         records = []
         for index in range(getattr(shapes, split)):

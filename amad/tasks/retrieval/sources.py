@@ -31,7 +31,7 @@ from typing import Any
 
 from amad.atomic import atomic_file
 from amad.data.paths import checked_relative_path
-from amad.data.text import json_type, read_json_object, read_utf8
+from amad.data.text import JSON_NAMES, json_type, parse_json_line, read_json_object, read_utf8, shown
 from amad.errors import DataError
 
 KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
@@ -265,7 +265,7 @@ def _id(value: Any, at: str, path: Path) -> str:
     """An id given as an integer or a non-empty string, as a string."""
     if _is_int(value) or (isinstance(value, str) and value):
         return str(value)
-    raise DataError(f"{path}: {at}: expected an integer or a non-empty string, got {json_type(value)} {_show(value)}")
+    raise DataError(f"{path}: {at}: expected an integer or a non-empty string, got {json_type(value)} {shown(value)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,19 +311,7 @@ RECORD_FIELDS = {"id": str, "image": str, "captions": list}
 
 def _parse_record(line: str, where: str) -> ImageRecord:
     """One prepared line -> ImageRecord; DataError names ``where`` (file:line) and the problem."""
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{where}: expected a JSON object, got {json_type(data)}")
-    for key, kind in RECORD_FIELDS.items():
-        if key not in data:
-            raise DataError(f"{where}: missing field '{key}' (required: {', '.join(RECORD_FIELDS)})")
-        if not isinstance(data[key], kind):
-            raise DataError(
-                f"{where}: field '{key}' must be {_JSON_NAMES[kind]}, got {json_type(data[key])} {_show(data[key])}"
-            )
+    data = parse_json_line(line, where, RECORD_FIELDS)
     if not data["id"]:
         raise DataError(f"{where}: field 'id' is empty")
     image = checked_relative_path(data["image"], where, "image")
@@ -338,7 +326,7 @@ def _parse_record(line: str, where: str) -> ImageRecord:
         captions.append(caption.strip())
     label = data.get("label")
     if label is not None and not (isinstance(label, str) and label.strip()):
-        raise DataError(f"{where}: field 'label' must be a non-empty string, got {json_type(label)} {_show(label)}")
+        raise DataError(f"{where}: field 'label' must be a non-empty string, got {json_type(label)} {shown(label)}")
     return ImageRecord(data["id"], image, tuple(captions), label.strip() if label is not None else None)
 
 
@@ -346,17 +334,8 @@ def _parse_record(line: str, where: str) -> ImageRecord:
 # Shared helpers
 
 
-_JSON_NAMES = {dict: "an object", list: "an array", str: "a string", int: "an integer"}
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _show(value: Any) -> str:
-    """A short repr for messages (captions may be long)."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _object(value: Any, at: str, path: Path) -> dict[str, Any]:
@@ -372,7 +351,7 @@ def _get(container: dict[str, Any], key: str, kind: type, at: str, path: Path) -
     value = container[key]
     if not (_is_int(value) if kind is int else isinstance(value, kind)):
         key_at = f"{at}.{key}" if at else key
-        raise DataError(f"{path}: {key_at}: expected {_JSON_NAMES[kind]}, got {json_type(value)} {_show(value)}")
+        raise DataError(f"{path}: {key_at}: expected {JSON_NAMES[kind]}, got {json_type(value)} {shown(value)}")
     return value
 
 

@@ -18,11 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from amad.config import require
+from amad.contracts.task import TASKS, ExportSpec, GroupShape, Task
 from amad.errors import AmadError
-from amad.hf_text import check_hf_text_tower
-from amad.tasks import TASKS
-from amad.tasks.base import ExportSpec, GroupShape, Task
-from amad.tasks.checks import check_pretrained, check_shared_preprocessing, read_summary
+from amad.tasks.checks import check_hf_text_folder, check_pretrained, check_shared_preprocessing, read_summary
 from amad.tasks.retrieval.config import ATTENTION_GROUPS, DataConfig, EvaluateConfig, ModelConfig
 
 
@@ -70,8 +68,19 @@ class RetrievalTask(Task):
             "text_self": GroupShape(text.depth, text.heads, text.width, length, length, f"{key}.text"),
         }
 
-    def check_model(self, config: ModelConfig, key: str) -> None:
+    def check_files(self, config: ModelConfig, key: str) -> None:
         check_pretrained(config, key)
+        if config.text.hf_model is not None:
+            check_hf_text_folder(config.text, f"{key}.text")
+        if config.checkpoint is not None:
+            require(
+                config.text.hf_model is None,
+                f"{key}.checkpoint",
+                f"an open_clip checkpoint holds open_clip's own text tower; set {key}.text.hf_model to null",
+            )
+            check_checkpoint(config, key)
+
+    def check_model(self, config: ModelConfig, key: str) -> None:
         if config.architecture is not None:
             from amad.tasks.retrieval.model import unsupported_settings
 
@@ -81,15 +90,10 @@ class RetrievalTask(Task):
                 f"{key}.architecture",
                 f"{config.architecture} uses open_clip settings amad cannot distil or tokenise: {', '.join(unsupported)}",
             )
-        if config.checkpoint is not None:
-            require(
-                config.text.hf_model is None,
-                f"{key}.checkpoint",
-                f"an open_clip checkpoint holds open_clip's own text tower; set {key}.text.hf_model to null",
-            )
-            check_checkpoint(config, key)
         if config.text.hf_model is not None:
-            check_hf_text_tower(config.text, f"{key}.text")
+            from amad.preprocess import check_hf_tokenizer
+
+            check_hf_tokenizer(config.text.hf_model, f"{key}.text.hf_model")
 
     def check_student(self, teacher: ModelConfig, student: ModelConfig, key: str) -> None:
         check_shared_preprocessing(teacher, student, key)

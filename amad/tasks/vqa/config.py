@@ -1,6 +1,6 @@
 """The VQA task's ``params.yaml`` sections: ``data`` and the model configs (``teacher``, ``students.*``).
 
-No defaults here: ``params.yaml`` holds every value (see the configuration reference in the README).
+No defaults here: ``params.yaml`` holds every value (see docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -9,15 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amad.config import require, require_choice
+from amad.data.shapes_config import ShapesConfig
+from amad.tasks.checks import check_heads
 
 DATA_SOURCES = ("shapes", "jsonl", "vqav2")
 ATTENTION_GROUPS = ("vision_self", "text_self", "fusion_self", "fusion_cross")
-
-
-def _check_heads(width: int, heads: int, key: str, width_key: str) -> None:
-    require(heads >= 1, f"{key}.heads", f"must be >= 1, got {heads}")
-    require(width >= 1, width_key, f"must be >= 1, got {width}")
-    require(width % heads == 0, f"{key}.heads", f"{heads} heads do not divide the width {width} ({width_key})")
 
 
 def _check_mlp_ratio(mlp_ratio: float, key: str) -> None:
@@ -39,7 +35,7 @@ class VisionConfig:
     mlp_ratio: float
 
     def validate(self, key: str) -> None:
-        _check_heads(self.width, self.heads, key, f"{key}.width")
+        check_heads(self.width, self.heads, key)
         require(self.depth >= 1, f"{key}.depth", f"must be >= 1, got {self.depth}")
         require(self.image_size >= 1, f"{key}.image_size", f"must be >= 1, got {self.image_size}")
         require(
@@ -70,7 +66,7 @@ class TextConfig:
 
     def validate(self, key: str) -> None:
         require(not self.hf_pretrained or self.hf_model is not None, f"{key}.hf_pretrained", f"needs {key}.hf_model")
-        _check_heads(self.width, self.heads, key, f"{key}.width")
+        check_heads(self.width, self.heads, key)
         require(self.depth >= 1, f"{key}.depth", f"must be >= 1, got {self.depth}")
         require(self.context_length >= 4, f"{key}.context_length", f"must be >= 4, got {self.context_length}")
         _check_mlp_ratio(self.mlp_ratio, key)
@@ -100,46 +96,7 @@ class ModelConfig:
     pretrained: str | None
 
     def validate(self, key: str) -> None:
-        text_width = self.text.width
-        require(
-            text_width % self.fusion.heads == 0,
-            f"{key}.fusion.heads",
-            f"{self.fusion.heads} heads do not divide the fusion width {text_width} ({key}.text.width)",
-        )
-
-
-@dataclass(frozen=True)
-class ShapesConfig:
-    """The built-in synthetic shapes generator."""
-
-    train: int
-    val: int
-    test: int
-    image_size: int
-    grid: int
-    min_objects: int
-    max_objects: int
-
-    def validate(self, key: str) -> None:
-        for split in ("train", "val", "test"):
-            require(getattr(self, split) >= 1, f"{key}.{split}", f"must be >= 1, got {getattr(self, split)}")
-        require(2 <= self.grid <= 8, f"{key}.grid", f"must be in 2..8, got {self.grid}")
-        require(
-            self.image_size >= 1 and self.image_size % self.grid == 0,
-            f"{key}.image_size",
-            f"{key}.grid {self.grid} does not divide {key}.image_size {self.image_size}",
-        )
-        require(self.image_size // self.grid >= 6, f"{key}.image_size", "cells must be at least 6 pixels")
-        require(
-            2 <= self.min_objects <= self.max_objects,
-            f"{key}.min_objects",
-            f"need 2 <= {key}.min_objects <= {key}.max_objects, got {self.min_objects} and {self.max_objects}",
-        )
-        require(
-            self.max_objects <= self.grid**2,
-            f"{key}.max_objects",
-            f"at most {key}.grid^2 = {self.grid**2}, got {self.max_objects}",
-        )
+        check_heads(self.text.width, self.fusion.heads, f"{key}.fusion", f"{key}.text.width")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from amad.atomic import atomic_file
 from amad.data.paths import checked_relative_path
-from amad.data.text import read_utf8
+from amad.data.text import parse_json_line, read_utf8
 from amad.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -40,19 +40,7 @@ def parse_record(line: str, where: str, *, require_answers: bool = True) -> Reco
 
     With ``require_answers=False`` (prediction inputs) ``answers`` may be absent.
     """
-    try:
-        data = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    if not require_answers:
-        data.setdefault("answers", ["?"])
-    for key, kind in REQUIRED.items():
-        if key not in data:
-            raise DataError(f"{where}: missing field '{key}' (required: {', '.join(REQUIRED)})")
-        if not isinstance(data[key], kind):
-            raise DataError(f"{where}: field '{key}' must be a {kind.__name__}, got {data[key]!r}")
+    data = parse_json_line(line, where, REQUIRED, defaults=None if require_answers else {"answers": ["?"]})
     answers = data["answers"]
     if not answers or not all(isinstance(a, str) and a.strip() for a in answers):
         raise DataError(f"{where}: field 'answers' must be a non-empty list of non-empty strings")

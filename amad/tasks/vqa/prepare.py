@@ -13,7 +13,6 @@ from pathlib import Path
 
 from amad.atomic import atomic_dir
 from amad.data.images import check_decodable, link_or_copy
-from amad.data.shapes import ShapesGenerator
 from amad.tasks.vqa.answers import build_vocabulary, normalize_answer
 from amad.tasks.vqa.config import DataConfig
 from amad.tasks.vqa.manifest import SPLITS, Record, read_manifest, write_manifest
@@ -25,13 +24,7 @@ def generate_shapes(config: DataConfig, seed: int, images: Path) -> dict[str, li
     shapes = config.shapes
     splits = {}
     for split_index, split in enumerate(SPLITS):
-        generator = ShapesGenerator(
-            seed * 1000 + split_index,
-            image_size=shapes.image_size,
-            grid=shapes.grid,
-            min_objects=shapes.min_objects,
-            max_objects=shapes.max_objects,
-        )
+        generator = shapes.generator(seed * 1000 + split_index)
         records = []
         for index in range(getattr(shapes, split)):
             sample = generator.sample()

@@ -18,10 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from amad.config import require
-from amad.hf_text import check_hf_text_tower
-from amad.tasks import TASKS
-from amad.tasks.base import ExportSpec, GroupShape, Task
-from amad.tasks.checks import check_pretrained, check_shared_preprocessing, read_summary
+from amad.contracts.task import TASKS, ExportSpec, GroupShape, Task
+from amad.tasks.checks import check_hf_text_folder, check_pretrained, check_shared_preprocessing, read_summary
 from amad.tasks.vqa.config import ATTENTION_GROUPS, DataConfig, EvaluateConfig, ModelConfig, VisionConfig
 
 SUMMARY = "answers.json"  # the prepared folder's vocabulary and split summary
@@ -42,13 +40,11 @@ def vision_tokens(config: VisionConfig) -> int:
 
 
 def check_timm_weights(vision: VisionConfig, key: str) -> None:
-    """The checkpoint file exists and the configured shape is ``timm_name``'s own (the shape its
-    checkpoints have; the head count may differ: same tensors)."""
+    """The configured shape is ``timm_name``'s own (the shape its checkpoints have; the head count
+    may differ: same tensors). The file's existence is checked with the structure (``check_files``)."""
     import timm
     import torch
 
-    path = Path(vision.timm_weights)
-    require(path.is_file(), f"{key}.timm_weights", f"no such file: {path}")
     with torch.device("meta"):  # the architecture's shape only
         defaults = timm.create_model(vision.timm_name, pretrained=False, num_classes=0, global_pool="")
     reference = {"patch_size": defaults.patch_embed.patch_size[0], "width": defaults.embed_dim}
@@ -82,10 +78,19 @@ class VQATask(Task):
             "fusion_cross": GroupShape(fusion.depth, fusion.heads, text.width, length, image_tokens, f"{key}.fusion"),
         }
 
-    def check_model(self, config: ModelConfig, key: str) -> None:
+    def check_files(self, config: ModelConfig, key: str) -> None:
         check_pretrained(config, key)
         if config.text.hf_model is not None:
-            check_hf_text_tower(config.text, f"{key}.text")
+            check_hf_text_folder(config.text, f"{key}.text")
+        weights = config.vision.timm_weights
+        if weights is not None:
+            require(Path(weights).is_file(), f"{key}.vision.timm_weights", f"no such file: {weights}")
+
+    def check_model(self, config: ModelConfig, key: str) -> None:
+        if config.text.hf_model is not None:
+            from amad.preprocess import check_hf_tokenizer
+
+            check_hf_tokenizer(config.text.hf_model, f"{key}.text.hf_model")
         if config.vision.timm_weights is not None:
             check_timm_weights(config.vision, f"{key}.vision")
 

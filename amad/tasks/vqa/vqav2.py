@@ -23,7 +23,7 @@ from amad.tasks.vqa.manifest import Record
 
 def _load_json(path: Path) -> dict:
     if not path.exists():
-        raise DataError(f"{path}: not found (see the VQAv2 layout in the README)")
+        raise DataError(f"{path}: not found (see the VQAv2 layout in docs/tasks/vqa.md)")
     return read_json_object(path)
 
 

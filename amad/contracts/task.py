@@ -1,4 +1,4 @@
-"""What a task plug-in provides: everything task-specific, behind one class.
+"""What a task plug-in provides: everything task-specific, behind one class; and the task registry.
 
 The task-neutral parts of amad (attention capture, losses, distillation methods, layer mapping,
 the training loop, checkpoints, DDP, export, benchmark, the stages) reach the data and the models
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from amad.config import require
+from amad.contracts.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class ExportSpec:
 
 
 class Task:
-    """Base class of the task plug-ins (register subclasses in :data:`amad.tasks.TASKS`).
+    """Base class of the task plug-ins (register subclasses in :data:`TASKS`).
 
     Class attributes:
         name: the registered name (``params.yaml: task``).
@@ -95,9 +96,15 @@ class Task:
         """Shape of every attention group of a model built from ``config`` (at ``key``)."""
         raise NotImplementedError
 
+    def check_files(self, config: Any, key: str) -> None:
+        """Raise ConfigError (naming a key below ``key``) where a file the model config names does not
+        exist. Part of the structural check: imports no model library. Not run when a saved model
+        is loaded."""
+
     def check_model(self, config: Any, key: str) -> None:
-        """Raise ConfigError (naming a key below ``key``) for what a model config needs beyond its own
-        values (e.g. that a pretrained file exists); not run when a saved model is loaded."""
+        """Raise ConfigError (naming a key below ``key``) for what a model config needs that only the
+        model libraries can tell (a timm name, a checkpoint's shapes, a tokenizer folder's files).
+        Runs after every structural check, before any work; not when a saved model is loaded."""
 
     def check_student(self, teacher: Any, student: Any, key: str) -> None:
         """Raise ConfigError (naming ``key``) where ``student`` cannot learn from ``teacher``."""
@@ -211,3 +218,13 @@ class Task:
         """How far ``candidate`` outputs are from ``reference`` outputs (both ``{graph: [N, ...]}`` over
         the same samples): ``max_abs_diff`` and ``agreement`` (share of identical predictions)."""
         raise NotImplementedError
+
+
+TASKS: Registry[Task] = Registry("task", {"retrieval": "amad.tasks.retrieval.task", "vqa": "amad.tasks.vqa.task"})
+"""``params.yaml: task`` (and a saved model's ``task``) -> its class. A new task is a :class:`Task`
+subclass decorated with ``@TASKS.register("name")`` in a module that the run imports."""
+
+
+def get_task(name: str, key: str = "task") -> Task:
+    """An instance of the task registered as ``name`` (ConfigError naming ``key`` if there is none)."""
+    return TASKS.get(name, key)()

@@ -1,4 +1,4 @@
-"""The CUDA paths, checked on this machine's GPU in one run: ``make gpu-check`` / ``python -m amad.bench.gpu_check``.
+"""The CUDA paths, checked on this machine's GPU in one run: ``make gpu-check`` / ``python -m research.gpu_check``.
 
 1. ``train_teacher`` and one distillation (the last listed method, on the last student) on the GPU
    with bf16 autocast, from a copy of ``params.yaml`` with fewer epochs: the training loss must fall,
@@ -178,7 +178,9 @@ def _training(params_path: Path, work: Path, report: dict, out: Path) -> None:
 
 def _loss_cases() -> dict[str, tuple[str, str, Callable[..., torch.Tensor]]]:
     """name -> (teacher input, student input, loss of (teacher, student, query mask))."""
-    from amad.losses import amad_loss, one_to_one_loss, relation_loss
+    from amad.losses.amad import amad_loss
+    from amad.losses.one_to_one import one_to_one_loss
+    from amad.losses.relation import relation_loss
 
     def relation(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return relation_loss(tuple(teacher), tuple(student), num_relation_heads=4, query_mask=mask, key_mask=mask)
@@ -277,8 +279,8 @@ def gpu_latency(models: list[str], work: Path, batch_sizes: tuple[int, ...], rep
     """CUDA backends at every batch size, then CUDA graphs and torch.compile at batch 1."""
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device"}
+    from amad.bench.config import BenchmarkConfig
     from amad.bench.latency import run_benchmark
-    from amad.params import BenchmarkConfig
 
     def bench(backends: tuple[str, ...], sizes: tuple[int, ...]) -> dict:
         config = BenchmarkConfig(batch_sizes=sizes, backends=backends, warmup=10, repeats=repeats, burst=4, threads=0)

@@ -6,7 +6,7 @@ forward + backward of each loss against forward + backward of the student's tran
 The cases are timed in interleaved rounds; "vs layer" is the median over rounds of each round's
 ratio, so a noisy machine slows numerator and denominator alike::
 
-    python -m amad.bench.losses [--batch 32] [--tokens 197] [--threads N] [--json out.json]
+    python -m research.loss_bench [--batch 32] [--tokens 197] [--threads N] [--json out.json]
 
 The hand-written losses are many cache-sized operations, which two threads speed up less than the
 layer's large products: compare ``--threads 1`` with the default (all of torch's threads).
@@ -32,8 +32,9 @@ from timm.models.vision_transformer import Block
 from amad.attention import capture_attention
 from amad.bench import memory
 from amad.bench.timing import interleaved_ms
-from amad.losses import amad_loss, one_to_one_loss, relation_loss
-from amad.losses.relation import relation_chunks, relation_layout
+from amad.losses.amad import amad_loss
+from amad.losses.one_to_one import one_to_one_loss
+from amad.losses.relation import relation_chunks, relation_layout, relation_loss
 
 LAYER = "student layer (fwd+bwd)"
 RELATION_FLOOR = "relation floor (products+softmax)"

@@ -3,7 +3,7 @@
 Shows how much of the task the question alone answers (the shapes data is built so that it is
 little). Usage, after `dvc repro prepare`::
 
-    python -m amad.tasks.vqa.question_only [--data data/prepared] [--epochs N]
+    python -m research.question_only [--data data/prepared] [--epochs N]
 """
 
 from __future__ import annotations

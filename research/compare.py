@@ -17,7 +17,7 @@ Every run is a DVC experiment (``dvc exp show``); ``params.yaml`` is put back as
 Writes ``studies/compare.json`` and ``studies/compare.md`` (outside ``reports/``, which the
 ``report`` stage owns)::
 
-    python -m amad.compare --seeds 3 [--weights 0.1,0.3,1,3] [--temperatures 0.25,1,4]
+    python -m research.compare --seeds 3 [--weights 0.1,0.3,1,3] [--temperatures 0.25,1,4]
         [--set distill.init.strategy=inherit ...]
 """
 
@@ -30,10 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from amad.atomic import atomic_file, write_json
-from amad.experiments import PARAMS, read_json, run_experiment, workspace_restored
-from amad.methods import METHODS
+from amad.contracts.method import METHODS
 from amad.params import load_params
 from amad.report import model_latency
+from research.experiments import PARAMS, read_json, run_experiment, workspace_restored
 
 
 def validation_score(model: str, metric: str, logs: Path = Path("logs")) -> float:

@@ -4,9 +4,9 @@ Runs ``dvc exp run -S distill.seed=<s> [-S KEY=VALUE ...] evaluate`` once per se
 the teacher stay fixed, only student initialisation and data order change), reads each run's
 ``metrics/eval.json`` and prints the table; the runs stay visible in ``dvc exp show``.
 
-``params.yaml`` is put back as the study found it (:func:`amad.experiments.workspace_restored`).
+``params.yaml`` is put back as the study found it (:func:`research.experiments.workspace_restored`).
 
-    python -m amad.study --seeds 3 [--set distill.amad.temperature=0.25] [--out studies/study.json]
+    python -m research.study --seeds 3 [--set distill.amad.temperature=0.25] [--out studies/study.json]
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import statistics
 import sys
 
 from amad.atomic import write_json
-from amad.experiments import PARAMS, read_json, run_experiment, workspace_restored
 from amad.params import load_params
+from research.experiments import PARAMS, read_json, run_experiment, workspace_restored
 
 
 def run_seed(seed: int, overrides: list[str]) -> dict:
