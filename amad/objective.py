@@ -63,18 +63,19 @@ class DistillationObjective(nn.Module):
     def forward(
         self,
         *,
-        student_outputs: Tensor,
+        student_outputs: dict[str, Tensor],
         batch: dict,
-        teacher_outputs: Tensor | None = None,
+        teacher_targets: dict[str, Tensor] | None = None,
         teacher_records: Mapping[str, AttentionRecord] | None = None,
         student_records: Mapping[str, AttentionRecord] | None = None,
     ) -> ObjectiveOutput:
         """Evaluate the objective on one batch.
 
         Args:
-            student_outputs: the student's outputs on ``batch``.
+            student_outputs: the student's named outputs on ``batch``.
             batch: the task's batch (targets, and what the masks come from).
-            teacher_outputs: required when the method distils outputs.
+            teacher_targets: the task's targets of the teacher's outputs (``Task.teacher_targets``);
+                required when the method distils outputs.
             teacher_records: the teacher's captured records per module path (layer methods).
             student_records: the student's captured records per module path (layer methods).
         """
@@ -84,9 +85,9 @@ class DistillationObjective(nn.Module):
         total = self.weights.task * task
         artefacts: dict[str, Tensor] = {}
         if needs.output_distillation:
-            if teacher_outputs is None:
+            if teacher_targets is None:
                 raise ValueError(f"method {self.method.name!r} needs the teacher's outputs")
-            kd = self.task.output_distillation(student_outputs, teacher_outputs, self.output_temperature)
+            kd = self.task.output_distillation(student_outputs, teacher_targets, batch, self.output_temperature)
             terms["output_kd"] = kd.detach()
             total = total + self.weights.output * kd
         if needs.layers:

@@ -75,13 +75,14 @@ def _reload_check(task: Any, model_dir: Path, data_dir: Path, device: torch.devi
     """The saved model on the CPU vs on ``device`` (fp32, TF32 off): outputs, predictions, test metric."""
     from safetensors.torch import load_file
 
-    from amad.evaluation import evaluate_model, predict_outputs
+    from amad.evaluation import evaluate_model
+    from amad.export.pipeline import compare_runs, parity_run
     from amad.models import load_model
 
     dtypes = sorted({str(t.dtype) for t in load_file(model_dir / "model.safetensors").values()})
     on_cpu = load_model(model_dir)
     val = on_cpu.task.dataset(data_dir, "val", on_cpu.preprocess, on_cpu.state)
-    subset = torch.utils.data.Subset(val, range(min(samples, len(val))))
+    parity_sets = task.parity_inputs(val, samples)
     test = on_cpu.task.dataset(data_dir, "test", on_cpu.preprocess, on_cpu.state)
     metric = task.primary_metric
     result = {"weight_dtypes": dtypes, "cpu_test_metric": evaluate_model(task, on_cpu.model, test)[metric]}
@@ -91,13 +92,13 @@ def _reload_check(task: Any, model_dir: Path, data_dir: Path, device: torch.devi
     tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        graphs_cpu, graphs_gpu = task.graphs(on_cpu.model), task.graphs(on_gpu.model)
-        for graph in graphs_cpu:
-            inputs = task.export_specs(on_cpu.preprocess, on_cpu.state)[graph].batch_inputs
-            cpu = predict_outputs(graphs_cpu[graph], subset, inputs)
-            gpu = predict_outputs(graphs_gpu[graph], subset, inputs, device=device)
-            result[f"{graph}_max_abs_diff"] = float((cpu - gpu).abs().max())
-            result[f"{graph}_prediction_agreement"] = float((cpu.argmax(-1) == gpu.argmax(-1)).float().mean())
+        specs = task.export_specs(on_cpu.preprocess, on_cpu.state)
+        cpu = parity_run(task, task.graphs(on_cpu.model), specs, parity_sets)
+        gpu = parity_run(task, task.graphs(on_gpu.model), specs, parity_sets, device=device)
+        comparison = compare_runs(task, cpu, gpu)
+        result["max_abs_diff"] = comparison["max_abs_diff"]
+        result["max_abs_diff_per_output"] = comparison["max_abs_diff_per_output"]
+        result["prediction_agreement"] = comparison["agreement"]
         result["gpu_test_metric"] = evaluate_model(task, on_gpu.model, test, device=device)[metric]
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
@@ -244,34 +245,31 @@ def fp16_agreement(models: list[str], work: Path, samples: int = 512) -> dict:
     """Share of validation predictions fp16 on the GPU shares with fp32 on the GPU, and the max output gap."""
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device"}
-    from amad.evaluation import predict_outputs
+    from amad.export.pipeline import compare_runs, parity_run
     from amad.models import load_model
+
+    def cast(graph: Any, dtype: torch.dtype) -> Any:
+        return lambda *x: graph(*(t.to(dtype) if t.is_floating_point() else t for t in x))
 
     result = {}
     for name in models:
         loaded = load_model(work / "models" / name)
         val = loaded.task.dataset(work / "data" / "prepared", "val", loaded.preprocess, loaded.state)
-        subset = torch.utils.data.Subset(val, range(min(samples, len(val))))
+        parity_sets = loaded.task.parity_inputs(val, samples)
         specs = loaded.task.export_specs(loaded.preprocess, loaded.state)
-        outputs = {}
+        runs = {}
         for dtype in (torch.float32, torch.float16):
             graphs = loaded.task.graphs(load_model(work / "models" / name, device="cuda").model.to(dtype))
-            outputs[dtype] = {
-                graph: predict_outputs(
-                    lambda *x, g=graphs[graph], d=dtype: g(*(t.to(d) if t.is_floating_point() else t for t in x)),
-                    subset,
-                    specs[graph].batch_inputs,
-                    device="cuda",
-                )
-                for graph in graphs
-            }
-        for graph in specs:
-            full, half = outputs[torch.float32][graph], outputs[torch.float16][graph]
-            result[f"{name}/{graph}"] = {
-                "finite": bool(torch.isfinite(half).all()),
-                "max_abs_diff": float((full - half).abs().max()),
-                "prediction_agreement": float((full.argmax(-1) == half.argmax(-1)).float().mean()),
-            }
+            graphs = {graph: cast(module, dtype) for graph, module in graphs.items()}
+            runs[dtype] = parity_run(loaded.task, graphs, specs, parity_sets, device="cuda")
+        half_outputs = runs[torch.float16][0]
+        comparison = compare_runs(loaded.task, runs[torch.float32], runs[torch.float16])
+        result[name] = {
+            "finite": all(bool(torch.isfinite(v).all()) for outputs in half_outputs.values() for v in outputs.values()),
+            "max_abs_diff": comparison["max_abs_diff"],
+            "max_abs_diff_per_output": comparison["max_abs_diff_per_output"],
+            "prediction_agreement": comparison["agreement"],
+        }
     return result
 
 
@@ -316,10 +314,8 @@ def checks(report: dict) -> dict[str, bool]:
         result[f"{part}: loss fell"] = bool(entry.get("fell"))
         result[f"{part}: float32 weights"] = reload.get("weight_dtypes") == ["torch.float32"]
         if "gpu_test_metric" in reload:
-            diffs = [v for k, v in reload.items() if k.endswith("_max_abs_diff")]
-            agreements = [v for k, v in reload.items() if k.endswith("_prediction_agreement")]
             result[f"{part}: reloaded on the CPU = on the GPU"] = (
-                bool(diffs) and max(diffs) <= 1e-4 and min(agreements) == 1.0
+                reload["max_abs_diff"] <= 1e-4 and reload["prediction_agreement"] == 1.0
                 and abs(reload["gpu_test_metric"] - reload["cpu_test_metric"]) <= 1e-3
             )  # fmt: skip
     inherited = report.get("inherit_on_device") or {}

@@ -88,7 +88,7 @@ def test_importance_equals_a_loop_over_explicit_head_masks():
     targets = torch.arange(NUM_ANSWERS)[:2]
 
     def loss(m, batch):
-        return torch.nn.functional.cross_entropy(m(batch["pixels"], batch["tokens"]), targets)
+        return torch.nn.functional.cross_entropy(m(batch["pixels"], batch["tokens"])["logits"], targets)
 
     scores = head_importance(teacher, paths, batches, loss)
     assert all(p.grad is None and p.requires_grad for p in teacher.parameters()), "the teacher is left as it was"

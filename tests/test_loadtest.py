@@ -10,7 +10,7 @@ from amad.errors import AmadError
 from amad.preprocess import Preprocess
 from amad.serving.loadtest import GraphRequest, check_loopback, run_level
 
-REQUEST = GraphRequest("amad_vqa", {"tokens": np.zeros((1, 4), np.int64)}, "logits")
+REQUEST = GraphRequest("amad_vqa", {"tokens": np.zeros((1, 4), np.int64)}, ("logits",))
 
 
 def test_only_loopback_addresses_are_load_tested():

@@ -35,10 +35,10 @@ class ImageClassification:
     """The part of a task the objective uses, for a timm classifier (a task the library does not ship)."""
 
     def task_loss(self, outputs, batch):
-        return torch.nn.functional.cross_entropy(outputs, batch["targets"])
+        return torch.nn.functional.cross_entropy(outputs["logits"], batch["targets"])
 
-    def output_distillation(self, student_outputs, teacher_outputs, temperature):
-        return logit_kd_loss(student_outputs, teacher_outputs, temperature=temperature)
+    def output_distillation(self, student_outputs, teacher_targets, batch, temperature):
+        return logit_kd_loss(student_outputs["logits"], teacher_targets["logits"], temperature=temperature)
 
     def attention_masks(self, group, batch):
         return None, None
@@ -71,12 +71,12 @@ def run_objective(method_name, settings, weights=(1.0, 1.0, 1.0), *, teacher_hea
     needs = method.needs
     flags = {"maps": needs.maps, "qkv": needs.qkv, "hidden": needs.hidden}
     with torch.no_grad(), capture_attention(teacher, [p.teacher for p in pairs], detach=True, **flags) as t_cap:
-        teacher_outputs = teacher(images)
+        teacher_outputs = {"logits": teacher(images)}
     with capture_attention(student, [p.student for p in pairs], **flags) as s_cap:
-        student_outputs = student(images)
+        student_outputs = {"logits": student(images)}
     output = objective(
         student_outputs=student_outputs,
-        teacher_outputs=teacher_outputs,
+        teacher_targets=teacher_outputs,
         batch=batch,
         teacher_records=t_cap.records,
         student_records=s_cap.records,

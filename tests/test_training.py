@@ -217,7 +217,7 @@ def build_step(data, method_name, *, cache_mib=None, messages=None):
             teacher,
             train_set,
             lambda: capture_for(method, teacher.model, "teacher", detach=True),
-            TASK.model_inputs,
+            TASK,
             device=torch.device("cpu"),
             batch_size=16,
             max_mib=cache_mib,

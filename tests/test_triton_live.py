@@ -113,8 +113,8 @@ def test_pytriton_server_embeds_like_the_exported_retrieval_encoders(tmp_path):
         image = next((tmp_path / "data" / "images").glob("test_*.png"))
         caption = "two shapes: a red circle and a blue square"
         preprocess = task.preprocess(params.teacher)
-        local_image = OnnxModel(files[0])(preprocess.load_image(image)[None])[0]
-        local_text = OnnxModel(files[1])(preprocess.tokenize([caption]))[0]
+        local_image = OnnxModel(files[0])(preprocess.load_image(image)[None])["image_embedding"][0]
+        local_text = OnnxModel(files[1])(preprocess.tokenize([caption]))["text_embedding"][0]
         remote_image = embed(f"127.0.0.1:{port}", image=image, metadata_onnx=files[0])
         remote_text = embed(f"127.0.0.1:{port}", caption=caption, metadata_onnx=files[1])
         assert torch.allclose(torch.tensor(remote_image), local_image, atol=1e-5)

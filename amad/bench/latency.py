@@ -81,7 +81,7 @@ def make_runner(backend: str, model_dir: Path, export_dir: Path, graph: str, thr
             return f"{plan} not found (the export stage could not build it)"
         loaded = load_model(model_dir)
         spec = loaded.task.export_specs(loaded.preprocess, loaded.state)[graph]
-        return tensorrt.TensorRTModel(plan, spec.input_names, spec.output_names[0])
+        return tensorrt.TensorRTModel(plan, spec.input_names, spec.output_names)
     raise ValueError(f"unknown backend {backend!r}")
 
 

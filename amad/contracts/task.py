@@ -11,12 +11,15 @@ Vocabulary:
   read from the prepared folder and saved with every model.
 * **batch**: a dict of tensors collated from the task's dataset; it always holds ``"index"`` (the
   sample's position in its split), which the teacher cache looks outputs up by.
-* **inputs**: the tuple the model's ``forward`` takes, in the order of the exported graph's inputs.
-* **outputs**: what ``forward`` returns (a tensor, batch first).
+* **inputs**: the tuple the model's ``forward`` takes.
+* **outputs**: what ``forward`` returns: named tensors ``{name: tensor}``, batch first.
 * **graphs**: the parts of a model that are exported and served, by name, each
-  ``(*inputs) -> tensor``: VQA has one (``model``, the whole model), retrieval two (``image`` and
-  ``text`` encoders). Evaluation runs on graphs, so a torch model and its ONNX files are evaluated
-  by the same code; the export writes ``<graph>.onnx`` per graph.
+  ``(*inputs) -> {output name: tensor}`` (:mod:`amad.contracts.graph`): VQA has one (``model``,
+  the whole model), retrieval two (``image`` and ``text`` encoders); the export writes
+  ``<graph>.onnx`` per graph.
+* **predictor**: the task's procedure from a batch to predictions over the graphs
+  (:class:`~amad.contracts.graph.Predictor`). Evaluation and the export's parity gate run it, so a
+  torch model and its ONNX files are evaluated by the same code.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from amad.config import require
+from amad.contracts.graph import Graph, GraphSpec, Predictor
 from amad.contracts.registry import Registry
 
 
@@ -49,25 +53,6 @@ class GroupShape:
     queries: int
     keys: int
     key: str
-
-
-@dataclass(frozen=True)
-class ExportSpec:
-    """How a model of the task becomes an ONNX graph.
-
-    Attributes:
-        input_names: names of the graph's inputs, in ``forward``'s order.
-        output_names: names of its outputs.
-        example_inputs: a batch of 2 to trace with.
-        metadata: ONNX metadata that lets a runtime use the file alone (vocabulary, preprocessing).
-        batch_inputs: the graph's inputs from a dataset batch (parity checks and benchmarks).
-    """
-
-    input_names: tuple[str, ...]
-    output_names: tuple[str, ...]
-    example_inputs: tuple[Any, ...]
-    metadata: dict[str, str]
-    batch_inputs: Callable[[dict], tuple]
 
 
 class Task:
@@ -169,31 +154,46 @@ class Task:
         raise NotImplementedError
 
     # -- objective --------------------------------------------------------------------------
-    def task_loss(self, outputs: Any, batch: dict) -> Any:
-        """Ground-truth loss of ``outputs`` on ``batch``."""
+    def task_loss(self, outputs: dict[str, Any], batch: dict) -> Any:
+        """Ground-truth loss of the model's ``outputs`` on ``batch``."""
         raise NotImplementedError
 
-    def output_distillation(self, student_outputs: Any, teacher_outputs: Any, temperature: float) -> Any:
-        """The output-distillation term (``distill.output.temperature`` is the task's temperature)."""
+    def teacher_targets(self, outputs: dict[str, Any], batch: dict) -> dict[str, Any]:
+        """What output distillation reads of the teacher's ``outputs`` on ``batch``, per sample (batch
+        first): what the teacher cache keeps, and what a step without the cache hands on, so the
+        speed-only cache changes no result (default: every output; a large-vocabulary task keeps
+        its top-k logits)."""
+        return outputs
+
+    def output_distillation(
+        self, student_outputs: dict[str, Any], teacher_targets: dict[str, Any], batch: dict, temperature: float
+    ) -> Any:
+        """The output-distillation term from the student's outputs and :meth:`teacher_targets` on
+        ``batch`` (its padding masks); ``distill.output.temperature`` is the task's temperature."""
         raise NotImplementedError
 
     # -- evaluation and export ----------------------------------------------------------------
-    def graphs(self, model: Any) -> dict[str, Callable]:
+    def graphs(self, model: Any) -> dict[str, Graph]:
         """The model's exported parts by graph name (default: the whole model, named ``model``)."""
         return {"model": model}
 
+    def predictor(self, graphs: dict[str, Graph]) -> Predictor:
+        """The task's procedure from a batch to predictions over ``graphs`` (torch modules or exported
+        files, as :meth:`graphs` names them)."""
+        raise NotImplementedError
+
     def evaluate(
         self,
-        graphs: dict[str, Callable],
+        predictor: Predictor,
         dataset: Any,
         *,
         settings: Any = None,
         device: Any = "cpu",
         batch_size: int = 256,
     ) -> dict:
-        """``{primary_metric: value, "breakdown": {...}}`` of a model's graphs (torch modules or
-        exported files, as :meth:`graphs` names them) over ``dataset``; ``settings`` (the ``evaluate``
-        section) adds what it asks for to the breakdown, None: the primary metric's evaluation only."""
+        """``{primary_metric: value, "breakdown": {...}}`` of ``predictor``'s predictions over
+        ``dataset``; ``settings`` (the ``evaluate`` section) adds what it asks for to the breakdown,
+        None: the primary metric's evaluation only."""
         raise NotImplementedError
 
     def describe(self, dataset: Any, index: int) -> str:
@@ -204,7 +204,7 @@ class Task:
         """Inputs of a fixed dummy batch (for FLOP counts and tracing)."""
         raise NotImplementedError
 
-    def export_specs(self, preprocess: Any, state: dict) -> dict[str, ExportSpec]:
+    def export_specs(self, preprocess: Any, state: dict) -> dict[str, GraphSpec]:
         """How each of :meth:`graphs` becomes an ONNX graph, by graph name."""
         raise NotImplementedError
 
@@ -214,9 +214,9 @@ class Task:
 
         return {graph: Subset(dataset, range(min(count, len(dataset)))) for graph in self.graph_names}
 
-    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> dict[str, float]:
-        """How far ``candidate`` outputs are from ``reference`` outputs (both ``{graph: [N, ...]}`` over
-        the same samples): ``max_abs_diff`` and ``agreement`` (share of identical predictions)."""
+    def agreement(self, reference: dict[str, Any], candidate: dict[str, Any]) -> float:
+        """Share of identical predictions of two predictors over the parity samples (both
+        ``{parity set: {prediction name: [N, ...]}}``, as :meth:`parity_inputs` names the sets)."""
         raise NotImplementedError
 
 

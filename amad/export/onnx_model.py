@@ -1,8 +1,8 @@
 """ONNX export of any task's model, with the metadata needed to use the file alone, and an
 ONNX Runtime session behind the same call as the torch model.
 
-The graph's inputs and outputs are the task's (:class:`~amad.tasks.base.ExportSpec`); every input
-has a dynamic batch axis. The task's metadata (VQA: the answer vocabulary and the preprocessing)
+The graph's inputs, outputs and dynamic axes are the task's (:class:`~amad.contracts.graph.GraphSpec`):
+a batch axis on every input, and the others the spec names (e.g. a sequence axis). The task's metadata (VQA: the answer vocabulary and the preprocessing)
 is stored in the graph, so ``amad predict`` and the Triton client need nothing but the ``.onnx``
 (and, for a Hugging Face tokenizer, the folder its metadata names).
 """
@@ -16,23 +16,49 @@ import numpy as np
 import onnx
 import torch
 
-from amad.contracts.task import ExportSpec
+from amad.contracts.graph import GraphSpec
 from amad.errors import AmadError
 from amad.export.attention_for_export import with_export_attention
 
 MAX_BATCH = 4096
 
 
+class _OrderedOutputs(torch.nn.Module):
+    """A graph module whose named outputs become a tuple in the spec's order (what ONNX lists)."""
+
+    def __init__(self, graph: torch.nn.Module, output_names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model, self.output_names = graph, output_names  # not `graph`: torch.fx's GraphModule owns that name
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(*inputs)
+        return tuple(outputs[name] for name in self.output_names)
+
+
+def dynamic_shapes(spec: GraphSpec) -> tuple[dict, ...]:
+    """``torch.export`` dims of every input, by position: one :class:`torch.export.Dim` per axis name,
+    shared by the inputs that name it (``batch``: 1 to :data:`MAX_BATCH`)."""
+    dims: dict[str, torch.export.Dim] = {}
+
+    def dim(name: str) -> torch.export.Dim:
+        if name not in dims:
+            dims[name] = torch.export.Dim(name, min=1, max=MAX_BATCH) if name == "batch" else torch.export.Dim(name)
+        return dims[name]
+
+    return tuple(
+        {axis: dim(name) for axis, name in spec.axes_of(input_name).items()} for input_name in spec.input_names
+    )
+
+
 def export_onnx(
-    model: torch.nn.Module, spec: ExportSpec, path: str | Path, *, opset: int, extra_metadata: dict | None = None
+    model: torch.nn.Module, spec: GraphSpec, path: str | Path, *, opset: int, extra_metadata: dict | None = None
 ) -> None:
-    """Export ``model`` with ``torch.onnx.export(dynamo=True)`` and a dynamic batch axis on every input.
+    """Export the graph ``model`` with ``torch.onnx.export(dynamo=True)`` and the spec's dynamic axes.
 
     The graph is traced from :func:`with_export_attention`'s copy of the model (same function,
     fewer transposes); ``model`` itself is not changed.
     """
-    model = with_export_attention(model.eval())
-    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    model = _OrderedOutputs(with_export_attention(model.eval()), spec.output_names)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -42,7 +68,7 @@ def export_onnx(
             opset_version=opset,
             input_names=list(spec.input_names),
             output_names=list(spec.output_names),
-            dynamic_shapes=tuple({0: batch} for _ in spec.example_inputs),
+            dynamic_shapes={"inputs": dynamic_shapes(spec)},  # keyed by the forward argument (*inputs)
             verbose=False,
         )
     graph = program.model_proto
@@ -64,7 +90,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 
 class OnnxModel:
-    """An exported model behind the torch model's call: ``(*inputs) -> first output`` (tensors).
+    """An exported graph behind the torch graph's call: ``(*inputs) -> {output name: tensor}``.
 
     Args:
         path: the ``.onnx`` file.
@@ -92,11 +118,13 @@ class OnnxModel:
             options.add_session_config_entry("session.force_spinning_stop", "1")
         self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
         self.input_names = tuple(i.name for i in self.session.get_inputs())
-        self.output_name = self.session.get_outputs()[0].name
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
         self.metadata = read_metadata(path)
 
-    def run(self, *inputs: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], dict(zip(self.input_names, inputs)))[0]
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """Every output, in the graph's order, of numpy ``inputs`` in its input order."""
+        return self.session.run(list(self.output_names), dict(zip(self.input_names, inputs)))
 
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.run(*(x.cpu().numpy() for x in inputs)))
+    def __call__(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = self.run(*(x.cpu().numpy() for x in inputs))
+        return {name: torch.from_numpy(value) for name, value in zip(self.output_names, outputs)}

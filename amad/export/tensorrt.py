@@ -82,31 +82,41 @@ def build_engine(
 
 
 class TensorRTModel:
-    """Runs a serialised engine on CUDA tensors: ``(*inputs) -> first output`` (float32).
+    """Runs a serialised engine on CUDA tensors: ``(*inputs) -> {output name: tensor}``.
 
     Args:
         plan: the serialised engine.
         input_names: the graph's inputs, in call order.
-        output_name: the output to return.
+        output_names: the graph's outputs (each is returned, in the engine's dtype).
     """
 
-    def __init__(self, plan: str | Path, input_names: tuple[str, ...], output_name: str) -> None:
+    def __init__(self, plan: str | Path, input_names: tuple[str, ...], output_names: tuple[str, ...]) -> None:
         import tensorrt as trt
 
-        self.input_names, self.output_name = input_names, output_name
+        self.input_names, self.output_names = input_names, output_names
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(Path(plan).read_bytes())
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream()
+        torch_dtypes = {
+            trt.float32: torch.float32,
+            trt.float16: torch.float16,
+            trt.int32: torch.int32,
+            trt.int64: torch.int64,
+            trt.bool: torch.bool,
+        }
+        self.output_dtypes = {name: torch_dtypes[self.engine.get_tensor_dtype(name)] for name in output_names}
 
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         on_device = [(x.cuda().float() if x.is_floating_point() else x.cuda().long()).contiguous() for x in inputs]
         for name, tensor in zip(self.input_names, on_device):
             self.context.set_input_shape(name, tuple(tensor.shape))
             self.context.set_tensor_address(name, tensor.data_ptr())
-        shape = tuple(self.context.get_tensor_shape(self.output_name))
-        output = torch.empty(shape, device="cuda", dtype=torch.float32)
-        self.context.set_tensor_address(self.output_name, output.data_ptr())
+        outputs = {}
+        for name in self.output_names:
+            shape = tuple(self.context.get_tensor_shape(name))
+            outputs[name] = torch.empty(shape, device="cuda", dtype=self.output_dtypes[name])
+            self.context.set_tensor_address(name, outputs[name].data_ptr())
         self.context.execute_async_v3(self.stream.cuda_stream)
         self.stream.synchronize()
-        return output
+        return outputs

@@ -44,9 +44,9 @@ def similarity_distillation(student_logits: Tensor, teacher_logits: Tensor, temp
     return total / 2 * temperature**2
 
 
-def pair_logits(outputs: Tensor) -> Tensor:
-    """``[B, 2, E]`` scaled pair embeddings (image, text) -> in-batch logits ``[B, B]``."""
-    return outputs[:, 0] @ outputs[:, 1].t()
+def pair_logits(scaled_images: Tensor, scaled_texts: Tensor) -> Tensor:
+    """Scaled pair embeddings ``[B, E]`` (image, text) -> in-batch logits ``[B, B]``."""
+    return scaled_images @ scaled_texts.t()
 
 
 __all__ = ["contrastive_loss", "pair_logits", "similarity_distillation"]

@@ -44,7 +44,7 @@ class GraphRequest:
 
     model: str  # the Triton model name
     inputs: dict[str, np.ndarray]  # name -> batch-of-one array
-    output: str
+    outputs: tuple[str, ...]  # every output of the graph
 
 
 def example_requests(export_dir: Path) -> list[GraphRequest]:
@@ -69,7 +69,7 @@ def example_requests(export_dir: Path) -> list[GraphRequest]:
                 shape = [1, *value.shape[1:]]
                 inputs[value.name] = rng.standard_normal(shape).astype(TRITON_DTYPES[value.type][1])
         task, graph = model.metadata.get("amad.task", "vqa"), model.metadata.get("amad.graph", "model")
-        requests.append(GraphRequest(triton_model_name(task, graph), inputs, model.output_name))
+        requests.append(GraphRequest(triton_model_name(task, graph), inputs, model.output_names))
     return requests
 
 
@@ -85,7 +85,7 @@ def http_sender(url: str, timeout: float) -> Callable[[GraphRequest], None]:
             tensor = http.InferInput(name, list(array.shape), TRITON_NAMES[array.dtype.type])
             tensor.set_data_from_numpy(array)
             inputs.append(tensor)
-        client.infer(request.model, inputs, outputs=[http.InferRequestedOutput(request.output)])
+        client.infer(request.model, inputs, outputs=[http.InferRequestedOutput(name) for name in request.outputs])
 
     return send
 

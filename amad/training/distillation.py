@@ -27,7 +27,7 @@ class FrozenTeacher(nn.Module):
     def train(self, mode: bool = True) -> FrozenTeacher:
         return super().train(False)
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(*inputs)
 
 
@@ -58,8 +58,8 @@ def capture_for(method: MethodTerm, model: nn.Module, side: str, *, detach: bool
 class DistillationStep:
     """``(student, batch) -> ObjectiveOutput``: teacher and student forward with the captures the method needs.
 
-    With a :class:`TeacherCache` the teacher's outputs are looked up by the batch's sample ``index``
-    instead of recomputed.
+    The teacher's outputs reach the objective as the task's targets of them (``Task.teacher_targets``),
+    computed here or, with a :class:`TeacherCache`, looked up by the batch's sample ``index``.
     """
 
     def __init__(
@@ -67,27 +67,27 @@ class DistillationStep:
     ) -> None:
         self.task, self.teacher, self.objective, self.cache = task, teacher, objective, cache
 
-    def teacher_outputs(self, batch: dict) -> tuple[torch.Tensor, dict]:
+    def teacher_targets(self, batch: dict) -> tuple[dict[str, torch.Tensor], dict]:
         if self.cache is not None:
             return self.cache.lookup(batch["index"])
         with torch.no_grad(), capture_for(self.objective.method, self.teacher.model, "teacher", detach=True) as capture:
-            outputs = self.teacher(*self.task.model_inputs(batch))
-        return outputs, capture.records
+            targets = self.task.teacher_targets(self.teacher(*self.task.model_inputs(batch)), batch)
+        return targets, capture.records
 
     def __call__(self, student: nn.Module, batch: dict) -> ObjectiveOutput:
         inputs = self.task.model_inputs(batch)
         needs = self.objective.method.needs
         if not needs.teacher:
             return self.objective(student_outputs=student(*inputs), batch=batch)
-        teacher_outputs, teacher_records = self.teacher_outputs(batch)
+        teacher_targets, teacher_records = self.teacher_targets(batch)
         if not needs.layers:
-            return self.objective(student_outputs=student(*inputs), teacher_outputs=teacher_outputs, batch=batch)
+            return self.objective(student_outputs=student(*inputs), teacher_targets=teacher_targets, batch=batch)
         inner = student.module if hasattr(student, "module") else student  # under DDP
         with capture_for(self.objective.method, inner, "student", detach=False) as capture:
             student_outputs = student(*inputs)
         return self.objective(
             student_outputs=student_outputs,
-            teacher_outputs=teacher_outputs,
+            teacher_targets=teacher_targets,
             teacher_records=teacher_records,
             student_records=capture.records,
             batch=batch,

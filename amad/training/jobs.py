@@ -191,7 +191,7 @@ def distill_student(
             teacher,
             train_set,
             lambda: capture_for(method, teacher.model, "teacher", detach=True),
-            task.model_inputs,
+            task,
             device=runtime.device,
             batch_size=distill.train.batch_size,
             max_mib=params.runtime.teacher_cache_mib,

@@ -27,21 +27,23 @@ RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(AttentionRecord))
 
 
 class TeacherCache:
-    """Teacher outputs ``[N, ...]`` and attention records ``[N, ...]`` per training sample index."""
+    """The teacher's targets (``Task.teacher_targets``: named tensors ``[N, ...]``) and attention
+    records ``[N, ...]`` per training sample index."""
 
-    def __init__(self, outputs: Tensor, records: dict[str, AttentionRecord]) -> None:
-        self.outputs = outputs
+    def __init__(self, targets: dict[str, Tensor], records: dict[str, AttentionRecord]) -> None:
+        self.targets = targets
         self.records = records
 
     @property
     def nbytes(self) -> int:
-        return self.outputs.nbytes + sum(t.nbytes for r in self.records.values() for t in _tensors(r))
+        records = sum(t.nbytes for r in self.records.values() for t in _tensors(r))
+        return sum(t.nbytes for t in self.targets.values()) + records
 
-    def lookup(self, index: Tensor) -> tuple[Tensor, dict[str, AttentionRecord]]:
-        """The teacher's outputs and attention records for the samples ``index`` (a batch's ``"index"``)."""
-        index = index.to(self.outputs.device)
+    def lookup(self, index: Tensor) -> tuple[dict[str, Tensor], dict[str, AttentionRecord]]:
+        """The teacher's targets and attention records for the samples ``index`` (a batch's ``"index"``)."""
+        index = index.to(next(iter(self.targets.values())).device)
         records = {name: _map_record(r, lambda t: t.index_select(0, index)) for name, r in self.records.items()}
-        return self.outputs.index_select(0, index), records
+        return {name: t.index_select(0, index) for name, t in self.targets.items()}, records
 
 
 def _tensors(record: AttentionRecord) -> list[Tensor]:
@@ -60,22 +62,23 @@ def build_teacher_cache(
     teacher: nn.Module,
     dataset: Dataset,
     open_capture: Callable[[], Any],
-    model_inputs: Callable[[dict], tuple],
+    task: Any,
     *,
     device: torch.device,
     batch_size: int,
     max_mib: float,
     log: Callable[[str], None] = print,
 ) -> TeacherCache | None:
-    """Run ``teacher`` over ``dataset`` in order, recording its outputs and what ``open_capture()`` captures.
+    """Run ``teacher`` over ``dataset`` in order, recording the task's targets of its outputs
+    (``task.teacher_targets``) and what ``open_capture()`` captures.
 
     Args:
-        teacher: the frozen teacher (outputs must be one tensor, batch first).
+        teacher: the frozen teacher (named outputs, batch first).
         dataset: the training set.
         open_capture: a new capture context of the teacher's distilled modules.
-        model_inputs: the task's ``batch -> inputs``.
+        task: the task (its ``model_inputs`` and ``teacher_targets``).
 
-    Returns None (and says why) when the outputs would take more than ``max_mib`` MiB.
+    Returns None (and says why) when the targets would take more than ``max_mib`` MiB.
     """
     if max_mib <= 0:
         return None
@@ -86,21 +89,23 @@ def build_teacher_cache(
     cache: TeacherCache | None = None
     start = 0
     for batch in DataLoader(dataset, batch_size=batch_size):
-        inputs = tuple(x.to(device) for x in model_inputs(batch))
+        batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
         with open_capture() as capture:
-            outputs = teacher(*inputs)
-        size = len(outputs)
+            targets = task.teacher_targets(teacher(*task.model_inputs(batch)), batch)
+        size = len(batch["index"])
         if cache is None:
-            needed_mib = TeacherCache(outputs, capture.records).nbytes / size * len(dataset) / 2**20
+            needed_mib = TeacherCache(targets, capture.records).nbytes / size * len(dataset) / 2**20
             if needed_mib > max_mib:
                 log(
                     f"teacher outputs not cached: {needed_mib:.0f} MiB needed, runtime.teacher_cache_mib is "
                     f"{max_mib:g}; the teacher runs at every step"
                 )
                 return None
-            cache = TeacherCache(empty(outputs), {n: _map_record(r, empty) for n, r in capture.records.items()})
+            empty_targets = {name: empty(t) for name, t in targets.items()}
+            cache = TeacherCache(empty_targets, {n: _map_record(r, empty) for n, r in capture.records.items()})
         rows = slice(start, start + size)
-        cache.outputs[rows] = outputs
+        for name, target in targets.items():
+            cache.targets[name][rows] = target
         for name, record in capture.records.items():
             for stored, computed in zip(_tensors(cache.records[name]), _tensors(record)):
                 stored[rows] = computed

@@ -87,9 +87,9 @@ def preprocess_of(config: ModelConfig) -> Preprocess:
 class RetrievalModel(nn.Module):
     """A CLIP of the configured shape.
 
-    ``forward(pixels, tokens)`` returns the pairs' image and text embeddings ``[B, 2, E]``,
-    L2-normalised and multiplied by ``sqrt(exp(logit_scale))``: the dot products of the image
-    column with the text column are the model's contrastive logits. :meth:`encode_image` and
+    ``forward(pixels, tokens)`` returns the pairs' ``scaled_image_embedding`` and
+    ``scaled_text_embedding`` ``[B, E]``, L2-normalised and multiplied by ``sqrt(exp(logit_scale))``:
+    their dot products are the model's contrastive logits. :meth:`encode_image` and
     :meth:`encode_text` return unit-length embeddings (what retrieval ranks by, and what is exported).
     """
 
@@ -157,10 +157,11 @@ class RetrievalModel(nn.Module):
             return F.normalize(self.text_proj(pooled), dim=-1)
         return F.normalize(self.text(tokens), dim=-1)
 
-    def forward(self, pixels: Tensor, tokens: Tensor) -> Tensor:
-        """The pairs' scaled embeddings ``[B, 2, E]`` (image, text); see the class docstring."""
+    def forward(self, pixels: Tensor, tokens: Tensor) -> dict[str, Tensor]:
+        """The pairs' scaled embeddings ``[B, E]`` (see the class docstring)."""
         scale = self.logit_scale.clamp(max=math.log(100)).exp().sqrt()
-        return torch.stack((self.encode_image(pixels), self.encode_text(tokens)), dim=1) * scale
+        scaled = torch.stack((self.encode_image(pixels), self.encode_text(tokens)), dim=1) * scale  # (B, 2, E)
+        return {"scaled_image_embedding": scaled[:, 0], "scaled_text_embedding": scaled[:, 1]}
 
     def attention_groups(self) -> dict[str, list[str]]:
         """Attention module paths per group, each list ordered by depth."""
@@ -179,8 +180,8 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, pixels: Tensor) -> Tensor:
-        return self.model.encode_image(pixels)
+    def forward(self, pixels: Tensor) -> dict[str, Tensor]:
+        return {"image_embedding": self.model.encode_image(pixels)}
 
 
 class TextEncoder(nn.Module):
@@ -190,8 +191,8 @@ class TextEncoder(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        return self.model.encode_text(tokens)
+    def forward(self, tokens: Tensor) -> dict[str, Tensor]:
+        return {"text_embedding": self.model.encode_text(tokens)}
 
 
 def load_open_clip_checkpoint(model: RetrievalModel, path: str | Path, key: str) -> None:

@@ -8,20 +8,23 @@ exactly the preprocessing the model was trained with.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from amad.contracts.graph import Predictor
 from amad.errors import AmadError
 from amad.preprocess import Preprocess
+from amad.tasks.retrieval.task import EmbeddingPredictor
 
 
 @dataclass
 class Encoders:
-    image: Callable[[torch.Tensor], torch.Tensor]  # pixels [N, 3, H, W] -> unit embeddings [N, E]
-    text: Callable[[torch.Tensor], torch.Tensor]  # tokens [N, L] -> unit embeddings [N, E]
+    """The retrieval predictor over a model's ``image`` and ``text`` graphs (torch or ONNX), with the
+    preprocessing stored with the model."""
+
+    predictor: Predictor  # {"pixels"} -> image_embedding [N, E]; {"tokens"} -> text_embedding [N, E]
     preprocess: Preprocess
 
 
@@ -37,8 +40,7 @@ def load_encoders(source: str | Path, *, int8: bool = False) -> Encoders:
         loaded = load_model(source)
         if loaded.task_name != "retrieval":
             raise AmadError(f"--model {source}: a {loaded.task_name!r} model, not a retrieval model")
-        graphs = loaded.task.graphs(loaded.model.eval())
-        return Encoders(graphs["image"], graphs["text"], loaded.preprocess)
+        return Encoders(loaded.task.predictor(loaded.task.graphs(loaded.model.eval())), loaded.preprocess)
     suffix = ".int8.onnx" if int8 else ".onnx"
     files = {graph: source / f"{graph}{suffix}" for graph in ("image", "text")}
     if source.is_dir() and all(path.is_file() for path in files.values()):
@@ -49,7 +51,7 @@ def load_encoders(source: str | Path, *, int8: bool = False) -> Encoders:
         if metadata.get("amad.task") != "retrieval" or "amad.preprocess" not in metadata:
             raise AmadError(f"--model {source}: {files['image']} is not an amad retrieval export")
         preprocess = Preprocess.from_dict(json.loads(metadata["amad.preprocess"]))
-        return Encoders(sessions["image"], sessions["text"], preprocess)
+        return Encoders(EmbeddingPredictor(sessions), preprocess)
     raise AmadError(
         f"--model {source}: expected a retrieval model folder (models/NAME) or an export folder holding "
         f"image{suffix} and text{suffix} (exported/NAME)"
@@ -66,8 +68,9 @@ def rank(encoders: Encoders, images: list[str], captions: list[str]) -> dict:
         if not caption.strip():
             raise AmadError("--caption: empty caption")
     with torch.inference_mode():
-        image_embeddings = encoders.image(torch.stack([encoders.preprocess.load_image(i) for i in images]))
-        caption_embeddings = encoders.text(encoders.preprocess.tokenize(captions))
+        pixels = torch.stack([encoders.preprocess.load_image(i) for i in images])
+        image_embeddings = encoders.predictor({"pixels": pixels})["image_embedding"]
+        caption_embeddings = encoders.predictor({"tokens": encoders.preprocess.tokenize(captions)})["text_embedding"]
     scores = (image_embeddings.float() @ caption_embeddings.float().t()).tolist()  # (images, captions)
 
     def ranked(row: list[float], names: list[str], key: str) -> list[dict]:

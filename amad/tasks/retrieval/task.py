@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from amad.config import require
-from amad.contracts.task import TASKS, ExportSpec, GroupShape, Task
+from amad.contracts.graph import Graph, GraphSpec, Predictor
+from amad.contracts.task import TASKS, GroupShape, Task
 from amad.errors import AmadError
 from amad.tasks.checks import check_hf_text_folder, check_pretrained, check_shared_preprocessing, read_summary
 from amad.tasks.retrieval.config import ATTENTION_GROUPS, DataConfig, EvaluateConfig, ModelConfig
@@ -167,25 +168,30 @@ class RetrievalTask(Task):
         return real_tokens, real_tokens
 
     # -- objective --------------------------------------------------------------------------
-    def task_loss(self, outputs: Any, batch: dict) -> Any:
-        from amad.losses.contrastive import contrastive_loss, pair_logits
+    def task_loss(self, outputs: dict[str, Any], batch: dict) -> Any:
+        from amad.losses.contrastive import contrastive_loss
 
-        return contrastive_loss(pair_logits(outputs), batch["image"])
+        return contrastive_loss(_pair_logits(outputs), batch["image"])
 
-    def output_distillation(self, student_outputs: Any, teacher_outputs: Any, temperature: float) -> Any:
-        from amad.losses.contrastive import pair_logits, similarity_distillation
+    def output_distillation(
+        self, student_outputs: dict[str, Any], teacher_targets: dict[str, Any], batch: dict, temperature: float
+    ) -> Any:
+        from amad.losses.contrastive import similarity_distillation
 
-        return similarity_distillation(pair_logits(student_outputs), pair_logits(teacher_outputs), temperature)
+        return similarity_distillation(_pair_logits(student_outputs), _pair_logits(teacher_targets), temperature)
 
     # -- evaluation and export ----------------------------------------------------------------
-    def graphs(self, model: Any) -> dict[str, Callable]:
+    def graphs(self, model: Any) -> dict[str, Graph]:
         from amad.tasks.retrieval.model import ImageEncoder, TextEncoder
 
         return {"image": ImageEncoder(model), "text": TextEncoder(model)}
 
+    def predictor(self, graphs: dict[str, Graph]) -> Predictor:
+        return EmbeddingPredictor(graphs)
+
     def evaluate(
         self,
-        graphs: dict[str, Callable],
+        predictor: Predictor,
         dataset: Any,
         *,
         settings: EvaluateConfig | None = None,
@@ -194,21 +200,21 @@ class RetrievalTask(Task):
     ) -> dict:
         """Recall both ways; with ``settings``, zero-shot top-1 where the images have classes
         (``breakdown.zero_shot_top1`` over the split's images, ``zero_shot_classes`` candidates)."""
-        from amad.evaluation import predict_outputs
+        from amad.evaluation import collect
         from amad.tasks.retrieval.dataset import CaptionDataset, ImageDataset
         from amad.tasks.retrieval.evaluation import recall_report, zero_shot_top1
 
-        def run(graph: str, items: Any, key: str):
-            return predict_outputs(graphs[graph], items, lambda b: (b[key],), device=device, batch_size=batch_size)
+        def run(items: Any, embedding: str):
+            return collect(predictor, items, device=device, batch_size=batch_size)[embedding]
 
-        images = run("image", ImageDataset(dataset), "pixels")
-        captions = run("text", CaptionDataset(dataset), "tokens")
+        images = run(ImageDataset(dataset), "image_embedding")
+        captions = run(CaptionDataset(dataset), "text_embedding")
         report = recall_report(images, captions, dataset.image_of_caption)
         if settings is not None and dataset.labels is not None:
             templates = settings.zero_shot.templates
             prompts = [template.replace("{}", name) for name in dataset.classes for template in templates]
             tokens = dataset.preprocess.tokenize(prompts)
-            prompt_embeddings = run("text", [{"tokens": row} for row in tokens], "tokens")
+            prompt_embeddings = run([{"tokens": row} for row in tokens], "text_embedding")
             report["breakdown"]["zero_shot_top1"] = zero_shot_top1(
                 images, prompt_embeddings.view(len(dataset.classes), len(templates), -1), dataset.labels
             )
@@ -225,15 +231,15 @@ class RetrievalTask(Task):
         pixels = torch.zeros(batch_size, 3, preprocess.image_size, preprocess.image_size)
         return pixels, preprocess.tokenize(["a"] * batch_size)
 
-    def export_specs(self, preprocess: Any, state: dict) -> dict[str, ExportSpec]:
+    def export_specs(self, preprocess: Any, state: dict) -> dict[str, GraphSpec]:
         import torch
 
         metadata = {"amad.preprocess": json.dumps(preprocess.to_dict())}
         pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
         tokens = preprocess.tokenize(["a red circle", "two shapes: a blue square and a green triangle"])
         return {
-            "image": ExportSpec(("pixels",), ("image_embedding",), (pixels,), metadata, lambda b: (b["pixels"],)),
-            "text": ExportSpec(("tokens",), ("text_embedding",), (tokens,), metadata, lambda b: (b["tokens"],)),
+            "image": GraphSpec(("pixels",), ("image_embedding",), (pixels,), metadata, lambda b: (b["pixels"],)),
+            "text": GraphSpec(("tokens",), ("text_embedding",), (tokens,), metadata, lambda b: (b["tokens"],)),
         }
 
     def parity_inputs(self, dataset: Any, count: int) -> dict[str, Any]:
@@ -249,9 +255,28 @@ class RetrievalTask(Task):
             "text": Subset(CaptionDataset(dataset), range(captions)),
         }
 
-    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> dict[str, float]:
-        """Largest embedding difference over both graphs; agreement: share of captions whose top-1
-        image (among the compared, distinct images) is the same."""
-        max_diff = max(float((reference[g] - candidate[g]).abs().max()) for g in ("image", "text"))
-        best = [(e["text"] @ e["image"].t()).argmax(1) for e in (reference, candidate)]
-        return {"max_abs_diff": max_diff, "agreement": float((best[0] == best[1]).float().mean())}
+    def agreement(self, reference: dict[str, Any], candidate: dict[str, Any]) -> float:
+        """Share of captions whose top-1 image (among the compared, distinct images) is the same."""
+        best = [
+            (p["text"]["text_embedding"] @ p["image"]["image_embedding"].t()).argmax(1) for p in (reference, candidate)
+        ]
+        return float((best[0] == best[1]).float().mean())
+
+
+def _pair_logits(outputs: dict[str, Any]) -> Any:
+    from amad.losses.contrastive import pair_logits
+
+    return pair_logits(outputs["scaled_image_embedding"], outputs["scaled_text_embedding"])
+
+
+class EmbeddingPredictor(Predictor):
+    """Unit-length embeddings of what a batch holds: ``image_embedding`` of its ``pixels`` (the ``image``
+    graph), ``text_embedding`` of its ``tokens`` (the ``text`` graph)."""
+
+    def __call__(self, batch: dict) -> dict[str, Any]:
+        predictions = {}
+        if "pixels" in batch:
+            predictions.update(self.graphs["image"](batch["pixels"]))
+        if "tokens" in batch:
+            predictions.update(self.graphs["text"](batch["tokens"]))
+        return predictions

@@ -107,15 +107,15 @@ class VQAModel(nn.Module):
     def preprocess(self) -> Preprocess:
         return preprocess_of(self.config)
 
-    def forward(self, pixels: Tensor, tokens: Tensor) -> Tensor:
-        """``pixels [B, 3, H, W]`` float, ``tokens [B, L]`` int64 -> answer logits ``[B, A]``."""
+    def forward(self, pixels: Tensor, tokens: Tensor) -> dict[str, Tensor]:
+        """``pixels [B, 3, H, W]`` float, ``tokens [B, L]`` int64 -> ``{"logits": answer logits [B, A]}``."""
         image_tokens = self.vision_proj(self.vision.forward_features(pixels))  # (B, 1+N, D)
         text_tokens = self.text(tokens) if self.hf_text else self.text(tokens)[1]  # (B, L, D)
         fused = self.fusion(image_tokens, text_tokens)  # (B, L, D)
         # (B,) where the text ends: BERT's [SEP] is the last real token, open_clip's end token the largest id
         end_of_text = (tokens != PAD_TOKEN_ID).sum(-1) - 1 if self.hf_text else tokens.argmax(dim=-1)
         pooled = fused[torch.arange(fused.shape[0], device=fused.device), end_of_text]  # (B, D)
-        return self.head(pooled)
+        return {"logits": self.head(pooled)}
 
     def attention_groups(self) -> dict[str, list[str]]:
         """Attention module paths per group, each list ordered by depth."""

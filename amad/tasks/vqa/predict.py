@@ -6,28 +6,32 @@ preprocessing the model was trained with.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from amad.atomic import atomic_file
+from amad.contracts.graph import Predictor
 from amad.errors import AmadError
 from amad.preprocess import Preprocess
 from amad.tasks.vqa.manifest import read_manifest
+from amad.tasks.vqa.task import AnswerPredictor
 
 
 @dataclass
-class Predictor:
-    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+class Answerer:
+    """The VQA predictor over a model's ``model`` graph (torch or ONNX), with the answer vocabulary
+    and the preprocessing stored with the model."""
+
+    predictor: Predictor
     answers: list[str]
     preprocess: Preprocess
 
     def top_k(self, pixels: torch.Tensor, tokens: torch.Tensor, k: int) -> list[list[tuple[str, float]]]:
         """Top-``k`` (answer, probability) per sample of a batch."""
         with torch.inference_mode():
-            probabilities = self.forward(pixels, tokens).float().softmax(-1)
+            probabilities = self.predictor({"pixels": pixels, "tokens": tokens})["logits"].float().softmax(-1)
         scores, indices = probabilities.topk(min(k, len(self.answers)), dim=-1)
         return [
             [(self.answers[i], float(s)) for s, i in zip(row_s, row_i)]
@@ -47,7 +51,7 @@ def read_exported_metadata(path: str | Path) -> tuple[list[str], Preprocess]:
     return json.loads(metadata["amad.answers"]), Preprocess.from_dict(json.loads(metadata["amad.preprocess"]))
 
 
-def load_predictor(source: str | Path) -> Predictor:
+def load_predictor(source: str | Path) -> Answerer:
     """A model folder (``models/NAME``) or an exported ``.onnx`` file (fp32 or int8)."""
     source = Path(source)
     if source.is_dir():
@@ -56,19 +60,21 @@ def load_predictor(source: str | Path) -> Predictor:
         loaded = load_model(source)
         if loaded.task_name != "vqa":
             raise AmadError(f"--model {source}: a {loaded.task_name!r} model; amad predict answers VQA questions")
-        return Predictor(loaded.model, loaded.state["answers"], loaded.preprocess)
+        return Answerer(
+            loaded.task.predictor(loaded.task.graphs(loaded.model.eval())), loaded.state["answers"], loaded.preprocess
+        )
     if source.suffix == ".onnx":
         from amad.export.onnx_model import OnnxModel
 
         session = OnnxModel(source)
         answers, preprocess = read_exported_metadata(source)
-        return Predictor(session, answers, preprocess)
+        return Answerer(AnswerPredictor({"model": session}), answers, preprocess)
     if not source.exists():
         raise AmadError(f"--model {source}: no such file or folder")
     raise AmadError(f"--model {source}: expected a model folder (models/NAME) or an .onnx file")
 
 
-def predict_question(predictor: Predictor, image: str | Path, question: str, top_k: int = 1) -> list[tuple[str, float]]:
+def predict_question(predictor: Answerer, image: str | Path, question: str, top_k: int = 1) -> list[tuple[str, float]]:
     if not Path(image).is_file():
         raise AmadError(f"--image {image}: no such file")
     pixels = predictor.preprocess.load_image(image)[None]
@@ -77,7 +83,7 @@ def predict_question(predictor: Predictor, image: str | Path, question: str, top
 
 
 def predict_manifest(
-    predictor: Predictor, manifest: str | Path, out: str | Path, *, top_k: int = 1, batch_size: int = 64
+    predictor: Answerer, manifest: str | Path, out: str | Path, *, top_k: int = 1, batch_size: int = 64
 ) -> int:
     """Write ``{"id", "answer", "score"}`` (+ ``"top_k"`` when k > 1) per line; returns the count."""
     import json

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from amad.config import require
-from amad.contracts.task import TASKS, ExportSpec, GroupShape, Task
+from amad.contracts.graph import Graph, GraphSpec, Predictor
+from amad.contracts.task import TASKS, GroupShape, Task
 from amad.tasks.checks import check_hf_text_folder, check_pretrained, check_shared_preprocessing, read_summary
 from amad.tasks.vqa.config import ATTENTION_GROUPS, DataConfig, EvaluateConfig, ModelConfig, VisionConfig
 
@@ -147,30 +148,35 @@ class VQATask(Task):
         return VQAModel.attention_masks(group, batch["tokens"])
 
     # -- objective --------------------------------------------------------------------------
-    def task_loss(self, outputs: Any, batch: dict) -> Any:
+    def task_loss(self, outputs: dict[str, Any], batch: dict) -> Any:
         from amad.losses.logit import task_loss
 
-        return task_loss(outputs, batch["targets"])
+        return task_loss(outputs["logits"], batch["targets"])
 
-    def output_distillation(self, student_outputs: Any, teacher_outputs: Any, temperature: float) -> Any:
+    def output_distillation(
+        self, student_outputs: dict[str, Any], teacher_targets: dict[str, Any], batch: dict, temperature: float
+    ) -> Any:
         from amad.losses.logit import logit_kd_loss
 
-        return logit_kd_loss(student_outputs, teacher_outputs, temperature=temperature)
+        return logit_kd_loss(student_outputs["logits"], teacher_targets["logits"], temperature=temperature)
 
     # -- evaluation and export ----------------------------------------------------------------
+    def predictor(self, graphs: dict[str, Graph]) -> Predictor:
+        return AnswerPredictor(graphs)
+
     def evaluate(
         self,
-        graphs: dict[str, Callable],
+        predictor: Predictor,
         dataset: Any,
         *,
         settings: Any = None,
         device: Any = "cpu",
         batch_size: int = 256,
     ) -> dict:
-        from amad.evaluation import predict_outputs
+        from amad.evaluation import collect
         from amad.tasks.vqa.evaluation import accuracy_report
 
-        logits = predict_outputs(graphs["model"], dataset, self.model_inputs, device=device, batch_size=batch_size)
+        logits = collect(predictor, dataset, device=device, batch_size=batch_size)["logits"]
         return accuracy_report(logits, dataset)
 
     def describe(self, dataset: Any, index: int) -> str:
@@ -184,17 +190,23 @@ class VQATask(Task):
         tokens = preprocess.tokenize(["a"] * batch_size)  # start, one word, end (the model's own tokenizer)
         return pixels, tokens
 
-    def export_specs(self, preprocess: Any, state: dict) -> dict[str, ExportSpec]:
+    def export_specs(self, preprocess: Any, state: dict) -> dict[str, GraphSpec]:
         import torch
 
         pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
         tokens = preprocess.tokenize(["what is this?", "is there a circle?"])
         metadata = {"amad.answers": json.dumps(state["answers"]), "amad.preprocess": json.dumps(preprocess.to_dict())}
-        return {"model": ExportSpec(("pixels", "tokens"), ("logits",), (pixels, tokens), metadata, self.model_inputs)}
+        return {"model": GraphSpec(("pixels", "tokens"), ("logits",), (pixels, tokens), metadata, self.model_inputs)}
 
-    def parity(self, reference: dict[str, Any], candidate: dict[str, Any]) -> dict[str, float]:
-        reference, candidate = reference["model"], candidate["model"]
-        return {
-            "max_abs_diff": float((reference - candidate).abs().max()),
-            "agreement": float((reference.argmax(-1) == candidate.argmax(-1)).float().mean()),
-        }
+    def agreement(self, reference: dict[str, Any], candidate: dict[str, Any]) -> float:
+        """Share of questions with the same answer."""
+        same = reference["model"]["answer"] == candidate["model"]["answer"]
+        return float(same.float().mean())
+
+
+class AnswerPredictor(Predictor):
+    """One call of the ``model`` graph: answer logits and the best answer's index per question."""
+
+    def __call__(self, batch: dict) -> dict[str, Any]:
+        logits = self.graphs["model"](batch["pixels"], batch["tokens"])["logits"]  # (B, A)
+        return {"logits": logits, "answer": logits.argmax(-1)}

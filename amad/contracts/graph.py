@@ -1,0 +1,63 @@
+"""A model's exported graphs, and the task's predictor over them.
+
+* A **graph** is a part of a model that is exported and served, called as ``graph(*inputs)`` and
+  returning its named outputs ``{output name: tensor}`` (batch first). A torch module, an ONNX
+  Runtime session (:class:`~amad.export.onnx_model.OnnxModel`) and a TensorRT engine are graphs
+  alike, so one procedure runs over any of them.
+* A **predictor** is the task's one procedure from a batch of the task's inputs to its predictions
+  over those graphs: one call for VQA and retrieval, an encode call then a decode loop for a
+  generative task. Evaluation, the export parity gate and the benchmark run predictors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+BATCH_AXIS = "batch"
+SEQUENCE_AXIS = "sequence"
+
+Graph = Callable[..., dict[str, Any]]  # (*inputs) -> {output name: tensor}
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """How one graph of a model becomes an ONNX graph.
+
+    Attributes:
+        input_names: names of the graph's inputs, in its call order.
+        output_names: names of its outputs, in the order the exported graph lists them.
+        example_inputs: inputs of a batch of 2 to trace with.
+        metadata: ONNX metadata that lets a runtime use the file alone (vocabulary, preprocessing).
+        batch_inputs: the graph's inputs from a dataset batch (parity checks and benchmarks).
+        dynamic_axes: per input name, ``{axis: name}`` of its dynamic axes (``batch``, ``sequence``,
+            ...; axes of one name share their size); inputs not named here have a dynamic batch
+            axis 0 alone.
+    """
+
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    example_inputs: tuple[Any, ...]
+    metadata: dict[str, str]
+    batch_inputs: Callable[[dict], tuple]
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
+
+    def axes_of(self, input_name: str) -> dict[int, str]:
+        """The dynamic axes of one input."""
+        return self.dynamic_axes.get(input_name, {0: BATCH_AXIS})
+
+
+class Predictor:
+    """Base class of the tasks' predictors: ``predictor(batch) -> {prediction name: tensor}``.
+
+    Args:
+        graphs: the model's graphs by name (torch modules or exported files).
+    """
+
+    def __init__(self, graphs: dict[str, Graph]) -> None:
+        self.graphs = graphs
+
+    def __call__(self, batch: dict) -> dict[str, Any]:
+        """The predictions for one batch (batch first), from the batch's tensors on the graphs' device."""
+        raise NotImplementedError
