@@ -132,8 +132,16 @@ class Task:
         """The input preprocessing of a model built from ``config`` (saved with it)."""
         raise NotImplementedError
 
+    def preprocess_from_dict(self, data: dict) -> Any:
+        """The preprocessing saved with a model (its ``to_dict()``), read back (default: amad's image +
+        text :class:`~amad.preprocess.Preprocess`)."""
+        from amad.preprocess import Preprocess
+
+        return Preprocess.from_dict(data)
+
     def build_model(self, config: Any, state: dict) -> Any:
-        """A freshly initialised model (the caller seeds the RNG)."""
+        """A freshly initialised model (the caller seeds the RNG); it keeps ``config`` as its ``config``
+        attribute (saved with it) and returns named outputs from ``forward``."""
         raise NotImplementedError
 
     def without_pretrained_weights(self, config: Any) -> Any:

@@ -147,7 +147,7 @@ def load_model(directory: str | Path, *, device: str | torch.device = "cpu") -> 
         model=model,
         config=model_config,
         state=config["state"],
-        preprocess=Preprocess.from_dict(config["preprocess"]),
+        preprocess=task.preprocess_from_dict(config["preprocess"]),
         extra=config.get("extra", {}),
     )
 

@@ -27,12 +27,14 @@ from amad.training.trainer import FitResult, fit
 
 
 def build_model(task: Task, config: Any, state: dict, seed: int, log: Callable[[str], None] = print) -> nn.Module:
-    """A model of ``task`` from ``config``, seeded; ``config.pretrained`` weights loaded where they fit."""
+    """A model of ``task`` from ``config``, seeded; where the config has a ``pretrained`` model folder or
+    file, its weights are loaded where they fit."""
     torch.manual_seed(seed)
     model = task.build_model(config, state)
-    if config.pretrained:
-        loaded, total = load_pretrained(model, config.pretrained)
-        log(f"initialised {loaded}/{total} tensors from {config.pretrained}")
+    pretrained = getattr(config, "pretrained", None)
+    if pretrained:
+        loaded, total = load_pretrained(model, pretrained)
+        log(f"initialised {loaded}/{total} tensors from {pretrained}")
     return model
 
 
