@@ -1,8 +1,8 @@
 """The ``retrieval`` task: CLIP-style image-text retrieval with several captions per image.
 
 Model: a CLIP (:class:`~amad.tasks.retrieval.model.RetrievalModel`); inputs ``(pixels [B, 3, H, W],
-tokens [B, L])`` of image-caption pairs, outputs the pairs' scaled embeddings ``[B, 2, E]`` (their
-products are the in-batch logits). Task loss: the symmetric contrastive loss (every caption of an
+tokens [B, L])`` of image-caption pairs, outputs the pairs' ``scaled_image_embedding`` and
+``scaled_text_embedding`` ``[B, E]`` (their products are the in-batch logits). Task loss: the symmetric contrastive loss (every caption of an
 image is a match); output distillation: KL between teacher and student similarity distributions
 in both directions. Evaluation: recall@1/5/10 both ways. Exported as two graphs, ``image`` and
 ``text``, each returning unit-length embeddings. No state: the prepared data fixes nothing about
