@@ -29,8 +29,8 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check amad stages deploy tests research tools
-	$(BIN)/ruff format --check amad stages deploy tests research tools
+	$(BIN)/ruff check amad stages tests research tools
+	$(BIN)/ruff format --check amad stages tests research tools
 	$(BIN)/lint-imports
 
 repro: $(INSTALLED)
@@ -50,7 +50,7 @@ study: $(INSTALLED)
 compare: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m research.compare --seeds $(SEEDS) --weights $(WEIGHTS) --temperatures $(TEMPERATURES) $(foreach s,$(SET),--set $(s))
 
-# PyTriton pins numpy<2: it gets its own venv, used by deploy/pytriton_server.py and the live test
+# PyTriton pins numpy<2: it gets its own venv, used by amad/serving/pytriton_server.py and the live test
 triton-venv:
 	test -x .triton-venv/bin/python || $(PYTHON) -m venv .triton-venv
 	.triton-venv/bin/python -m pip install -q nvidia-pytriton 'numpy<2' onnxruntime

@@ -1,6 +1,6 @@
 """The ``amad`` command line.
 
-amad predict --model M ...    VQA: answer a question about an image; retrieval: rank captions / images
+amad predict --model M ...    predict with a model folder or export, through its task (--server: a Triton server)
 amad modules MODEL_DIR        list a saved model's attention modules by group (for params.yaml)
 """
 
@@ -23,72 +23,41 @@ def _modules(args: argparse.Namespace) -> None:
             print(f"  {name}")
 
 
-def source_task(source: str) -> str:
-    """The task of a model folder (its config.json) or of exported files (their metadata)."""
-    import json
-    from pathlib import Path
+def _predict(args: argparse.Namespace, task_flags: list[str]) -> None:
+    from amad.contracts.task import get_task
 
-    path = Path(source)
-    if (path / "config.json").is_file():
-        return json.loads((path / "config.json").read_text()).get("task", "vqa")  # amad.vqa/1 folders: VQA
-    onnx_file = path / "image.onnx" if path.is_dir() else path
-    if onnx_file.suffix == ".onnx" and onnx_file.is_file():
-        from amad.export.onnx_model import read_metadata
+    if (args.model is None) == (args.server is None):
+        raise AmadError("amad predict: give --model (a model folder, an export) or --server (a Triton server)")
+    if args.server is not None:
+        from amad.serving.client import server_source
 
-        return read_metadata(onnx_file).get("amad.task", "vqa")
-    raise AmadError(f"--model {source}: expected a model folder (models/NAME), an export folder or an .onnx file")
+        if args.int8:
+            raise AmadError("--int8 picks exported files; a server serves what its repository holds (see --tensorrt)")
+        source = server_source(args.server, export_dir=args.export, tensorrt=args.tensorrt)
+    else:
+        from amad.serving.sources import load_source
 
-
-def _rank(args: argparse.Namespace) -> None:
-    import json
-
-    from amad.tasks.retrieval.predict import load_encoders, rank
-
-    if not args.image or not args.caption:
-        raise AmadError("a retrieval model ranks: give at least one --image and one --caption")
-    unused = [flag for flag, value in (("--question", args.question), ("--manifest", args.manifest)) if value]
-    if unused or args.out or args.top_k != 1:
-        raise AmadError(
-            f"a retrieval model ranks every --caption and --image; {', '.join(unused) or '--out / --top-k'} do not apply"
-        )
-    print(json.dumps(rank(load_encoders(args.model, int8=args.int8), args.image, args.caption), indent=2))
-
-
-def _predict(args: argparse.Namespace) -> None:
-    from amad.tasks.vqa.predict import load_predictor, predict_manifest, predict_question
-
-    if source_task(args.model) == "retrieval":
-        _rank(args)
-        return
-    if args.caption or args.int8:
-        raise AmadError("--caption and --int8 are for retrieval models; a VQA model answers --question")
-    if not ((args.image and args.question) or (args.manifest and args.out)):
-        raise AmadError("a VQA model answers: give --image and --question, or --manifest and --out")
-    if len(args.image or []) > 1:
-        raise AmadError("a VQA model answers about one --image at a time (or use --manifest)")
-    args.image = args.image[0] if args.image else None
-
-    if args.top_k < 1:
-        raise AmadError("--top-k must be >= 1")
-    predictor = load_predictor(args.model)
-    if args.manifest:
-        count = predict_manifest(predictor, args.manifest, args.out, top_k=args.top_k)
-        print(f"wrote {count} predictions to {args.out}")
-        return
-    for answer, probability in predict_question(predictor, args.image, args.question, args.top_k):
-        print(f"{answer}\t{probability:.4f}")
+        if args.export or args.tensorrt:
+            raise AmadError("--export and --tensorrt are for --server")
+        source = load_source(args.model, int8=args.int8)
+    task = get_task(source.task_name)
+    parser = argparse.ArgumentParser(
+        prog=f"amad predict {'--server' if args.server else '--model'} {args.server or args.model}",
+        description=f"a {task.name} model's prediction flags",
+    )
+    task.predict_arguments(parser)
+    task.predict(source, parser.parse_args(task_flags))
 
 
 def _serve(args: argparse.Namespace) -> None:
     import os
 
-    from amad.serving.server import ROOT, Ports, export_graphs, server_command
+    from amad.serving.server import Ports, served_graphs, server_command
 
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
     command = server_command(
-        export_graphs(Path(args.export)), ports, host=args.host, dynamic_batching=not args.no_dynamic_batching
+        served_graphs(Path(args.export)), ports, host=args.host, dynamic_batching=not args.no_dynamic_batching
     )
-    os.chdir(ROOT)  # where `python -m deploy.pytriton_server` is found (the graph paths are absolute)
     os.execv(command[0], command)  # the server replaces this process: signals reach it directly
 
 
@@ -101,7 +70,16 @@ def _loadtest(args: argparse.Namespace) -> None:
         raise AmadError(f"--concurrency: expected comma-separated integers, got {args.concurrency!r}") from None
     if not levels or min(levels) < 1 or args.duration <= 0 or args.timeout <= 0 or args.max_requests < 1:
         raise AmadError("--concurrency levels, --duration, --timeout and --max-requests must be positive")
-    run_load_test(Path(args.export), levels, args.duration, args.timeout, args.max_requests, args.url, Path(args.out))
+    run_load_test(
+        Path(args.export),
+        Path(args.data),
+        levels,
+        args.duration,
+        args.timeout,
+        args.max_requests,
+        args.url,
+        Path(args.out),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,20 +89,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser(
-        "predict", help="VQA: answer questions about an image; retrieval: rank captions and images"
+        "predict",
+        add_help=False,
+        help="predict with a model folder, an export or a Triton server (the task's own flags follow)",
+        description="Predict with a saved model, its export or a served model, through the model's task. The task "
+        "adds its own flags: `amad predict --model M --help` lists them (VQA: --image --question, or --manifest "
+        "--out; retrieval: --image and --caption, repeated).",
     )
-    predict.add_argument(
-        "--model",
-        required=True,
-        help="models/NAME; VQA: or an exported .onnx / .int8.onnx file; retrieval: or exported/NAME",
-    )
-    predict.add_argument("--image", action="append", help="an image file (retrieval: repeat for several)")
-    predict.add_argument("--question", help="VQA: the question")
-    predict.add_argument("--caption", action="append", help="retrieval: a caption (repeat for several)")
-    predict.add_argument("--int8", action="store_true", help="retrieval exports: use the .int8.onnx files")
-    predict.add_argument("--manifest", help="JSONL manifest of questions (answers optional)")
-    predict.add_argument("--out", help="where --manifest predictions go (JSONL)")
-    predict.add_argument("--top-k", type=int, default=1)
+    predict.add_argument("-h", "--help", action="store_true", help="this help; with --model / --server: the task's")
+    predict.add_argument("--model", help="models/NAME, exported/NAME or one exported .onnx file")
+    predict.add_argument("--server", help="a Triton server serving an amad model (host:port)")
+    predict.add_argument("--int8", action="store_true", help="an export folder: use its .int8.onnx files")
+    predict.add_argument("--export", help="--server: the export folder it serves (for servers without amad parameters)")
+    predict.add_argument("--tensorrt", action="store_true", help="--server: use its TensorRT engines (_trt models)")
     predict.set_defaults(run=_predict)
     modules = commands.add_parser("modules", help="list a saved model's attention modules by group")
     modules.add_argument("model", help="a model folder, e.g. models/teacher")
@@ -138,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--no-dynamic-batching", action="store_true", help="run each request alone")
     serve.set_defaults(run=_serve)
     loadtest = commands.add_parser("loadtest", help="measure a served export under concurrent load (loopback only)")
-    loadtest.add_argument("export", help="exported/NAME (its graphs give the requests)")
+    loadtest.add_argument("export", help="exported/NAME (served as the model repository names its graphs)")
+    loadtest.add_argument("--data", default="data/prepared", help="prepared data: requests are its validation samples")
     loadtest.add_argument("--url", help="a running server (host:port on the loopback); default: start one per mode")
     loadtest.add_argument("--concurrency", default="1,4,16", help="comma-separated levels")
     loadtest.add_argument("--duration", type=float, default=10.0, help="seconds per level")
@@ -146,9 +124,16 @@ def main(argv: list[str] | None = None) -> None:
     loadtest.add_argument("--max-requests", type=int, default=100_000, help="at most this many requests per level")
     loadtest.add_argument("--out", default="metrics/serving.json")
     loadtest.set_defaults(run=_loadtest)
-    args = parser.parse_args(argv)
+    args, task_flags = parser.parse_known_args(argv)
+    if args.command == "predict" and args.help and args.model is None and args.server is None:
+        predict.print_help()
+        return
+    if args.command == "predict" and args.help:
+        task_flags.append("--help")
+    elif task_flags and args.command != "predict":
+        parser.error(f"unrecognized arguments: {' '.join(task_flags)}")
     try:
-        args.run(args)
+        args.run(args, task_flags) if args.command == "predict" else args.run(args)
     except AmadError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from amad.export.pipeline import export_model
 from amad.params import Params
+from amad.serving.repository import write_model_repository
 from amad.stage import run_stage
-from deploy.triton import write_model_repository
 
 
 def main(params: Params) -> None:

@@ -1,6 +1,6 @@
 """DVC stage `loadtest`: the served export of `export.triton_model` under load (params `serving`)
 -> metrics/serving.json: throughput, p50 / p90 / p99 latency and failed requests per concurrency
-level, with Triton's dynamic batching on and off.
+level, with Triton's dynamic batching on and off; each request one prediction of a validation sample.
 
 Where no PyTriton interpreter exists (`make triton-venv` makes one), the file records why the
 test was skipped; after installing it, `dvc repro -f loadtest` measures.
@@ -30,6 +30,7 @@ def main(params: Params) -> None:
         return
     run_load_test(
         Path("exported") / model,
+        Path("data/prepared"),
         list(serving.concurrency),
         serving.duration_s,
         serving.timeout_s,

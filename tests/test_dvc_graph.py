@@ -1,7 +1,6 @@
 """dvc.yaml declares exactly the code each stage runs, and the parameters each stage reads.
 
-The code a stage runs is the import closure of its script inside ``amad/``, ``stages/`` and
-``deploy/``: every ``import`` statement (module level or inside a function; ``if TYPE_CHECKING``
+The code a stage runs is the import closure of its script inside ``amad/`` and ``stages/``: every ``import`` statement (module level or inside a function; ``if TYPE_CHECKING``
 blocks excepted), the packages on the way (``amad/__init__.py``, ...), and submodules named by
 ``from package import submodule``, and modules run as subprocesses, named in a module-level
 ``*_MODULE = "package.module"`` constant; and the plug-ins the registries load by name: the run's
@@ -23,7 +22,7 @@ from amad.contracts.method import METHODS
 from amad.contracts.task import TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("amad", "stages", "deploy")
+PACKAGES = ("amad", "stages")
 
 
 def module_file(module: str) -> Path | None:

@@ -19,9 +19,9 @@ from amad.export import tensorrt
 from amad.export.onnx_model import OnnxModel, read_metadata
 from amad.export.pipeline import export_model
 from amad.models import save_model
+from amad.serving.repository import write_model_repository
+from amad.serving.sources import load_source
 from amad.tasks.vqa.model import VQAModel
-from amad.tasks.vqa.predict import read_exported_metadata
-from deploy.triton import ONNX_MODEL, write_model_repository
 
 PARAMS = tiny_params()
 
@@ -74,8 +74,9 @@ def test_export_writes_a_self_describing_onnx_with_parity_and_int8_accuracy(work
     assert graph.opset_import[0].version >= 18
     assert [i.name for i in graph.graph.input] == ["pixels", "tokens"]
     assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch axis
-    answers, preprocess = read_exported_metadata(folder / "model.int8.onnx")
-    assert answers == read_answers(root / "data") and preprocess.image_size == 24
+    source = load_source(folder / "model.int8.onnx")  # the file alone says how to use it
+    assert source.task_name == "vqa" and list(source.graphs) == ["model"]
+    assert source.state["answers"] == read_answers(root / "data") and source.preprocess.image_size == 24
 
 
 def test_auto_int8_keeps_the_faster_candidate_within_budget_and_records_both(workspace):
@@ -375,11 +376,12 @@ def test_predict_errors(workspace, capsys):
 def test_triton_repository_matches_the_onnx_model(workspace, tmp_path):
     root, _, _ = workspace
     names = write_model_repository(root / "exported" / "student", tmp_path / "triton", max_batch=16)
-    assert names == [ONNX_MODEL]  # no engine without TensorRT
-    model_dir = tmp_path / "triton" / ONNX_MODEL
+    assert names == ["amad_vqa"]  # no engine without TensorRT
+    model_dir = tmp_path / "triton" / "amad_vqa"
     config = (model_dir / "config.pbtxt").read_text()
     graph = onnx.load(str(model_dir / "1" / "model.onnx"))
-    answers, preprocess = read_exported_metadata(model_dir / "1" / "model.onnx")
+    source = load_source(model_dir / "1" / "model.onnx")
+    answers, preprocess = source.state["answers"], source.preprocess
     assert 'backend: "onnxruntime"' in config and "max_batch_size: 16" in config
     assert f"dims: [ 3, {preprocess.image_size}, {preprocess.image_size} ]" in config
     assert f"dims: [ {preprocess.context_length} ]" in config
@@ -392,6 +394,7 @@ def test_triton_repository_matches_the_onnx_model(workspace, tmp_path):
     parameters = dict(re.findall(r'key: "([\w.]+)" value: \{ string_value: "(.*)" \}', config))
     assert json.loads(parameters["amad.preprocess"].replace('\\"', '"'))["image_size"] == preprocess.image_size
     assert json.loads(parameters["amad.answers"].replace('\\"', '"')) == answers
+    assert parameters["amad.task"] == "vqa" and parameters["amad.graph"] == "model"  # what a client needs
 
 
 def test_model_cost_counts_parameters(workspace):

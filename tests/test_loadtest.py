@@ -8,9 +8,9 @@ import pytest
 
 from amad.errors import AmadError
 from amad.preprocess import Preprocess
-from amad.serving.loadtest import GraphRequest, check_loopback, run_level
+from amad.serving.loadtest import check_loopback, run_level
 
-REQUEST = GraphRequest("amad_vqa", {"tokens": np.zeros((1, 4), np.int64)}, ("logits",))
+REQUEST = {"tokens": np.zeros((1, 4), np.int64)}  # a batch of one: what a request predicts for
 
 
 def test_only_loopback_addresses_are_load_tested():

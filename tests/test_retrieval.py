@@ -391,7 +391,7 @@ def test_zero_shot_classifies_the_built_in_scenes_by_object_count_like_a_referen
 def test_both_encoders_export_with_parity_and_benchmark_separately(trained):
     from amad.bench.latency import run_benchmark, speedups
     from amad.export.pipeline import export_model
-    from deploy.triton import write_model_repository
+    from amad.serving.repository import write_model_repository
 
     root, params, _ = trained
     config = replace(params.export, models=("teacher", "h2-amad"), parity_samples=24)

@@ -1,4 +1,5 @@
-"""A real Triton server (started by PyTriton, in its own numpy<2 venv) answers through deploy/client.py.
+"""A real Triton server (started by PyTriton, in its own numpy<2 venv) answers through the task's
+predictor over served graphs (amad/serving/client.py), as the local export does.
 
 Runs where an interpreter with ``nvidia-pytriton`` exists: ``$AMAD_PYTRITON_PYTHON`` or the repo's
 ``.triton-venv`` (``make triton-venv``, which ``.ci/run`` runs); skipped elsewhere, with the reason.
@@ -21,11 +22,14 @@ import pytest
 import torch
 from helpers import TASK, prepared_data, tiny_model_config, tiny_params
 
+from amad.errors import AmadError
 from amad.export.pipeline import export_model
 from amad.models import save_model
+from amad.serving.client import server_source
 from amad.serving.server import pytriton_python, running_server
+from amad.serving.sources import load_source
 from amad.tasks.vqa.model import VQAModel
-from amad.tasks.vqa.predict import load_predictor, predict_question
+from amad.tasks.vqa.predict import answerer, predict_question
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,18 +76,18 @@ def listening_addresses(port: int) -> set[str]:
 @pytest.mark.slow
 def test_pytriton_server_answers_like_the_local_model(tmp_path, pytriton_home):
     require_pytriton()
-    from deploy.client import ask
-
-    _, data = tiny_vqa_export(tmp_path)
-    onnx_path = tmp_path / "exported" / "model.onnx"
-    with running_server(tmp_path / "exported", ["amad_vqa"]) as (url, _):
+    export, data = tiny_vqa_export(tmp_path)
+    onnx_path = export / "model.onnx"
+    with running_server(export) as (url, _):
         assert list(pytriton_home.glob("workspace_*")), "the server's workspace is where we look"
         port = int(url.rsplit(":", 1)[1])
         assert listening_addresses(port) == {"127.0.0.1"}, "loopback only unless --host says otherwise"
         image = next((data / "images").glob("test_*.png"))
         question = "what color is the circle?"
-        remote = ask(f"127.0.0.1:{port}", "amad_vqa", image, question, top_k=3, metadata_onnx=onnx_path)
-        local = predict_question(load_predictor(onnx_path), image, question, top_k=3)
+        served = server_source(f"127.0.0.1:{port}", export_dir=export)  # PyTriton publishes no parameters
+        assert list(served.graphs) == ["model"] and served.task_name == "vqa"
+        remote = predict_question(answerer(served), image, question, top_k=3)
+        local = predict_question(answerer(load_source(onnx_path)), image, question, top_k=3)
         assert [a for a, _ in remote] == [a for a, _ in local]
         for (_, remote_p), (_, local_p) in zip(remote, local):
             assert remote_p == pytest.approx(local_p, abs=1e-5)
@@ -96,9 +100,8 @@ def test_pytriton_server_embeds_like_the_exported_retrieval_encoders(tmp_path):
     from helpers import tiny_retrieval_params_dict
 
     from amad.contracts.task import get_task
-    from amad.export.onnx_model import OnnxModel
     from amad.params import parse_params
-    from deploy.client import embed
+    from amad.tasks.retrieval.predict import encoders, rank
 
     task, params = get_task("retrieval"), parse_params(tiny_retrieval_params_dict())
     task.prepare(params.data, 0, tmp_path / "data", log=lambda _: None)
@@ -107,18 +110,16 @@ def test_pytriton_server_embeds_like_the_exported_retrieval_encoders(tmp_path):
     save_model(tmp_path / "model", task, model, {}, task.preprocess(params.teacher))
     export = replace(params.export, models=("teacher",), int8="none")
     export_model("m", tmp_path / "model", tmp_path / "exported", tmp_path / "data", export, log=lambda _: None)
-    files = [tmp_path / "exported" / "image.onnx", tmp_path / "exported" / "text.onnx"]
-    with running_server(tmp_path / "exported", ["amad_retrieval_image", "amad_retrieval_text"]) as (url, _):
-        port = int(url.rsplit(":", 1)[1])
-        image = next((tmp_path / "data" / "images").glob("test_*.png"))
-        caption = "two shapes: a red circle and a blue square"
-        preprocess = task.preprocess(params.teacher)
-        local_image = OnnxModel(files[0])(preprocess.load_image(image)[None])["image_embedding"][0]
-        local_text = OnnxModel(files[1])(preprocess.tokenize([caption]))["text_embedding"][0]
-        remote_image = embed(f"127.0.0.1:{port}", image=image, metadata_onnx=files[0])
-        remote_text = embed(f"127.0.0.1:{port}", caption=caption, metadata_onnx=files[1])
-        assert torch.allclose(torch.tensor(remote_image), local_image, atol=1e-5)
-        assert torch.allclose(torch.tensor(remote_text), local_text, atol=1e-5)
+    with running_server(tmp_path / "exported") as (url, _):
+        images = sorted((tmp_path / "data" / "images").glob("test_*.png"))[:2]
+        captions = ["two shapes: a red circle and a blue square", "a green triangle"]
+        served = server_source(url, export_dir=tmp_path / "exported")
+        assert sorted(served.graphs) == ["image", "text"]
+        remote = rank(encoders(served), images, captions)
+        local = rank(encoders(load_source(tmp_path / "exported")), images, captions)
+        for remote_entry, local_entry in zip(remote["images"], local["images"]):
+            for r, loc in zip(remote_entry["captions"], local_entry["captions"]):
+                assert r["caption"] == loc["caption"] and r["score"] == pytest.approx(loc["score"], abs=1e-5)
 
 
 @pytest.mark.slow
@@ -126,8 +127,8 @@ def test_load_test_in_both_batching_modes_answers_every_request(tmp_path):
     require_pytriton()
     from amad.serving.report import run_load_test
 
-    export, _ = tiny_vqa_export(tmp_path)
-    report = run_load_test(export, [1, 4], 1.5, 5.0, 10_000, None, tmp_path / "serving.json", log=lambda _: None)
+    export, data = tiny_vqa_export(tmp_path)
+    report = run_load_test(export, data, [1, 4], 1.5, 5.0, 10_000, None, tmp_path / "serving.json", log=lambda _: None)
     assert set(report["modes"]) == {"dynamic_batching", "no_batching"}
     for mode, levels in report["modes"].items():
         for level, row in levels.items():
@@ -136,13 +137,13 @@ def test_load_test_in_both_batching_modes_answers_every_request(tmp_path):
     assert json.loads((tmp_path / "serving.json").read_text()) == json.loads(json.dumps(report))
 
 
-def load_in_background(url, requests, **limits):
+def load_in_background(url, export, requests, **limits):
     """A two-client load test on its own thread: ``(thread, results)``, results filled when it ends."""
     from amad.serving.loadtest import load_test
 
     results = {}
     thread = threading.Thread(
-        target=lambda: results.update(load_test(url, requests, [2], log=lambda _: None, **limits))
+        target=lambda: results.update(load_test(url, export, requests, [2], log=lambda _: None, **limits))
     )
     thread.start()
     return thread, results
@@ -154,15 +155,15 @@ def test_bad_requests_get_errors_while_good_ones_around_them_are_served(tmp_path
     import tritonclient.http as http
     from tritonclient.utils import InferenceServerException
 
-    from amad.serving.loadtest import example_requests
+    from amad.serving.loadtest import validation_requests
 
     export, data = tiny_vqa_export(tmp_path)
-    good = example_requests(export)
-    with running_server(export, ["amad_vqa"]) as (url, server):
-        background, results = load_in_background(url, good, duration=3.0, timeout=5.0, max_requests=10_000)
+    good = validation_requests(export, data)
+    with running_server(export) as (url, server):
+        background, results = load_in_background(url, export, good, duration=3.0, timeout=5.0, max_requests=10_000)
         client = http.InferenceServerClient(url=url, network_timeout=5.0)  # its connection stays open
-        pixels = good[0].inputs["pixels"]
-        tokens = good[0].inputs["tokens"]
+        pixels = good[0]["pixels"].numpy()
+        tokens = good[0]["tokens"].numpy()
 
         def infer(*tensors):
             inputs = []
@@ -185,17 +186,15 @@ def test_bad_requests_get_errors_while_good_ones_around_them_are_served(tmp_path
         background.join()
         assert results["2"]["failed"] == 0 and results["2"]["requests"] > 0
         # the client refuses what the server must never see
-        from deploy.client import ask
-
         (tmp_path / "not-an-image.png").write_text("text")
-        onnx_path = export / "model.onnx"
+        served = answerer(server_source(url, export_dir=export))
         for image, question, message in (
             (tmp_path / "not-an-image.png", "what color?", "cannot read image"),
             (next((data / "images").glob("*.png")), "  ", "question is empty"),
             (next((data / "images").glob("*.png")), "word " * 40, "tokens long"),
         ):
-            with pytest.raises(SystemExit, match=message):
-                ask(url, "amad_vqa", image, question, metadata_onnx=onnx_path)
+            with pytest.raises(AmadError, match=message):
+                predict_question(served, image, question)
     # the open connection held Triton for its exit timeout (was 30 s: stop() killed it, its workspace left behind)
     assert server.returncode == 0, "SIGTERM did not stop the server within stop()'s 30 s"
 
@@ -203,13 +202,13 @@ def test_bad_requests_get_errors_while_good_ones_around_them_are_served(tmp_path
 @pytest.mark.slow
 def test_a_server_killed_under_load_makes_the_load_test_report_errors_and_end(tmp_path):
     require_pytriton()
-    from amad.serving.loadtest import example_requests
+    from amad.serving.loadtest import validation_requests
 
-    export, _ = tiny_vqa_export(tmp_path)
-    requests = example_requests(export)
-    with running_server(export, ["amad_vqa"]) as (url, process):
+    export, data = tiny_vqa_export(tmp_path)
+    requests = validation_requests(export, data)
+    with running_server(export) as (url, process):
         start = time.perf_counter()
-        runner, results = load_in_background(url, requests, duration=4.0, timeout=2.0, max_requests=100_000)
+        runner, results = load_in_background(url, export, requests, duration=4.0, timeout=2.0, max_requests=100_000)
         time.sleep(1.0)
         process.send_signal(signal.SIGKILL)
         runner.join(timeout=30)

@@ -48,6 +48,26 @@ class GraphSpec:
         return self.dynamic_axes.get(input_name, {0: BATCH_AXIS})
 
 
+@dataclass
+class ModelSource:
+    """A model ready to predict, wherever its graphs run: a saved model folder (torch), an export
+    folder or file (ONNX Runtime), or a Triton server (one client per thread).
+
+    Attributes:
+        task_name: the model's task (``params.yaml: task``).
+        graphs: its graphs by name, as the task's :meth:`~amad.contracts.task.Task.graphs` names them.
+        preprocess: the preprocessing stored with the model.
+        state: what prediction needs of the prepared data's state (VQA: the answer vocabulary).
+        origin: where it came from, for messages (``models/h2-amad``, ``localhost:8000``).
+    """
+
+    task_name: str
+    graphs: dict[str, Graph]
+    preprocess: Any
+    state: dict
+    origin: str
+
+
 class Predictor:
     """Base class of the tasks' predictors: ``predictor(batch) -> {prediction name: tensor}``.
 

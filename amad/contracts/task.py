@@ -222,6 +222,21 @@ class Task:
 
         return {graph: Subset(dataset, range(min(count, len(dataset)))) for graph in self.graph_names}
 
+    # -- prediction and serving --------------------------------------------------------------
+    def state_from_metadata(self, metadata: dict[str, str]) -> dict:
+        """The state prediction needs, from an exported graph's metadata (``export_specs``' metadata;
+        a Triton model's ``amad.*`` parameters are the same); default: none."""
+        return {}
+
+    def predict_arguments(self, parser: Any) -> None:
+        """Add the task's ``amad predict`` flags to ``parser`` (an ``argparse.ArgumentParser``)."""
+
+    def predict(self, source: Any, args: Any) -> None:
+        """``amad predict``: read the task's flags ``args``, predict with ``source`` (a
+        :class:`~amad.contracts.graph.ModelSource`: local or served graphs alike) through the task's
+        predictor, print or write the predictions; AmadError for bad flags or inputs."""
+        raise NotImplementedError
+
     def agreement(self, reference: dict[str, Any], candidate: dict[str, Any]) -> float:
         """Share of identical predictions of two predictors over the parity samples (both
         ``{parity set: {prediction name: [N, ...]}}``, as :meth:`parity_inputs` names the sets)."""

@@ -1,8 +1,11 @@
 """Drive a Triton server with concurrent requests and measure it.
 
+A request is one prediction of the task's predictor, end to end, over the served graphs (VQA: one
+call; retrieval: the image and the text encoder; a generative task: its encode call and every
+decode step), for one sample of the task's validation data (batch of one), the samples in turn.
 For each concurrency level, that many threads (one ``tritonclient`` each: clients are not
-thread-safe) send valid requests back to back for ``duration`` seconds (and at most
-``max_requests`` in all), each request to one of the export's graphs in turn. A request that
+thread-safe) send requests back to back for ``duration`` seconds (and at most
+``max_requests`` in all). A request that
 fails (error response, refused connection, timeout) is counted, not retried; every call has a
 ``timeout``, so a server that dies mid-load makes the test report errors and end, never hang.
 Requests go only to the loopback address.
@@ -13,11 +16,11 @@ latency of the successful ones (ms).
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,8 +30,6 @@ import numpy as np
 from amad.errors import AmadError
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-TRITON_DTYPES = {"tensor(float)": ("FP32", np.float32), "tensor(int64)": ("INT64", np.int64)}
-TRITON_NAMES = {numpy_type: name for name, numpy_type in TRITON_DTYPES.values()}  # np.float32 -> "FP32"
 
 
 def check_loopback(url: str) -> None:
@@ -38,61 +39,44 @@ def check_loopback(url: str) -> None:
         raise AmadError(f"loadtest: {url} is not a loopback address; requests go only to {', '.join(LOOPBACK_HOSTS)}")
 
 
-@dataclass(frozen=True)
-class GraphRequest:
-    """One valid request to one served graph."""
+def validation_requests(export_dir: Path, data_dir: Path, count: int = 32) -> list[dict]:
+    """The first ``count`` samples of the task's validation split, each a batch of one, preprocessed
+    as the export's metadata says."""
+    from torch.utils.data import default_collate
 
-    model: str  # the Triton model name
-    inputs: dict[str, np.ndarray]  # name -> batch-of-one array
-    outputs: tuple[str, ...]  # every output of the graph
+    from amad.contracts.task import get_task
+    from amad.export.onnx_model import read_metadata
+    from amad.serving.server import served_graphs
 
-
-def example_requests(export_dir: Path) -> list[GraphRequest]:
-    """A valid batch-of-one request per exported graph: images of noise, a tokenised question or caption."""
-    from amad.export.onnx_model import OnnxModel
-    from amad.preprocess import Preprocess
-    from amad.serving.names import triton_model_name
-    from amad.serving.server import export_graphs
-
-    requests = []
-    rng = np.random.default_rng(0)
-    for path in export_graphs(export_dir):
-        model = OnnxModel(path)
-        preprocess = Preprocess.from_dict(json.loads(model.metadata["amad.preprocess"]))
-        inputs = {}
-        for value in model.session.get_inputs():
-            if value.type not in TRITON_DTYPES:
-                raise AmadError(f"{path}: input {value.name} of type {value.type} cannot be load-tested")
-            if value.name == "tokens":
-                inputs["tokens"] = preprocess.tokenize(["what color is the large circle?"]).numpy().astype(np.int64)
-            else:
-                shape = [1, *value.shape[1:]]
-                inputs[value.name] = rng.standard_normal(shape).astype(TRITON_DTYPES[value.type][1])
-        task, graph = model.metadata.get("amad.task", "vqa"), model.metadata.get("amad.graph", "model")
-        requests.append(GraphRequest(triton_model_name(task, graph), inputs, model.output_names))
-    return requests
+    metadata = read_metadata(next(iter(served_graphs(export_dir).values())))
+    task = get_task(metadata["amad.task"], f"{export_dir}: amad.task")
+    preprocess = task.preprocess_from_dict(json.loads(metadata["amad.preprocess"]))
+    dataset = task.dataset(Path(data_dir), "val", preprocess, task.read_state(Path(data_dir)))
+    if len(dataset) == 0:
+        raise AmadError(f"{data_dir}: the validation split is empty: the load test draws its requests from it")
+    return [default_collate([dataset[index]]) for index in range(min(count, len(dataset)))]
 
 
-def http_sender(url: str, timeout: float) -> Callable[[GraphRequest], None]:
-    """A function sending one request with its own client (call it from one thread only)."""
-    import tritonclient.http as http
+def predictor_sender(url: str, timeout: float, export_dir: Path) -> Callable[[dict], None]:
+    """A function running one prediction through the server with its own client (one thread only)."""
+    import torch
 
-    client = http.InferenceServerClient(url=url, connection_timeout=timeout, network_timeout=timeout)
+    from amad.contracts.task import get_task
+    from amad.serving.client import server_source
 
-    def send(request: GraphRequest) -> None:
-        inputs = []
-        for name, array in request.inputs.items():
-            tensor = http.InferInput(name, list(array.shape), TRITON_NAMES[array.dtype.type])
-            tensor.set_data_from_numpy(array)
-            inputs.append(tensor)
-        client.infer(request.model, inputs, outputs=[http.InferRequestedOutput(name) for name in request.outputs])
+    source = server_source(url, export_dir=export_dir, timeout=timeout)
+    predictor = get_task(source.task_name).predictor(source.graphs)
+
+    def send(batch: dict) -> None:
+        with torch.inference_mode():
+            predictor(batch)
 
     return send
 
 
 def run_level(
-    make_sender: Callable[[], Callable[[GraphRequest], None]],
-    requests: list[GraphRequest],
+    make_sender: Callable[[], Callable[[Any], None]],
+    requests: list[Any],
     concurrency: int,
     duration: float,
     max_requests: int,
@@ -149,7 +133,8 @@ def run_level(
 
 def load_test(
     url: str,
-    requests: list[GraphRequest],
+    export_dir: Path,
+    requests: list[dict],
     levels: list[int],
     *,
     duration: float,
@@ -161,7 +146,8 @@ def load_test(
     check_loopback(url)
     results = {}
     for level in levels:
-        results[str(level)] = run_level(lambda: http_sender(url, timeout), requests, level, duration, max_requests)
+        sender = functools.partial(predictor_sender, url, timeout, export_dir)
+        results[str(level)] = run_level(sender, requests, level, duration, max_requests)
         row = results[str(level)]
         log(
             f"concurrency {level}: {row['throughput_rps']} req/s, p50 {row['p50_ms']} ms, p99 {row['p99_ms']} ms, "

@@ -1,8 +1,9 @@
 """Start a Triton server for an export folder and wait until it serves.
 
-PyTriton's bundled ``tritonserver`` (``deploy/pytriton_server.py``, run by the interpreter of the
-PyTriton venv: ``$AMAD_PYTRITON_PYTHON`` or ``.triton-venv``, made by ``make triton-venv``) binds
-the folder's ONNX graphs, under the names ``deploy.triton`` gives them. It listens on the loopback
+PyTriton's bundled ``tritonserver`` (the script :mod:`amad.serving.pytriton_server`, run by the
+interpreter of the PyTriton venv: ``$AMAD_PYTRITON_PYTHON``, else ``.triton-venv`` in the current
+folder, made by ``make triton-venv``) binds the folder's ONNX graphs, under the names the model
+repository gives them. Nothing here needs a checkout: the script is found next to this file. It listens on the loopback
 address unless a host is given, and stops on SIGTERM. (A native Triton serves
 ``exported/triton``, the model repository the export stage writes: ``tritonserver
 --model-repository exported/triton``.)
@@ -24,16 +25,19 @@ from pathlib import Path
 from typing import IO
 
 from amad.errors import AmadError
+from amad.export.onnx_model import read_metadata
+from amad.serving.names import triton_model_name
+from amad.serving.sources import export_graph_names
 
-ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
-SERVER_MODULE = "deploy.pytriton_server"  # run with the PyTriton venv's interpreter, in ROOT
+SERVER_MODULE = "amad.serving.pytriton_server"  # run as a script by the PyTriton venv's interpreter:
+SERVER_SCRIPT = Path(__file__).with_name("pytriton_server.py")  # that venv has no amad installed
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through an http_proxy
 
 
 def pytriton_python() -> Path | None:
     """An interpreter that imports PyTriton and ONNX Runtime, or None."""
-    candidate = Path(os.environ.get("AMAD_PYTRITON_PYTHON", ROOT / ".triton-venv" / "bin" / "python"))
+    candidate = Path(os.environ.get("AMAD_PYTRITON_PYTHON", Path(".triton-venv") / "bin" / "python").absolute())
     if not candidate.exists():
         return None
     probe = subprocess.run([str(candidate), "-c", "import pytriton, onnxruntime"], capture_output=True)
@@ -46,12 +50,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def export_graphs(export_dir: Path) -> list[Path]:
-    """The fp32 ONNX graphs of an export folder (``model.onnx``; or ``image.onnx``, ``text.onnx``)."""
-    graphs = sorted(p for p in Path(export_dir).glob("*.onnx") if p.name.count(".") == 1)
-    if not graphs:
-        raise AmadError(f"{export_dir}: no exported .onnx graph (run the export stage: dvc repro export)")
-    return graphs
+def served_graphs(export_dir: Path) -> dict[str, Path]:
+    """The fp32 ONNX graphs of an export folder by their Triton model names."""
+    export_dir = Path(export_dir)
+    files = {graph: export_dir / f"{graph}.onnx" for graph in export_graph_names(export_dir)}
+    if not files or not all(path.is_file() for path in files.values()):
+        raise AmadError(f"{export_dir}: no exported .onnx graphs (run the export stage: dvc repro export)")
+    served = {}
+    for graph, path in files.items():
+        task = read_metadata(path).get("amad.task")
+        if task is None:
+            raise AmadError(f"{path}: not an amad export (no amad.task metadata)")
+        served[triton_model_name(task, graph)] = path.resolve()
+    return served
 
 
 @dataclass(frozen=True)
@@ -66,18 +77,23 @@ class Ports:
 
 
 def server_command(
-    graphs: list[Path], ports: Ports, *, host: str = LOOPBACK, dynamic_batching: bool = True, max_batch: int = 32
+    graphs: dict[str, Path],
+    ports: Ports,
+    *,
+    host: str = LOOPBACK,
+    dynamic_batching: bool = True,
+    max_batch: int = 32,
 ) -> list[str]:
-    """The command that serves ``graphs`` (PyTriton; AmadError where no PyTriton interpreter exists);
-    run it in :data:`ROOT`, where ``deploy`` and ``amad.serving.names`` are found."""
+    """The command that serves ``graphs`` (Triton model name -> ONNX file) with PyTriton, from any
+    folder (AmadError where no PyTriton interpreter exists)."""
     python = pytriton_python()
     if python is None:
         raise AmadError(
             "no interpreter with nvidia-pytriton: run `make triton-venv` (creates .triton-venv) or set "
             "AMAD_PYTRITON_PYTHON"
         )
-    graphs = [str(Path(graph).resolve()) for graph in graphs]  # the server runs in the source tree (ROOT)
-    command = [str(python), "-m", SERVER_MODULE, *graphs, "--host", host]
+    command = [str(python), str(SERVER_SCRIPT), *(f"{name}={Path(path).resolve()}" for name, path in graphs.items())]
+    command += ["--host", host]
     command += ["--http-port", str(ports.http), "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics)]
     command += ["--max-batch", str(max_batch)]
     return command + ([] if dynamic_batching else ["--no-dynamic-batching"])
@@ -114,17 +130,18 @@ def stop(process: subprocess.Popen) -> None:
 
 @contextmanager
 def running_server(
-    export_dir: Path, models: list[str], *, dynamic_batching: bool = True, max_batch: int = 32
+    export_dir: Path, *, dynamic_batching: bool = True, max_batch: int = 32
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """A PyTriton server of ``export_dir``'s graphs on free loopback ports: yields (``host:port``, the
-    process) once every one of ``models`` is ready; SIGTERM at the end."""
+    process) once every graph is ready; SIGTERM at the end."""
     ports = Ports.free()
-    command = server_command(export_graphs(export_dir), ports, dynamic_batching=dynamic_batching, max_batch=max_batch)
+    graphs = served_graphs(export_dir)
+    command = server_command(graphs, ports, dynamic_batching=dynamic_batching, max_batch=max_batch)
     with tempfile.TemporaryFile("w+") as output:  # a file, not a pipe: a full pipe would block the server
-        process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True)
         url = f"{LOOPBACK}:{ports.http}"
         try:
-            wait_ready(url, models, process, output)
+            wait_ready(url, list(graphs), process, output)
             yield url, process
         finally:
             stop(process)

@@ -1,5 +1,6 @@
-"""``amad predict`` for retrieval: rank captions for each image and images for each caption, from a
-saved model folder or its exported ONNX files (``exported/NAME``: ``image.onnx`` and ``text.onnx``).
+"""``amad predict`` for retrieval: rank captions for each image and images for each caption, from any
+model source (a saved model folder, its export ``exported/NAME`` with ``image.onnx`` and
+``text.onnx``, a Triton server), through the task's predictor.
 
 The model source decides the preprocessing (stored with it), so the embeddings are computed with
 exactly the preprocessing the model was trained with.
@@ -7,55 +8,43 @@ exactly the preprocessing the model was trained with.
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from amad.contracts.graph import Predictor
+from amad.contracts.graph import ModelSource, Predictor
 from amad.errors import AmadError
 from amad.preprocess import Preprocess
-from amad.tasks.retrieval.task import EmbeddingPredictor
 
 
 @dataclass
 class Encoders:
-    """The retrieval predictor over a model's ``image`` and ``text`` graphs (torch or ONNX), with the
-    preprocessing stored with the model."""
+    """The retrieval predictor over a model's ``image`` and ``text`` graphs (torch, ONNX or served),
+    with the preprocessing stored with the model."""
 
     predictor: Predictor  # {"pixels"} -> image_embedding [N, E]; {"tokens"} -> text_embedding [N, E]
     preprocess: Preprocess
 
 
-def load_encoders(source: str | Path, *, int8: bool = False) -> Encoders:
-    """A retrieval model folder (``models/NAME``) or an export folder (``exported/NAME``; ``int8``:
-    its ``.int8.onnx`` files)."""
-    source = Path(source)
-    if (source / "config.json").is_file():
-        if int8:
-            raise AmadError(f"--int8 reads exported files: use --model exported/{source.name} (not a model folder)")
-        from amad.models import load_model
+def encoders(source: ModelSource) -> Encoders:
+    from amad.contracts.task import get_task
 
-        loaded = load_model(source)
-        if loaded.task_name != "retrieval":
-            raise AmadError(f"--model {source}: a {loaded.task_name!r} model, not a retrieval model")
-        return Encoders(loaded.task.predictor(loaded.task.graphs(loaded.model.eval())), loaded.preprocess)
-    suffix = ".int8.onnx" if int8 else ".onnx"
-    files = {graph: source / f"{graph}{suffix}" for graph in ("image", "text")}
-    if source.is_dir() and all(path.is_file() for path in files.values()):
-        from amad.export.onnx_model import OnnxModel
+    return Encoders(get_task(source.task_name).predictor(source.graphs), source.preprocess)
 
-        sessions = {graph: OnnxModel(path) for graph, path in files.items()}
-        metadata = sessions["image"].metadata
-        if metadata.get("amad.task") != "retrieval" or "amad.preprocess" not in metadata:
-            raise AmadError(f"--model {source}: {files['image']} is not an amad retrieval export")
-        preprocess = Preprocess.from_dict(json.loads(metadata["amad.preprocess"]))
-        return Encoders(EmbeddingPredictor(sessions), preprocess)
-    raise AmadError(
-        f"--model {source}: expected a retrieval model folder (models/NAME) or an export folder holding "
-        f"image{suffix} and text{suffix} (exported/NAME)"
-    )
+
+def predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", action="append", default=[], help="an image file (repeat for several)")
+    parser.add_argument("--caption", action="append", default=[], help="a caption (repeat for several)")
+
+
+def predict(source: ModelSource, args: argparse.Namespace) -> None:
+    """Print, as JSON, the captions ranked for each ``--image`` and the images for each ``--caption``."""
+    if not args.image or not args.caption:
+        raise AmadError("a retrieval model ranks: give at least one --image and one --caption")
+    print(json.dumps(rank(encoders(source), args.image, args.caption), indent=2))
 
 
 def rank(encoders: Encoders, images: list[str], captions: list[str]) -> dict:
@@ -67,6 +56,12 @@ def rank(encoders: Encoders, images: list[str], captions: list[str]) -> dict:
     for caption in captions:
         if not caption.strip():
             raise AmadError("--caption: empty caption")
+        count = encoders.preprocess.token_count(caption)
+        if count > encoders.preprocess.context_length:
+            raise AmadError(
+                f"--caption {caption[:40]!r}: {count} tokens long; the model reads at most "
+                f"{encoders.preprocess.context_length} (start and end tokens included): shorten it"
+            )
     with torch.inference_mode():
         pixels = torch.stack([encoders.preprocess.load_image(i) for i in images])
         image_embeddings = encoders.predictor({"pixels": pixels})["image_embedding"]

@@ -255,6 +255,16 @@ class RetrievalTask(Task):
             "text": Subset(CaptionDataset(dataset), range(captions)),
         }
 
+    def predict_arguments(self, parser: Any) -> None:
+        from amad.tasks.retrieval import predict
+
+        predict.predict_arguments(parser)
+
+    def predict(self, source: Any, args: Any) -> None:
+        from amad.tasks.retrieval import predict
+
+        predict.predict(source, args)
+
     def agreement(self, reference: dict[str, Any], candidate: dict[str, Any]) -> float:
         """Share of captions whose top-1 image (among the compared, distinct images) is the same."""
         best = [

@@ -1,4 +1,5 @@
-"""``amad predict``: answers from a saved model folder or an exported ONNX file.
+"""``amad predict`` for VQA: answers from any model source (a saved model folder, an export, a
+Triton server), through the task's predictor.
 
 The model source decides the preprocessing (stored with it), so predictions use exactly the
 preprocessing the model was trained with.
@@ -6,17 +7,17 @@ preprocessing the model was trained with.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from amad.atomic import atomic_file
-from amad.contracts.graph import Predictor
+from amad.contracts.graph import ModelSource, Predictor
 from amad.errors import AmadError
 from amad.preprocess import Preprocess
 from amad.tasks.vqa.manifest import read_manifest
-from amad.tasks.vqa.task import AnswerPredictor
 
 
 @dataclass
@@ -39,44 +40,49 @@ class Answerer:
         ]
 
 
-def read_exported_metadata(path: str | Path) -> tuple[list[str], Preprocess]:
-    """The answer vocabulary and preprocessing stored in an exported VQA model."""
-    import json
+def answerer(source: ModelSource) -> Answerer:
+    """The VQA predictor over a model source's graphs, with its answers and preprocessing."""
+    from amad.contracts.task import get_task
 
-    from amad.export.onnx_model import read_metadata
-
-    metadata = read_metadata(path)
-    if "amad.answers" not in metadata or "amad.preprocess" not in metadata:
-        raise AmadError(f"{path}: not an amad VQA export (no amad.answers / amad.preprocess metadata)")
-    return json.loads(metadata["amad.answers"]), Preprocess.from_dict(json.loads(metadata["amad.preprocess"]))
+    return Answerer(get_task(source.task_name).predictor(source.graphs), source.state["answers"], source.preprocess)
 
 
-def load_predictor(source: str | Path) -> Answerer:
-    """A model folder (``models/NAME``) or an exported ``.onnx`` file (fp32 or int8)."""
-    source = Path(source)
-    if source.is_dir():
-        from amad.models import load_model
+def predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", help="an image file")
+    parser.add_argument("--question", help="the question about --image")
+    parser.add_argument("--manifest", help="JSONL manifest of questions (answers optional) instead")
+    parser.add_argument("--out", help="where --manifest predictions go (JSONL)")
+    parser.add_argument("--top-k", type=int, default=1, help="print / write the k most likely answers")
 
-        loaded = load_model(source)
-        if loaded.task_name != "vqa":
-            raise AmadError(f"--model {source}: a {loaded.task_name!r} model; amad predict answers VQA questions")
-        return Answerer(
-            loaded.task.predictor(loaded.task.graphs(loaded.model.eval())), loaded.state["answers"], loaded.preprocess
-        )
-    if source.suffix == ".onnx":
-        from amad.export.onnx_model import OnnxModel
 
-        session = OnnxModel(source)
-        answers, preprocess = read_exported_metadata(source)
-        return Answerer(AnswerPredictor({"model": session}), answers, preprocess)
-    if not source.exists():
-        raise AmadError(f"--model {source}: no such file or folder")
-    raise AmadError(f"--model {source}: expected a model folder (models/NAME) or an .onnx file")
+def predict(source: ModelSource, args: argparse.Namespace) -> None:
+    """Answers for ``--image`` and ``--question`` (printed, one per line with its probability), or
+    for every question of ``--manifest`` (written to ``--out``)."""
+    if not ((args.image and args.question) or (args.manifest and args.out)):
+        raise AmadError("a VQA model answers: give --image and --question, or --manifest and --out")
+    if args.top_k < 1:
+        raise AmadError("--top-k must be >= 1")
+    model = answerer(source)
+    if args.manifest:
+        count = predict_manifest(model, args.manifest, args.out, top_k=args.top_k)
+        print(f"wrote {count} predictions to {args.out}")
+        return
+    for answer, probability in predict_question(model, args.image, args.question, args.top_k):
+        print(f"{answer}\t{probability:.4f}")
 
 
 def predict_question(predictor: Answerer, image: str | Path, question: str, top_k: int = 1) -> list[tuple[str, float]]:
+    """Top-``k`` (answer, probability) for one question about one image."""
     if not Path(image).is_file():
         raise AmadError(f"--image {image}: no such file")
+    if not question.strip():
+        raise AmadError("--question: the question is empty")
+    count = predictor.preprocess.token_count(question)
+    if count > predictor.preprocess.context_length:
+        raise AmadError(
+            f"--question: {count} tokens long; the model reads at most {predictor.preprocess.context_length} "
+            "(start and end tokens included): shorten it"
+        )
     pixels = predictor.preprocess.load_image(image)[None]
     tokens = predictor.preprocess.tokenize([question])
     return predictor.top_k(pixels, tokens, top_k)[0]

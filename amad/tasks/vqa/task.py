@@ -20,6 +20,7 @@ from typing import Any
 from amad.config import require
 from amad.contracts.graph import Graph, GraphSpec, Predictor
 from amad.contracts.task import TASKS, GroupShape, Task
+from amad.errors import AmadError
 from amad.tasks.checks import check_hf_text_folder, check_pretrained, check_shared_preprocessing, read_summary
 from amad.tasks.vqa.config import ATTENTION_GROUPS, DataConfig, EvaluateConfig, ModelConfig, VisionConfig
 
@@ -197,6 +198,21 @@ class VQATask(Task):
         tokens = preprocess.tokenize(["what is this?", "is there a circle?"])
         metadata = {"amad.answers": json.dumps(state["answers"]), "amad.preprocess": json.dumps(preprocess.to_dict())}
         return {"model": GraphSpec(("pixels", "tokens"), ("logits",), (pixels, tokens), metadata, self.model_inputs)}
+
+    def state_from_metadata(self, metadata: dict[str, str]) -> dict:
+        if "amad.answers" not in metadata:
+            raise AmadError("not an amad VQA export (no amad.answers metadata)")
+        return {"answers": json.loads(metadata["amad.answers"])}
+
+    def predict_arguments(self, parser: Any) -> None:
+        from amad.tasks.vqa import predict
+
+        predict.predict_arguments(parser)
+
+    def predict(self, source: Any, args: Any) -> None:
+        from amad.tasks.vqa import predict
+
+        predict.predict(source, args)
 
     def agreement(self, reference: dict[str, Any], candidate: dict[str, Any]) -> float:
         """Share of questions with the same answer."""

@@ -4,15 +4,20 @@ PyTriton (``nvidia-pytriton``) ships a ``tritonserver`` binary that runs on the 
 python backend; the model runs in ONNX Runtime inside it. PyTriton pins ``numpy<2``, so it lives
 in its own virtual environment (``make triton-venv`` creates ``.triton-venv``)::
 
-    .triton-venv/bin/python -m deploy.pytriton_server exported/h2-amad/model.onnx --http-port 8000
-    .triton-venv/bin/python -m deploy.pytriton_server exported/h2-amad/{image,text}.onnx   # retrieval
+    .triton-venv/bin/python amad/serving/pytriton_server.py amad_vqa=exported/h4-minilm/model.onnx
+    .triton-venv/bin/python amad/serving/pytriton_server.py \
+        amad_retrieval_image=exported/h2-amad/image.onnx amad_retrieval_text=exported/h2-amad/text.onnx
+
+(``amad serve exported/NAME`` writes this command: it names each graph as the model repository does.)
 
 It listens on the loopback address unless ``--host`` names another one (``--host 0.0.0.0`` for
 every interface). Its Python backend stub must find the interpreter's own libpython: this script re-executes itself
 with ``LD_LIBRARY_PATH`` pointing at the interpreter's ``lib`` folder. SIGTERM stops it cleanly and
 removes PyTriton's workspace.
-This file imports only numpy, onnxruntime, pytriton and amad.serving.names (which imports nothing), so it runs in that venv.
-Each file becomes one Triton model named as ``deploy.triton`` names it, its tensors read from the graph.
+This file imports only numpy, onnxruntime and pytriton, and runs as a script (no amad
+installed in that venv, no checkout needed). Each ``NAME=FILE`` becomes one Triton model, its
+tensors read from the graph and its ``amad.*`` metadata published as the model config's
+parameters (as in the model repository), so ``amad predict --server`` needs only the address.
 """
 
 from __future__ import annotations
@@ -23,15 +28,13 @@ import signal
 import sys
 import sysconfig
 
-from amad.serving.names import triton_model_name
-
 
 def _ensure_libpython_path() -> None:
     libdir = sysconfig.get_config_var("LIBDIR") or os.path.join(sys.base_prefix, "lib")
     paths = os.environ.get("LD_LIBRARY_PATH", "").split(":")
     if libdir not in paths:
         os.environ["LD_LIBRARY_PATH"] = ":".join([libdir, *[p for p in paths if p]])
-        os.execv(sys.executable, [sys.executable, "-m", "deploy.pytriton_server", *sys.argv[1:]])
+        os.execv(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]])
 
 
 def _listen(config_class: type, args: argparse.Namespace) -> dict:
@@ -51,7 +54,7 @@ def _listen(config_class: type, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("onnx", nargs="+", help="exported graphs (VQA: model.onnx; retrieval: image.onnx text.onnx)")
+    parser.add_argument("models", nargs="+", metavar="NAME=FILE", help="a Triton model name and its exported graph")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
@@ -68,6 +71,10 @@ def main() -> None:
         help="seconds a stopping server waits for requests in flight and open client connections (Triton: 30)",
     )
     args = parser.parse_args()
+    models = [entry.partition("=")[::2] for entry in args.models]
+    for name, path in models:
+        if not name or not path or not os.path.isfile(path):
+            parser.error(f"{name}={path}: expected NAME=FILE naming an existing .onnx file")
     _ensure_libpython_path()
 
     import onnxruntime as ort
@@ -81,10 +88,8 @@ def main() -> None:
     # $PYTRITON_HOME, ~/.cache/pytriton) behind at every start: exit through the `with` instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with Triton(config=config) as triton:
-        for path in args.onnx:
+        for name, path in models:
             session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-            metadata = session.get_modelmeta().custom_metadata_map
-            name = triton_model_name(metadata.get("amad.task", "vqa"), metadata.get("amad.graph", "model"))
             triton.bind(
                 model_name=name,
                 infer_func=_infer_function(session, batch),

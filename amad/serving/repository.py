@@ -15,11 +15,14 @@ One Triton model per exported graph; inputs and outputs are read from the ONNX g
       amad_retrieval_text/   1/model.onnx, config.pbtxt   (tokens -> text_embedding)
       amad_retrieval_image_trt/, amad_retrieval_text_trt/  where export built the .plan files
 
-Preprocessing happens in the client (deploy/client.py); its settings (and VQA's answer
-vocabulary) are stored in each config's ``parameters`` (``amad.preprocess``, ``amad.answers``), so a
-client needs only the server's address.
+Preprocessing and the task's procedure run in the client (``amad predict --server``,
+:mod:`amad.serving.client`): each config's ``parameters`` hold its graph's ``amad.*`` metadata
+(task, graph name, preprocessing, and what the task adds, such as VQA's answer vocabulary), so a
+client needs only the server's address. A graph whose metadata has ``amad.answers`` (labels of its
+one classification output) also gets a label file, so Triton's ``classification`` requests return
+labels.
 
-Usage: python -m deploy.triton exported/h2-amad exported/triton --max-batch 32 [--gpu]
+Usage: python -m amad.serving.repository exported/h4-minilm exported/triton --max-batch 32 [--gpu]
 """
 
 from __future__ import annotations
@@ -35,9 +38,8 @@ from amad.atomic import atomic_dir
 from amad.errors import AmadError
 from amad.export.onnx_model import read_metadata
 from amad.serving.names import triton_model_name
+from amad.serving.sources import export_graph_names
 
-ONNX_MODEL = triton_model_name("vqa", "model")
-TENSORRT_MODEL = "amad_vqa_trt"
 TRITON_TYPES = {
     onnx.TensorProto.FLOAT: "TYPE_FP32",
     onnx.TensorProto.FLOAT16: "TYPE_FP16",
@@ -104,32 +106,31 @@ instance_group [ {{ count: 1 kind: {instance_kind} }} ]
 {params}"""
 
 
+def served_parameters(metadata: dict[str, str], origin: Path) -> dict[str, str]:
+    """The ``amad.*`` metadata of an exported graph, which its Triton config publishes."""
+    if "amad.task" not in metadata or "amad.preprocess" not in metadata:
+        raise AmadError(f"{origin}: not an amad export (no amad.task / amad.preprocess metadata)")
+    return {key: value for key, value in metadata.items() if key.startswith("amad.")}
+
+
 def write_model_repository(export_dir: Path, out: Path, *, max_batch: int, gpu: bool = False) -> list[str]:
     """Write the repository atomically; returns the model names it contains."""
-    export = json.loads((export_dir / "export.json").read_text()) if (export_dir / "export.json").exists() else {}
-    graphs = export.get("graphs", ["model"])
-    metadata = read_metadata(export_dir / f"{graphs[0]}.onnx")
-    task = metadata.get("amad.task", "vqa")
-    if "amad.preprocess" not in metadata:
-        raise AmadError(f"{export_dir}: not an amad export (no amad.preprocess metadata)")
-    parameters = {"amad.preprocess": metadata["amad.preprocess"]}
-    answers = json.loads(metadata["amad.answers"]) if "amad.answers" in metadata else None
-    if answers is not None:
-        parameters["amad.answers"] = metadata["amad.answers"]
-    models = []  # (Triton model name, backend, artefact, instance kind, graph)
-    for graph in graphs:
-        base = triton_model_name(task, graph)
-        models.append((base, "onnxruntime", f"{graph}.onnx", "KIND_GPU" if gpu else "KIND_CPU", graph))
+    models = []  # (Triton model name, backend, artefact, instance kind, graph, parameters)
+    for graph in export_graph_names(export_dir):
+        parameters = served_parameters(read_metadata(export_dir / f"{graph}.onnx"), export_dir / f"{graph}.onnx")
+        base = triton_model_name(parameters["amad.task"], graph)
+        models.append((base, "onnxruntime", f"{graph}.onnx", "KIND_GPU" if gpu else "KIND_CPU", graph, parameters))
         if (export_dir / f"{graph}.plan").exists():
-            models.append((f"{base}_trt", "tensorrt_plan", f"{graph}.plan", "KIND_GPU", graph))
+            models.append((f"{base}_trt", "tensorrt_plan", f"{graph}.plan", "KIND_GPU", graph, parameters))
     with atomic_dir(out) as staging:
-        for name, backend, artefact, kind, graph in models:
+        for name, backend, artefact, kind, graph, parameters in models:
             inputs, outputs = graph_tensors(export_dir / f"{graph}.onnx")
             target = "model.plan" if backend == "tensorrt_plan" else "model.onnx"
             (staging / name / "1").mkdir(parents=True)
             shutil.copy2(export_dir / artefact, staging / name / "1" / target)
-            if answers is not None:
-                (staging / name / "answers.txt").write_text("\n".join(answers) + "\n")
+            labels = json.loads(parameters["amad.answers"]) if "amad.answers" in parameters else None
+            if labels is not None:
+                (staging / name / "answers.txt").write_text("\n".join(labels) + "\n")
             config = model_config(
                 name,
                 backend,
@@ -138,7 +139,7 @@ def write_model_repository(export_dir: Path, out: Path, *, max_batch: int, gpu: 
                 max_batch_size=max_batch,
                 instance_kind=kind,
                 parameters=parameters,
-                label_file="answers.txt" if answers is not None else None,
+                label_file="answers.txt" if labels is not None else None,
             )
             (staging / name / "config.pbtxt").write_text(config)
     return [name for name, *_ in models]

@@ -1,0 +1,108 @@
+"""A Triton server's amad models as graphs: ``amad predict --server host:port`` and the load test run
+the task's predictor over them exactly as over local torch or ONNX graphs.
+
+The server publishes each model's task, graph name, preprocessing and state in its config's
+``amad.*`` parameters (written by :mod:`amad.serving.repository` and by the PyTriton server), so a
+client needs only the address. Needs ``tritonclient[http]`` (in amad's dev extra). Use one source
+per thread: a ``tritonclient`` client is not thread-safe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from amad.contracts.graph import ModelSource
+from amad.errors import AmadError
+from amad.serving.sources import source_from_metadata
+
+NUMPY_TYPES = {"FP32": np.float32, "FP16": np.float16, "INT64": np.int64, "INT32": np.int32, "BOOL": np.bool_}
+
+
+def _http():
+    try:
+        import tritonclient.http as http
+    except ImportError:
+        raise AmadError("a Triton client needs tritonclient: pip install 'tritonclient[http]'") from None
+    return http
+
+
+class TritonGraph:
+    """One served Triton model, called like an exported graph: ``graph(*inputs) -> {output: tensor}``."""
+
+    def __init__(self, client: Any, model: str, config: dict) -> None:
+        self.client, self.model = client, model
+        self.inputs = [(tensor["name"], tensor["data_type"].removeprefix("TYPE_")) for tensor in config["input"]]
+        self.output_names = tuple(tensor["name"] for tensor in config["output"])
+
+    def __call__(self, *inputs: Any) -> dict[str, Any]:
+        import torch
+
+        http = _http()
+        requests = []
+        for (name, dtype), value in zip(self.inputs, inputs, strict=True):
+            array = np.ascontiguousarray(value.numpy() if hasattr(value, "numpy") else value, NUMPY_TYPES[dtype])
+            request = http.InferInput(name, list(array.shape), dtype)
+            request.set_data_from_numpy(array)
+            requests.append(request)
+        outputs = [http.InferRequestedOutput(name) for name in self.output_names]
+        result = self.client.infer(self.model, requests, outputs=outputs)
+        return {name: torch.from_numpy(np.array(result.as_numpy(name))) for name in self.output_names}
+
+
+def server_source(
+    url: str, *, export_dir: str | Path | None = None, tensorrt: bool = False, timeout: float = 60.0
+) -> ModelSource:
+    """The amad model a Triton server at ``url`` serves (``tensorrt``: its ``_trt`` engines).
+
+    Its task, preprocessing and state come from the served configs' ``amad.*`` parameters, or, for a
+    server that publishes none (PyTriton), from ``export_dir``, the export folder it serves.
+    """
+    http = _http()
+    client = http.InferenceServerClient(url=url, connection_timeout=timeout, network_timeout=timeout)
+    if export_dir is not None:
+        return _exported_on_server(client, url, Path(export_dir), tensorrt)
+    try:
+        index = client.get_model_repository_index()
+    except Exception as error:
+        raise AmadError(
+            f"--server {url}: cannot list its models ({str(error).splitlines()[0][:200]}); "
+            "give the export folder it serves (--export exported/NAME)"
+        ) from None
+    graphs, metadata = {}, {}
+    for entry in index:
+        name = entry["name"]
+        if entry.get("state", "READY") != "READY" or name.endswith("_trt") != tensorrt:
+            continue
+        config = client.get_model_config(name)
+        parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        if "amad.task" in parameters:
+            metadata = metadata or parameters
+            graphs[parameters.get("amad.graph", "model")] = TritonGraph(client, name, config)
+    if not graphs:
+        raise AmadError(
+            f"--server {url}: no served model publishes amad.* parameters (a PyTriton server does not): "
+            "give the export folder it serves (--export exported/NAME)"
+        )
+    return source_from_metadata(metadata, graphs, url)
+
+
+def _exported_on_server(client: Any, url: str, export_dir: Path, tensorrt: bool) -> ModelSource:
+    from amad.export.onnx_model import read_metadata
+    from amad.serving.server import served_graphs
+
+    graphs, metadata = {}, {}
+    for name, path in served_graphs(export_dir).items():
+        name = f"{name}_trt" if tensorrt else name
+        try:
+            config = client.get_model_config(name)
+        except Exception as error:
+            raise AmadError(
+                f"--server {url}: does not serve {name}, the graph {path} of --export {export_dir} "
+                f"({str(error).splitlines()[0][:200]})"
+            ) from None
+        metadata = metadata or read_metadata(path)
+        graphs[path.name.split(".")[0]] = TritonGraph(client, name, config)
+    return source_from_metadata(metadata, graphs, url)
