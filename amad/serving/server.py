@@ -37,7 +37,7 @@ _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopba
 
 def pytriton_python() -> Path | None:
     """An interpreter that imports PyTriton and ONNX Runtime, or None."""
-    candidate = Path(os.environ.get("AMAD_PYTRITON_PYTHON", Path(".triton-venv") / "bin" / "python").absolute())
+    candidate = Path(os.environ.get("AMAD_PYTRITON_PYTHON", ".triton-venv/bin/python")).absolute()
     if not candidate.exists():
         return None
     probe = subprocess.run([str(candidate), "-c", "import pytriton, onnxruntime"], capture_output=True)
