@@ -97,6 +97,18 @@ class Preprocess:
             return len(_hf_tokenizer(self.tokenizer[len(HF_PREFIX) :])(text)["input_ids"])
         return len(_tokenizer(self.context_length).encode(text)) + 2
 
+    def check_text(self, text: str, flag: str, noun: str) -> None:
+        """AmadError naming ``flag`` for an empty ``text`` or one longer than the context (which
+        :meth:`tokenize` would truncate)."""
+        if not text.strip():
+            raise AmadError(f"{flag}: the {noun} is empty")
+        count = self.token_count(text)
+        if count > self.context_length:
+            raise AmadError(
+                f"{flag} {text[:40]!r}: {count} tokens long; the model reads at most {self.context_length} "
+                "(start and end tokens included): shorten it"
+            )
+
 
 def _eight_bit(image: Image.Image) -> Image.Image:
     """16-bit grayscale scaled to 8 bits (Pillow's own conversion to RGB clips every value above

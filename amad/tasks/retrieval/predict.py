@@ -54,14 +54,7 @@ def rank(encoders: Encoders, images: list[str], captions: list[str]) -> dict:
         if not Path(image).is_file():
             raise AmadError(f"--image {image}: no such file")
     for caption in captions:
-        if not caption.strip():
-            raise AmadError("--caption: empty caption")
-        count = encoders.preprocess.token_count(caption)
-        if count > encoders.preprocess.context_length:
-            raise AmadError(
-                f"--caption {caption[:40]!r}: {count} tokens long; the model reads at most "
-                f"{encoders.preprocess.context_length} (start and end tokens included): shorten it"
-            )
+        encoders.preprocess.check_text(caption, "--caption", "caption")
     with torch.inference_mode():
         pixels = torch.stack([encoders.preprocess.load_image(i) for i in images])
         image_embeddings = encoders.predictor({"pixels": pixels})["image_embedding"]

@@ -75,14 +75,7 @@ def predict_question(predictor: Answerer, image: str | Path, question: str, top_
     """Top-``k`` (answer, probability) for one question about one image."""
     if not Path(image).is_file():
         raise AmadError(f"--image {image}: no such file")
-    if not question.strip():
-        raise AmadError("--question: the question is empty")
-    count = predictor.preprocess.token_count(question)
-    if count > predictor.preprocess.context_length:
-        raise AmadError(
-            f"--question: {count} tokens long; the model reads at most {predictor.preprocess.context_length} "
-            "(start and end tokens included): shorten it"
-        )
+    predictor.preprocess.check_text(question, "--question", "question")
     pixels = predictor.preprocess.load_image(image)[None]
     tokens = predictor.preprocess.tokenize([question])
     return predictor.top_k(pixels, tokens, top_k)[0]
