@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from amad.errors import AmadError
+from amad.pipeline import paths
 
 
 def _modules(args: argparse.Namespace) -> None:
@@ -116,13 +117,15 @@ def main(argv: list[str] | None = None) -> None:
     serve.set_defaults(run=_serve)
     loadtest = commands.add_parser("loadtest", help="measure a served export under concurrent load (loopback only)")
     loadtest.add_argument("export", help="exported/NAME (served as the model repository names its graphs)")
-    loadtest.add_argument("--data", default="data/prepared", help="prepared data: requests are its validation samples")
+    loadtest.add_argument(
+        "--data", default=str(paths.PREPARED), help="prepared data: requests are its validation samples"
+    )
     loadtest.add_argument("--url", help="a running server (host:port on the loopback); default: start one per mode")
     loadtest.add_argument("--concurrency", default="1,4,16", help="comma-separated levels")
     loadtest.add_argument("--duration", type=float, default=10.0, help="seconds per level")
     loadtest.add_argument("--timeout", type=float, default=5.0, help="seconds one request may take")
     loadtest.add_argument("--max-requests", type=int, default=100_000, help="at most this many requests per level")
-    loadtest.add_argument("--out", default="metrics/serving.json")
+    loadtest.add_argument("--out", default=str(paths.SERVING))
     loadtest.set_defaults(run=_loadtest)
     args, task_flags = parser.parse_known_args(argv)
     if args.command == "predict" and args.help and args.model is None and args.server is None:

@@ -30,13 +30,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from amad.atomic import atomic_file, write_json
+from amad.config.params import load_params
 from amad.contracts.method import METHODS
-from amad.params import load_params
-from amad.report import model_latency
+from amad.pipeline import paths
+from amad.report.summary import model_latency
 from research.experiments import PARAMS, read_json, run_experiment, workspace_restored
 
 
-def validation_score(model: str, metric: str, logs: Path = Path("logs")) -> float:
+def validation_score(model: str, metric: str, logs: Path = paths.LOGS) -> float:
     """The last epoch's validation ``metric`` of ``model`` (its dvclive ``metrics.json``)."""
     return float(read_json(logs / model / "metrics.json")["val"][metric])
 
@@ -141,7 +142,7 @@ def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = ru
     students = list(params.students)
     methods = list(params.distill.methods)
     tuned = [m for m in methods if METHODS.get(m, "distill.methods").needs.layers]
-    latency_path = Path("metrics/latency_full.json")
+    latency_path = paths.LATENCY_FULL
     latency = read_json(latency_path) if latency_path.exists() else {}
 
     def score(model: str) -> float:
@@ -178,7 +179,7 @@ def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = ru
         for chosen, group in settings_groups(choices).items():
             overrides = [f"distill.seed={seed}", *quiet, *args.set, *(f"{k}={v}" for k, v in chosen), _listing(group)]
             run(overrides, "evaluate")
-            metrics = read_json("metrics/eval.json")
+            metrics = read_json(paths.EVAL)
             for student in students:
                 for method in group:
                     tests[student][method].append(metrics[f"{student}-{method}"][metric])

@@ -75,9 +75,9 @@ def _reload_check(task: Any, model_dir: Path, data_dir: Path, device: torch.devi
     """The saved model on the CPU vs on ``device`` (fp32, TF32 off): outputs, predictions, test metric."""
     from safetensors.torch import load_file
 
-    from amad.evaluation import evaluate_model
     from amad.export.pipeline import compare_runs, parity_run
     from amad.models import load_model
+    from amad.models.evaluation import evaluate_model
 
     dtypes = sorted({str(t.dtype) for t in load_file(model_dir / "model.safetensors").values()})
     on_cpu = load_model(model_dir)
@@ -106,7 +106,7 @@ def _reload_check(task: Any, model_dir: Path, data_dir: Path, device: torch.devi
 
 
 def _training(params_path: Path, work: Path, report: dict, out: Path) -> None:
-    from amad.params import load_params
+    from amad.config.params import load_params
     from amad.training.distributed import init_runtime
     from amad.training.jobs import distill_student, train_teacher
 

@@ -29,9 +29,9 @@ from collections.abc import Callable
 import torch
 from timm.models.vision_transformer import Block
 
-from amad.attention import capture_attention
 from amad.bench import memory
 from amad.bench.timing import interleaved_ms
+from amad.distill.capture import capture_attention
 from amad.losses.amad import amad_loss
 from amad.losses.one_to_one import one_to_one_loss
 from amad.losses.relation import relation_chunks, relation_layout, relation_loss

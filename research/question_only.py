@@ -16,8 +16,9 @@ from pathlib import Path
 
 import torch
 
-from amad.evaluation import evaluate_model
-from amad.params import load_params
+from amad.config.params import load_params
+from amad.models.evaluation import evaluate_model
+from amad.pipeline import paths
 from amad.tasks.vqa.task import VQATask
 from amad.training.distributed import init_runtime
 from amad.training.jobs import build_model, ground_truth_loss
@@ -37,7 +38,7 @@ class BlankImages(torch.nn.Module):
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="data/prepared")
+    parser.add_argument("--data", default=str(paths.PREPARED))
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--epochs", type=int, help="default: train.epochs")
     args = parser.parse_args(argv)

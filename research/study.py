@@ -16,13 +16,14 @@ import statistics
 import sys
 
 from amad.atomic import write_json
-from amad.params import load_params
+from amad.config.params import load_params
+from amad.pipeline import paths
 from research.experiments import PARAMS, read_json, run_experiment, workspace_restored
 
 
 def run_seed(seed: int, overrides: list[str]) -> dict:
     run_experiment([f"distill.seed={seed}", *overrides])
-    return read_json("metrics/eval.json")
+    return read_json(paths.EVAL)
 
 
 def aggregate(runs: list[dict], metric: str) -> dict[str, dict[str, float]]:

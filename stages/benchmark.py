@@ -5,8 +5,9 @@ metrics/latency_plot.json (plot data: one row per model x backend x batch size).
 
 from amad.atomic import write_json
 from amad.bench.latency import run_benchmark, speedups
-from amad.params import Params
-from amad.stage import run_stage
+from amad.config.params import Params
+from amad.pipeline import paths
+from amad.pipeline.stage import run_stage
 
 
 def main(params: Params) -> None:
@@ -20,9 +21,9 @@ def main(params: Params) -> None:
         for size, stats in batches.items()
         if "p50_ms" in stats  # a batch size the backend failed at has its reason instead
     ]
-    write_json("metrics/latency_full.json", {**report, "speedups": ratios})
-    write_json("metrics/latency_plot.json", rows)
-    write_json("metrics/latency.json", {"speedups": ratios})
+    write_json(paths.LATENCY_FULL, {**report, "speedups": ratios})
+    write_json(paths.LATENCY_PLOT, rows)
+    write_json(paths.LATENCY, {"speedups": ratios})
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
 

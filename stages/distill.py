@@ -5,10 +5,10 @@ Usage: python -m stages.distill STUDENT METHOD   (or: torchrun ... -m stages.dis
 """
 
 import argparse
-from pathlib import Path
 
-from amad.params import Params
-from amad.stage import CHECKPOINTS, LOGS, run_stage
+from amad.config.params import Params
+from amad.pipeline import paths
+from amad.pipeline.stage import run_stage
 from amad.training.distributed import init_runtime, shutdown_runtime
 from amad.training.jobs import distill_student
 
@@ -26,12 +26,12 @@ def main(params: Params) -> None:
             params,
             args.student,
             args.method,
-            Path("models/teacher"),
-            Path("data/prepared"),
-            Path("models") / name,
+            paths.TEACHER,
+            paths.PREPARED,
+            paths.model_dir(name),
             runtime,
-            checkpoint_dir=CHECKPOINTS,
-            log_dir=LOGS / name,
+            checkpoint_dir=paths.CHECKPOINTS,
+            log_dir=paths.LOGS / name,
         )
         if runtime.is_main:
             metric = params.task_plugin().primary_metric

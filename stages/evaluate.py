@@ -4,21 +4,20 @@ metrics/eval.json holds each model's primary metric (VQA: accuracy), params and 
 `dvc exp show` displays); metrics/breakdown.json the task's breakdown (VQA: per question family).
 """
 
-from pathlib import Path
-
 from amad.atomic import write_json
-from amad.evaluation import evaluate_model, model_cost
+from amad.config.params import Params
 from amad.models import load_model
-from amad.params import Params
-from amad.stage import run_stage
+from amad.models.evaluation import evaluate_model, model_cost
+from amad.pipeline import paths
+from amad.pipeline.stage import run_stage
 
 
 def main(params: Params) -> None:
     metrics, breakdowns = {}, {}
     for name in params.model_names():
-        loaded = load_model(Path("models") / name)
+        loaded = load_model(paths.model_dir(name))
         task = loaded.task
-        test_set = task.dataset(Path("data/prepared"), "test", loaded.preprocess, loaded.state)
+        test_set = task.dataset(paths.PREPARED, "test", loaded.preprocess, loaded.state)
         report = evaluate_model(task, loaded.model, test_set, settings=params.evaluate)
         cost = model_cost(loaded.model, task.example_inputs(loaded.preprocess, 1))
         primary = report[task.primary_metric]
@@ -32,8 +31,8 @@ def main(params: Params) -> None:
             f"{name:>16s}: {task.primary_metric} {primary:.4f}, {cost['params'] / 1e6:.2f}M params, "
             f"{cost['gflops']:.4f} GFLOPs"
         )
-    write_json("metrics/eval.json", metrics)
-    write_json("metrics/breakdown.json", breakdowns)
+    write_json(paths.EVAL, metrics)
+    write_json(paths.BREAKDOWN, breakdowns)
 
 
 if __name__ == "__main__":

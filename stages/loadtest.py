@@ -6,37 +6,35 @@ Where no PyTriton interpreter exists (`make triton-venv` makes one), the file re
 test was skipped; after installing it, `dvc repro -f loadtest` measures.
 """
 
-from pathlib import Path
-
 from amad.atomic import write_json
-from amad.params import Params
+from amad.config.params import Params
+from amad.pipeline import paths
+from amad.pipeline.stage import run_stage
 from amad.serving.report import run_load_test
 from amad.serving.server import pytriton_python
-from amad.stage import run_stage
-
-OUT = Path("metrics/serving.json")
 
 
 def main(params: Params) -> None:
     model, serving = params.export.triton_model, params.serving
     if model is None:
-        write_json(OUT, {"skipped": "export.triton_model is null: nothing is served"})
+        write_json(paths.SERVING, {"skipped": "export.triton_model is null: nothing is served"})
         return
     if pytriton_python() is None:
         write_json(
-            OUT, {"skipped": "no interpreter with nvidia-pytriton (make triton-venv, then dvc repro -f loadtest)"}
+            paths.SERVING,
+            {"skipped": "no interpreter with nvidia-pytriton (make triton-venv, then dvc repro -f loadtest)"},
         )
-        print(f"loadtest skipped: {OUT} says why")
+        print(f"loadtest skipped: {paths.SERVING} says why")
         return
     run_load_test(
-        Path("exported") / model,
-        Path("data/prepared"),
+        paths.export_dir(model),
+        paths.PREPARED,
         list(serving.concurrency),
         serving.duration_s,
         serving.timeout_s,
         serving.max_requests,
         None,
-        OUT,
+        paths.SERVING,
     )
 
 

@@ -3,10 +3,9 @@
 Refuses, before writing anything, a training split smaller than one training batch.
 """
 
-from pathlib import Path
-
-from amad.params import Params
-from amad.stage import run_stage
+from amad.config.params import Params
+from amad.pipeline import paths
+from amad.pipeline.stage import run_stage
 
 
 def main(params: Params) -> None:
@@ -18,7 +17,7 @@ def main(params: Params) -> None:
     task.prepare(
         params.data,
         params.seed,
-        Path("data/prepared"),
+        paths.PREPARED,
         check_splits=lambda sizes: task.check_batch_sizes(sizes, batch_sizes),
     )
 

@@ -2,12 +2,13 @@
 models/ -> reports/."""
 
 import json
-from pathlib import Path
 
 from amad.atomic import atomic_dir
+from amad.config.params import Params
 from amad.contracts.method import METHODS
-from amad.params import Params
-from amad.report import (
+from amad.pipeline import paths
+from amad.pipeline.stage import run_stage
+from amad.report.summary import (
     alignment_pictures,
     attention_pictures,
     machine_line,
@@ -15,16 +16,15 @@ from amad.report import (
     summary,
     tradeoff_picture,
 )
-from amad.stage import run_stage
 
 
 def main(params: Params) -> None:
-    eval_metrics = json.loads(Path("metrics/eval.json").read_text())
-    latency = json.loads(Path("metrics/latency_full.json").read_text())
+    eval_metrics = json.loads(paths.EVAL.read_text())
+    latency = json.loads(paths.LATENCY_FULL.read_text())
     metric = params.task_plugin().primary_metric
-    with atomic_dir("reports") as out:
-        text, rows = summary(eval_metrics, latency, Path("exported"), Path("models"), metric)
-        text += serving_table(json.loads(Path("metrics/serving.json").read_text()))
+    with atomic_dir(paths.REPORTS) as out:
+        text, rows = summary(eval_metrics, latency, paths.EXPORTED, paths.MODELS, metric)
+        text += serving_table(json.loads(paths.SERVING.read_text()))
         (out / "summary.md").write_text(text)
         (out / "accuracy_latency.json").write_text(json.dumps(rows, indent=2) + "\n")
         if rows:
@@ -32,11 +32,11 @@ def main(params: Params) -> None:
         for student in params.students:
             for method in params.distill.methods:
                 name, artefact = f"{student}-{method}", METHODS.get(method, "distill.methods").artefact_file
-                model_dir = Path("models") / name
+                model_dir = paths.model_dir(name)
                 if artefact is None or not (model_dir / artefact).exists():
                     continue
                 alignment_pictures(model_dir / artefact, out / "alignment" / f"{name}.png")
-                attention_pictures(Path("models/teacher"), model_dir, Path("data/prepared"), out / "attention" / name)
+                attention_pictures(paths.TEACHER, model_dir, paths.PREPARED, out / "attention" / name)
     print(text)
 
 

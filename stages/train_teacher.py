@@ -3,10 +3,9 @@
 Runs single-process, or under `torchrun --nproc_per_node N stages/train_teacher.py`.
 """
 
-from pathlib import Path
-
-from amad.params import Params
-from amad.stage import CHECKPOINTS, LOGS, run_stage
+from amad.config.params import Params
+from amad.pipeline import paths
+from amad.pipeline.stage import run_stage
 from amad.training.distributed import init_runtime, shutdown_runtime
 from amad.training.jobs import train_teacher
 
@@ -16,11 +15,11 @@ def main(params: Params) -> None:
     try:
         result = train_teacher(
             params,
-            Path("data/prepared"),
-            Path("models/teacher"),
+            paths.PREPARED,
+            paths.TEACHER,
             runtime,
-            checkpoint_dir=CHECKPOINTS,
-            log_dir=LOGS / "teacher",
+            checkpoint_dir=paths.CHECKPOINTS,
+            log_dir=paths.LOGS / "teacher",
         )
         if runtime.is_main:
             metric = params.task_plugin().primary_metric

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from amad.params import Params, parse_params
+from amad.config.params import Params, parse_params
 from amad.tasks.vqa.config import DataConfig, ModelConfig
 from amad.tasks.vqa.task import VQATask
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from amad.atomic import atomic_dir
-from amad.config import require
+from amad.config.typed import require
 from amad.contracts.graph import BATCH_AXIS, SEQUENCE_AXIS, Graph, GraphSpec, Predictor
 from amad.contracts.task import GroupShape, Task
 from amad.losses.logit import logit_kd_loss
@@ -211,7 +211,7 @@ class ReverseTask(Task):
         return GreedyDecoder(graphs)
 
     def evaluate(self, predictor, dataset, *, settings=None, device="cpu", batch_size=256) -> dict:
-        from amad.evaluation import collect
+        from amad.models.evaluation import collect
 
         tokens = collect(predictor, dataset, device=device, batch_size=batch_size)["tokens"]
         targets = torch.stack([dataset[i]["target"] for i in range(len(dataset))])

@@ -8,7 +8,7 @@ import torch
 from open_clip.transformer import MultimodalTransformer, TextTransformer
 from torch import nn
 
-from amad.attention import AttentionCapture, attention_module_names, capture_attention
+from amad.distill.capture import AttentionCapture, attention_module_names, capture_attention
 
 ATOL = 1e-5
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from helpers import tiny_params_dict
 
-from amad.params import parse_params
+from amad.config.params import parse_params
 from research import compare
 
 # validation score of each method per attention weight (the same for every student), and per

@@ -9,10 +9,10 @@ import torch
 from helpers import TINY_SHAPES, tiny_params_dict
 from PIL import Image
 
+from amad.config.params import parse_params
+from amad.data.preprocess import Preprocess
 from amad.data.shapes import FAMILIES, ShapesGenerator
 from amad.errors import ConfigError, DataError
-from amad.params import parse_params
-from amad.preprocess import Preprocess
 from amad.tasks.vqa.answers import build_vocabulary, normalize_answer, vqa_accuracy
 from amad.tasks.vqa.dataset import VQADataset
 from amad.tasks.vqa.manifest import read_manifest

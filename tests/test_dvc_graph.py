@@ -147,7 +147,7 @@ def test_every_stage_declares_exactly_its_import_closure():
 def test_the_closure_follows_imports_inside_functions(tmp_path):
     closure = stage_closure("evaluate", "vqa")
     assert "amad/tasks/vqa/evaluation.py" in closure  # imported inside VQATask.evaluate
-    assert "amad/evaluation.py" in closure
+    assert "amad/models/evaluation.py" in closure
 
 
 def test_prepare_depends_on_the_data_folder_and_distillations_on_their_own_method_keys():
@@ -173,3 +173,26 @@ def test_dvc_resolves_the_task_folder_and_a_relation_or_retrieval_edit_reruns_no
         for stage in ("prepare", "train_teacher"):
             assert not any(covers(dep, edited) for dep in deps[stage]), f"editing {edited} re-runs {stage}"
     assert any(covers(dep, "amad/losses/relation.py") for dep in deps["distill@h4-minilm"])
+
+
+def test_every_pipeline_path_is_a_path_dvc_yaml_declares():
+    """The stage scripts read and write through amad.pipeline.paths: each of its paths is one that
+    dvc.yaml names (an out, a dep, a metric or a plot), or the git-ignored checkpoints folder."""
+    from amad.pipeline import paths
+
+    declared: set[str] = set()
+    for stage in stages().values():
+        for section in ("deps", "outs", "metrics", "plots"):
+            for entry in stage.get(section, []):
+                declared.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+    named = {
+        name: value.as_posix() for name, value in vars(paths).items() if name.isupper() and isinstance(value, Path)
+    }
+    undeclared = {
+        name: path
+        for name, path in named.items()
+        if name != "CHECKPOINTS"
+        and not any(d == path or d.startswith(f"{path}/") or path.startswith(f"{d}/") for d in declared)
+    }
+    assert not undeclared, f"amad/pipeline/paths.py names paths dvc.yaml does not declare: {undeclared}"
+    assert "checkpoints" in (ROOT / ".gitignore").read_text()

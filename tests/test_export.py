@@ -14,11 +14,11 @@ from helpers import TASK, prepared_data, tiny_model_config, tiny_params
 from amad.bench.config import BACKENDS
 from amad.cli import main as amad_main
 from amad.errors import AmadError
-from amad.evaluation import model_cost
 from amad.export import tensorrt
 from amad.export.onnx_model import OnnxModel, read_metadata
 from amad.export.pipeline import export_model
 from amad.models import save_model
+from amad.models.evaluation import model_cost
 from amad.serving.repository import write_model_repository
 from amad.serving.sources import load_source
 from amad.tasks.vqa.model import VQAModel
@@ -392,7 +392,7 @@ def test_triton_repository_matches_the_onnx_model(workspace, tmp_path):
     assert config.count("{") == config.count("}") and config.count("[") == config.count("]")
     assert (model_dir / "answers.txt").read_text().splitlines() == answers
     parameters = dict(re.findall(r'key: "([\w.]+)" value: \{ string_value: "(.*)" \}', config))
-    assert json.loads(parameters["amad.preprocess"].replace('\\"', '"'))["image_size"] == preprocess.image_size
+    assert json.loads(parameters["amad.data.preprocess"].replace('\\"', '"'))["image_size"] == preprocess.image_size
     assert json.loads(parameters["amad.answers"].replace('\\"', '"')) == answers
     assert parameters["amad.task"] == "vqa" and parameters["amad.graph"] == "model"  # what a client needs
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from amad.figures import alignment_figure, attention_figure, pareto_front, patch_grid, save, tradeoff_figure
+from amad.report.figures import alignment_figure, attention_figure, pareto_front, patch_grid, save, tradeoff_figure
 
 
 def test_pareto_front_keeps_the_points_nothing_beats_on_both_axes():

@@ -14,12 +14,12 @@ from reverse_task import ReverseTask
 
 from amad.bench.config import BenchmarkConfig
 from amad.bench.latency import run_benchmark
+from amad.config.params import parse_params
 from amad.contracts.task import TASKS
-from amad.evaluation import evaluate_model
 from amad.export.onnx_model import OnnxModel
 from amad.export.pipeline import export_model
 from amad.models import load_model
-from amad.params import parse_params
+from amad.models.evaluation import evaluate_model
 from amad.training.distributed import Runtime
 from amad.training.jobs import distill_student, train_teacher
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from helpers import TASK, tiny_model_config, tiny_model_dict, tiny_params_dict
 
+from amad.config.params import parse_params
 from amad.errors import ConfigError
-from amad.head_importance import head_importance, map_similarity
-from amad.inherit import head_groups, head_matrices, inherit
-from amad.params import parse_params
+from amad.student_init.head_importance import head_importance, map_similarity
+from amad.student_init.inherit import head_groups, head_matrices, inherit
 from amad.tasks.vqa.model import VQAModel
 
 NUM_ANSWERS = 7

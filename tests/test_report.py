@@ -3,7 +3,7 @@
 from helpers import TASK, tiny_model_config
 
 from amad.models import save_model
-from amad.report import best_student, summary
+from amad.report.summary import best_student, summary
 from amad.tasks.vqa.model import VQAModel
 
 
@@ -50,7 +50,7 @@ def test_summary_names_an_unbenchmarked_more_accurate_student(tmp_path):
 
 
 def test_serving_table_reads_the_load_test_or_says_why_it_was_skipped():
-    from amad.report import serving_table
+    from amad.report.summary import serving_table
 
     assert "Not measured: no interpreter with nvidia-pytriton" in serving_table(
         {"skipped": "no interpreter with nvidia-pytriton"}

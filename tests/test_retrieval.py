@@ -14,11 +14,11 @@ from helpers import tiny_clip_dict, tiny_retrieval_params_dict
 from PIL import Image
 
 from amad.cli import main as amad_main
+from amad.config.params import parse_params
 from amad.contracts.task import get_task
 from amad.data.shapes import SHAPES, ShapesGenerator
 from amad.errors import AmadError, ConfigError, DataError
 from amad.losses.contrastive import contrastive_loss, similarity_distillation
-from amad.params import parse_params
 from amad.tasks.retrieval.captions import count_name, scene_captions
 from amad.tasks.retrieval.evaluation import recall_report, zero_shot_top1
 
@@ -191,7 +191,7 @@ def test_frozen_towers_keep_their_weights_but_train_their_projections():
 
 
 def test_attention_of_both_towers_is_captured_per_head():
-    from amad.attention import capture_attention
+    from amad.distill.capture import capture_attention
 
     config = model_config()
     model = TASK.build_model(config, {}).eval()
@@ -208,7 +208,7 @@ def test_attention_of_both_towers_is_captured_per_head():
 
 
 def test_a_clip_student_of_the_same_shape_inherits_the_teachers_function():
-    from amad.inherit import inherit
+    from amad.student_init.inherit import inherit
 
     config = model_config()
     torch.manual_seed(0)
@@ -222,7 +222,7 @@ def test_a_clip_student_of_the_same_shape_inherits_the_teachers_function():
 
 
 def test_shortest_side_resize_centre_crops_like_open_clip():
-    from amad.preprocess import Preprocess
+    from amad.data.preprocess import Preprocess
 
     image = Image.new("RGB", (40, 20), (255, 0, 0))
     image.paste((0, 0, 255), (0, 0, 10, 20))  # a blue band on the left, cropped away
@@ -360,8 +360,8 @@ def test_every_method_distils_a_clip_student(trained):
 
 
 def test_zero_shot_classifies_the_built_in_scenes_by_object_count_like_a_reference(trained):
-    from amad.evaluation import evaluate_model
     from amad.models import load_model
+    from amad.models.evaluation import evaluate_model
 
     root, params, _ = trained
     loaded = load_model(root / "models" / "teacher")
@@ -407,7 +407,7 @@ def test_both_encoders_export_with_parity_and_benchmark_separately(trained):
     assert 'name: "pixels" data_type: TYPE_FP32 dims: [ 3, 24, 24 ]' in image_config
     assert 'name: "image_embedding" data_type: TYPE_FP32 dims: [ 16 ]' in image_config
     text_config = (root / "triton" / "amad_retrieval_text" / "config.pbtxt").read_text()
-    assert 'name: "tokens" data_type: TYPE_INT64 dims: [ 16 ]' in text_config and "amad.preprocess" in text_config
+    assert 'name: "tokens" data_type: TYPE_INT64 dims: [ 16 ]' in text_config and "amad.data.preprocess" in text_config
     bench = replace(params.benchmark, batch_sizes=(1, 2), warmup=1, repeats=2, backends=("torch", "onnxruntime"))
     latency = run_benchmark(
         list(config.models),

@@ -12,12 +12,12 @@ import pytest
 import torch
 from helpers import TASK, prepared_data, tiny_model_config, tiny_params
 
-from amad.attention import capture_attention
+from amad.config.params import distilled_groups
 from amad.contracts.method import METHODS
+from amad.distill.capture import capture_attention
+from amad.distill.objective import DistillationObjective
 from amad.errors import AmadError
 from amad.models import load_model, save_model
-from amad.objective import DistillationObjective
-from amad.params import distilled_groups
 from amad.tasks.vqa.dataset import VQADataset
 from amad.tasks.vqa.model import VQAModel
 from amad.training.distillation import DistillationStep, FrozenTeacher, capture_for, layer_pairs
@@ -157,7 +157,7 @@ import sys, torch
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from helpers import tiny_params_dict
-from amad.params import parse_params
+from amad.config.params import parse_params
 from amad.training.distributed import init_runtime, shutdown_runtime
 from amad.training.jobs import train_teacher
 raw = tiny_params_dict()

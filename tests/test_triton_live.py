@@ -99,8 +99,8 @@ def test_pytriton_server_embeds_like_the_exported_retrieval_encoders(tmp_path):
     require_pytriton()
     from helpers import tiny_retrieval_params_dict
 
+    from amad.config.params import parse_params
     from amad.contracts.task import get_task
-    from amad.params import parse_params
     from amad.tasks.retrieval.predict import encoders, rank
 
     task, params = get_task("retrieval"), parse_params(tiny_retrieval_params_dict())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amad.config import child, require, require_choice
+from amad.config.typed import child, require, require_choice
 
 BACKENDS = (
     "torch",

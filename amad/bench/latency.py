@@ -37,6 +37,7 @@ from amad.bench.roofline import graph_gflops, matmul_peak_gflops, roofline
 from amad.export import tensorrt
 from amad.export.onnx_model import OnnxModel
 from amad.models import load_model
+from amad.pipeline import paths
 
 Runner = Callable[..., object]  # (*inputs) -> outputs
 # backends that may fail on a model that runs elsewhere (graph capture, compilation, engines): their
@@ -133,9 +134,9 @@ def run_benchmark(
     models: list[str],
     config: BenchmarkConfig,
     *,
-    data_dir: Path = Path("data/prepared"),
-    models_dir: Path = Path("models"),
-    exported_dir: Path = Path("exported"),
+    data_dir: Path = paths.PREPARED,
+    models_dir: Path = paths.MODELS,
+    exported_dir: Path = paths.EXPORTED,
     log=print,
 ) -> dict:
     threads = config.threads or os.cpu_count() or 1

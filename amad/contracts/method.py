@@ -6,7 +6,7 @@ teacher and captured from both models (:class:`Needs`), checks its settings agai
 the distilled attention groups before any work, and builds its trainable term
 (:class:`~amad.contracts.method_term.MethodTerm`, an ``nn.Module``) over the layer pairs. The
 declaration imports no torch, so ``params.yaml`` is checked without loading it. The objective
-(``amad.objective``) combines the terms:
+(``amad.distill.objective``) combines the terms:
 ``task_w * task_loss + output_w * output_kd + attention_w * mean over layer pairs of the term``.
 """
 

@@ -2,7 +2,7 @@
 
 An ``nn.Module``, so the learned parts of a method (a learned temperature, projections) train with
 the student. :meth:`~amad.contracts.method.Method.build` makes one; the objective
-(``amad.objective``) holds it.
+(``amad.distill.objective``) holds it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from amad.contracts.method import LayerPair, Method
 
 if TYPE_CHECKING:
-    from amad.attention import AttentionRecord
+    from amad.distill.capture import AttentionRecord
 
 
 class MethodTerm(nn.Module):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from amad.config import require
+from amad.config.typed import require
 from amad.contracts.graph import Graph, GraphSpec, Predictor
 from amad.contracts.registry import Registry
 
@@ -134,8 +134,8 @@ class Task:
 
     def preprocess_from_dict(self, data: dict) -> Any:
         """The preprocessing saved with a model (its ``to_dict()``), read back (default: amad's image +
-        text :class:`~amad.preprocess.Preprocess`)."""
-        from amad.preprocess import Preprocess
+        text :class:`~amad.data.preprocess.Preprocess`)."""
+        from amad.data.preprocess import Preprocess
 
         return Preprocess.from_dict(data)
 

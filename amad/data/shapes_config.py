@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from amad.config import require
+from amad.config.typed import require
 
 SPLITS = ("train", "val", "test")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amad.config import require, require_choice
+from amad.config.typed import require, require_choice
 
 INT8_MODES = ("dynamic", "static", "auto", "none")
 

@@ -14,13 +14,13 @@ from typing import Any
 
 from amad.atomic import atomic_dir, write_json
 from amad.errors import AmadError
-from amad.evaluation import collect, graph_outputs
 from amad.export import tensorrt
 from amad.export.config import ExportConfig
 from amad.export.int8 import build_int8
 from amad.export.onnx_model import OnnxModel, export_onnx
 from amad.export.quantize import convert_fp16
 from amad.models import load_model
+from amad.models.evaluation import collect, graph_outputs
 
 
 def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, config: ExportConfig, log=print) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from amad.config import to_dict
+from amad.config.typed import to_dict
 from amad.export.config import TensorRTConfig
 
 

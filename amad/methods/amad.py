@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amad.config import require, require_choice
+from amad.config.typed import require, require_choice
 from amad.contracts.method import METHODS, Method, Needs
 from amad.contracts.task import GroupShape
 from amad.losses.options import AMAD_VARIANTS, MAX_PROJECTION_FEATURES, TEMPERATURE_SCHEDULES

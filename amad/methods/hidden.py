@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amad.config import require_choice
+from amad.config.typed import require_choice
 from amad.contracts.method import METHODS, Method, Needs
 
 

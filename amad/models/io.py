@@ -16,10 +16,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from amad.atomic import atomic_dir
-from amad.config import from_dict, to_dict
+from amad.config.typed import from_dict, to_dict
 from amad.contracts.task import Task, get_task
+from amad.data.preprocess import Preprocess
 from amad.errors import AmadError, ConfigError
-from amad.preprocess import Preprocess
 
 FORMAT = "amad/2"
 LEGACY_VQA_FORMAT = "amad.vqa/1"

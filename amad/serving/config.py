@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amad.config import child, require
+from amad.config.typed import child, require
 
 
 @dataclass(frozen=True)

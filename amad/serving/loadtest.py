@@ -50,7 +50,7 @@ def validation_requests(export_dir: Path, data_dir: Path, count: int = 32) -> li
 
     metadata = read_metadata(next(iter(served_graphs(export_dir).values())))
     task = get_task(metadata["amad.task"], f"{export_dir}: amad.task")
-    preprocess = task.preprocess_from_dict(json.loads(metadata["amad.preprocess"]))
+    preprocess = task.preprocess_from_dict(json.loads(metadata["amad.data.preprocess"]))
     dataset = task.dataset(Path(data_dir), "val", preprocess, task.read_state(Path(data_dir)))
     if len(dataset) == 0:
         raise AmadError(f"{data_dir}: the validation split is empty: the load test draws its requests from it")

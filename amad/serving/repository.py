@@ -108,8 +108,8 @@ instance_group [ {{ count: 1 kind: {instance_kind} }} ]
 
 def served_parameters(metadata: dict[str, str], origin: Path) -> dict[str, str]:
     """The ``amad.*`` metadata of an exported graph, which its Triton config publishes."""
-    if "amad.task" not in metadata or "amad.preprocess" not in metadata:
-        raise AmadError(f"{origin}: not an amad export (no amad.task / amad.preprocess metadata)")
+    if "amad.task" not in metadata or "amad.data.preprocess" not in metadata:
+        raise AmadError(f"{origin}: not an amad export (no amad.task / amad.data.preprocess metadata)")
     return {key: value for key, value in metadata.items() if key.startswith("amad.")}
 
 

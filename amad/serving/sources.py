@@ -3,7 +3,7 @@ file (and, in :mod:`amad.serving.client`, a Triton server). Each gives a
 :class:`~amad.contracts.graph.ModelSource`, and the task's predictor runs over its graphs alike.
 
 An export's task, preprocessing and state are read from the graphs' ONNX metadata (``amad.task``,
-``amad.graph``, ``amad.preprocess`` and what the task adds), so an export folder needs no checkout.
+``amad.graph``, ``amad.data.preprocess`` and what the task adds), so an export folder needs no checkout.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from amad.errors import AmadError
 def source_from_metadata(metadata: dict[str, str], graphs: dict, origin: str) -> ModelSource:
     """A source of ``graphs`` whose task, preprocessing and state ``metadata`` gives (AmadError
     naming ``origin`` where it is not an amad model's)."""
-    if "amad.task" not in metadata or "amad.preprocess" not in metadata:
-        raise AmadError(f"{origin}: not an amad export (no amad.task / amad.preprocess metadata)")
+    if "amad.task" not in metadata or "amad.data.preprocess" not in metadata:
+        raise AmadError(f"{origin}: not an amad export (no amad.task / amad.data.preprocess metadata)")
     task = get_task(metadata["amad.task"], f"{origin}: amad.task")
     missing = [graph for graph in task.graph_names if graph not in graphs]
     if missing:
@@ -28,7 +28,7 @@ def source_from_metadata(metadata: dict[str, str], graphs: dict, origin: str) ->
             f"{origin}: a {task.name} model predicts with its graphs {', '.join(task.graph_names)}; "
             f"{', '.join(missing)} missing"
         )
-    preprocess = task.preprocess_from_dict(json.loads(metadata["amad.preprocess"]))
+    preprocess = task.preprocess_from_dict(json.loads(metadata["amad.data.preprocess"]))
     return ModelSource(task.name, graphs, preprocess, task.state_from_metadata(metadata), origin)
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from amad.config import require
+from amad.config.typed import require
 from amad.errors import AmadError
 
 
@@ -52,7 +52,7 @@ def read_summary(data_dir: Path, name: str) -> dict:
 def check_hf_text_folder(text: Any, key: str) -> None:
     """The local Hugging Face folder of a text tower (``<key>.hf_model``) holds a BERT-style encoder with
     enough positions and, where its weights are loaded, the configured shape (its tokenizer is checked
-    with the models: :func:`amad.preprocess.check_hf_tokenizer`)."""
+    with the models: :func:`amad.data.preprocess.check_hf_tokenizer`)."""
     folder = Path(text.hf_model)
     require(
         (folder / "config.json").is_file(), f"{key}.hf_model", f"no Hugging Face model folder (config.json) at {folder}"

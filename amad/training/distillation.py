@@ -8,12 +8,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from amad.attention import capture_attention
 from amad.contracts.method import LayerPair
 from amad.contracts.method_term import MethodTerm
 from amad.contracts.task import GroupShape
-from amad.layer_mapping import pair_modules
-from amad.objective import DistillationObjective, ObjectiveOutput
+from amad.distill.capture import capture_attention
+from amad.distill.layer_mapping import pair_modules
+from amad.distill.objective import DistillationObjective, ObjectiveOutput
 from amad.training.teacher_cache import TeacherCache
 
 

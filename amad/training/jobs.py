@@ -10,15 +10,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from amad.config import to_dict
+from amad.config.params import Params, distilled_groups
+from amad.config.typed import to_dict
 from amad.contracts.method import METHODS
 from amad.contracts.task import Task
+from amad.distill.objective import DistillationObjective, ObjectiveOutput
 from amad.errors import AmadError
-from amad.evaluation import evaluate_model
 from amad.models import load_model, save_model
+from amad.models.evaluation import evaluate_model
 from amad.models.io import load_pretrained
-from amad.objective import DistillationObjective, ObjectiveOutput
-from amad.params import Params, distilled_groups
 from amad.training.checkpoint import fingerprint
 from amad.training.distillation import DistillationStep, FrozenTeacher, capture_for, layer_pairs, mean_artefacts
 from amad.training.distributed import Runtime
@@ -51,14 +51,14 @@ def ground_truth_loss(task: Task) -> Callable[[nn.Module, dict], ObjectiveOutput
 def inherit_teacher(
     task: Task, teacher: nn.Module, student: nn.Module, distill: Any, train_set: Any, device: Any, log: Callable
 ) -> None:
-    """``distill.init: inherit``: copy the teacher's weights into the student (see :mod:`amad.inherit`),
+    """``distill.init: inherit``: copy the teacher's weights into the student (see :mod:`amad.student_init.inherit`),
     ranking or grouping the teacher's heads on ``distill.init.batches`` training batches where needed."""
     from itertools import islice
 
     from torch.utils.data import DataLoader
 
-    from amad.head_importance import head_importance, map_similarity
-    from amad.inherit import inherit
+    from amad.student_init.head_importance import head_importance, map_similarity
+    from amad.student_init.inherit import inherit
 
     init = distill.init
     paths = [path for group in task.module_groups(teacher).values() for path in group]

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from amad.attention import AttentionRecord
+from amad.distill.capture import AttentionRecord
 
 RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(AttentionRecord))
 

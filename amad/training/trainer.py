@@ -23,8 +23,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from amad.objective import ObjectiveOutput
-from amad.params import OptimConfig
+from amad.config.params import OptimConfig
+from amad.distill.objective import ObjectiveOutput
 from amad.training.checkpoint import load_checkpoint, save_checkpoint
 from amad.training.distributed import GlobalBatchSampler, Runtime
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from amad.attention import AttentionRecord
 from amad.contracts.method import LayerPair, Method
 from amad.contracts.method_term import MethodTerm, record_field
+from amad.distill.capture import AttentionRecord
 from amad.losses.amad import AttentionProjection, amad_loss_and_weights
-from amad.temperature import AlignmentTemperature
+from amad.losses.temperature import AlignmentTemperature
 
 
 class AlignmentTerm(MethodTerm):

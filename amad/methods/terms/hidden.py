@@ -6,9 +6,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from amad.attention import AttentionRecord
 from amad.contracts.method import LayerPair, Method
 from amad.contracts.method_term import MethodTerm, record_field
+from amad.distill.capture import AttentionRecord
 from amad.losses.hidden import HiddenStateProjection, hidden_state_loss
 
 

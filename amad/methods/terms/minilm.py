@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from amad.attention import AttentionRecord
 from amad.contracts.method_term import MethodTerm, record_field
+from amad.distill.capture import AttentionRecord
 from amad.losses.relation import relation_loss
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from amad.data.preprocess import Preprocess
 from amad.errors import DataError
-from amad.preprocess import Preprocess
 from amad.tasks.retrieval.sources import ImageRecord, read_records
 
 

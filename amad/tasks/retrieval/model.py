@@ -1,7 +1,7 @@
 """The retrieval task model: a CLIP (open_clip vision transformer + open_clip or Hugging Face text
 tower, projections to a shared embedding, learned logit scale).
 
-Attention modules (the paths :mod:`amad.attention` captures), by group:
+Attention modules (the paths :mod:`amad.distill.capture` captures), by group:
 
 * ``vision_self``: ``visual.transformer.resblocks.{i}.attn`` (``nn.MultiheadAttention``, image tokens)
 * ``text_self``: ``text.transformer.resblocks.{i}.attn`` (causal ``nn.MultiheadAttention``), or
@@ -22,9 +22,9 @@ from open_clip.model import CLIPTextCfg, CLIPVisionCfg, _build_text_tower, _buil
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from amad.data.preprocess import PAD_TOKEN_ID, Preprocess, hf_tokenizer_name
 from amad.errors import AmadError
-from amad.hf_text import HFTextTower
-from amad.preprocess import PAD_TOKEN_ID, Preprocess, hf_tokenizer_name
+from amad.models.hf_text import HFTextTower
 from amad.tasks.retrieval.config import ModelConfig
 
 TEXT_KEYS = ("token_embedding.", "positional_embedding", "transformer.", "ln_final.", "text_projection", "attn_mask")

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from amad.contracts.graph import ModelSource, Predictor
+from amad.data.preprocess import Preprocess
 from amad.errors import AmadError
-from amad.preprocess import Preprocess
 
 
 @dataclass

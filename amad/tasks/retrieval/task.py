@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from amad.config import require
+from amad.config.typed import require
 from amad.contracts.graph import Graph, GraphSpec, Predictor
 from amad.contracts.task import TASKS, GroupShape, Task
 from amad.errors import AmadError
@@ -92,7 +92,7 @@ class RetrievalTask(Task):
                 f"{config.architecture} uses open_clip settings amad cannot distil or tokenise: {', '.join(unsupported)}",
             )
         if config.text.hf_model is not None:
-            from amad.preprocess import check_hf_tokenizer
+            from amad.data.preprocess import check_hf_tokenizer
 
             check_hf_tokenizer(config.text.hf_model, f"{key}.text.hf_model")
 
@@ -160,7 +160,7 @@ class RetrievalTask(Task):
         return batch["pixels"], batch["tokens"]
 
     def attention_masks(self, group: str, batch: dict) -> tuple[Any, Any]:
-        from amad.preprocess import PAD_TOKEN_ID
+        from amad.data.preprocess import PAD_TOKEN_ID
 
         if group == "vision_self":
             return None, None
@@ -200,7 +200,7 @@ class RetrievalTask(Task):
     ) -> dict:
         """Recall both ways; with ``settings``, zero-shot top-1 where the images have classes
         (``breakdown.zero_shot_top1`` over the split's images, ``zero_shot_classes`` candidates)."""
-        from amad.evaluation import collect
+        from amad.models.evaluation import collect
         from amad.tasks.retrieval.dataset import CaptionDataset, ImageDataset
         from amad.tasks.retrieval.evaluation import recall_report, zero_shot_top1
 
@@ -234,7 +234,7 @@ class RetrievalTask(Task):
     def export_specs(self, preprocess: Any, state: dict) -> dict[str, GraphSpec]:
         import torch
 
-        metadata = {"amad.preprocess": json.dumps(preprocess.to_dict())}
+        metadata = {"amad.data.preprocess": json.dumps(preprocess.to_dict())}
         pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
         tokens = preprocess.tokenize(["a red circle", "two shapes: a blue square and a green triangle"])
         return {

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from amad.config import require, require_choice
+from amad.config.typed import require, require_choice
 from amad.data.shapes_config import ShapesConfig
 from amad.tasks.checks import check_heads
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from amad.preprocess import Preprocess
+from amad.data.preprocess import Preprocess
 from amad.tasks.vqa.answers import answer_scores
 from amad.tasks.vqa.manifest import Record, read_manifest
 

@@ -1,6 +1,6 @@
 """The VQA task model: timm ViT + open_clip text transformer + BLIP-style fusion + answer head.
 
-Attention modules (the paths :mod:`amad.attention` captures), by group:
+Attention modules (the paths :mod:`amad.distill.capture` captures), by group:
 
 * ``vision_self``: ``vision.blocks.{i}.attn`` (timm ``Attention``, image tokens)
 * ``text_self``: ``text.transformer.resblocks.{i}.attn`` (causal ``nn.MultiheadAttention``), or
@@ -17,8 +17,8 @@ from open_clip.transformer import MultimodalTransformer, TextTransformer
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from amad.hf_text import HFTextTower
-from amad.preprocess import PAD_TOKEN_ID, Preprocess, hf_tokenizer_name
+from amad.data.preprocess import PAD_TOKEN_ID, Preprocess, hf_tokenizer_name
+from amad.models.hf_text import HFTextTower
 from amad.tasks.vqa.config import ATTENTION_GROUPS, ModelConfig, VisionConfig
 
 VOCAB_SIZE = 49408  # open_clip SimpleTokenizer

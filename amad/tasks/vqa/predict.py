@@ -15,8 +15,8 @@ import torch
 
 from amad.atomic import atomic_file
 from amad.contracts.graph import ModelSource, Predictor
+from amad.data.preprocess import Preprocess
 from amad.errors import AmadError
-from amad.preprocess import Preprocess
 from amad.tasks.vqa.manifest import read_manifest
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from amad.config import require
+from amad.config.typed import require
 from amad.contracts.graph import Graph, GraphSpec, Predictor
 from amad.contracts.task import TASKS, GroupShape, Task
 from amad.errors import AmadError
@@ -90,7 +90,7 @@ class VQATask(Task):
 
     def check_model(self, config: ModelConfig, key: str) -> None:
         if config.text.hf_model is not None:
-            from amad.preprocess import check_hf_tokenizer
+            from amad.data.preprocess import check_hf_tokenizer
 
             check_hf_tokenizer(config.text.hf_model, f"{key}.text.hf_model")
         if config.vision.timm_weights is not None:
@@ -174,7 +174,7 @@ class VQATask(Task):
         device: Any = "cpu",
         batch_size: int = 256,
     ) -> dict:
-        from amad.evaluation import collect
+        from amad.models.evaluation import collect
         from amad.tasks.vqa.evaluation import accuracy_report
 
         logits = collect(predictor, dataset, device=device, batch_size=batch_size)["logits"]
@@ -196,7 +196,10 @@ class VQATask(Task):
 
         pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
         tokens = preprocess.tokenize(["what is this?", "is there a circle?"])
-        metadata = {"amad.answers": json.dumps(state["answers"]), "amad.preprocess": json.dumps(preprocess.to_dict())}
+        metadata = {
+            "amad.answers": json.dumps(state["answers"]),
+            "amad.data.preprocess": json.dumps(preprocess.to_dict()),
+        }
         return {"model": GraphSpec(("pixels", "tokens"), ("logits",), (pixels, tokens), metadata, self.model_inputs)}
 
     def state_from_metadata(self, metadata: dict[str, str]) -> dict:

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
+from amad.config.params import Params, load_params
 from amad.errors import AmadError
-from amad.params import Params, load_params
-
-CHECKPOINTS = Path("checkpoints")  # git-ignored, outside every stage's outs: interrupted stages resume
-LOGS = Path("logs")  # dvclive folders, declared as persistent outs
 
 
 def run_stage(main: Callable[[Params], None], params_path: str = "params.yaml") -> None:

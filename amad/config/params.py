@@ -29,14 +29,14 @@ from typing import Any
 import yaml
 
 from amad.bench.config import BenchmarkConfig
-from amad.config import child, from_dict, require, require_choice
+from amad.config.typed import child, from_dict, require, require_choice
 from amad.contracts.method import METHODS
 from amad.contracts.task import TASKS, GroupShape, Task, get_task
+from amad.distill.layer_mapping import STRATEGIES, map_layers
 from amad.errors import ConfigError
 from amad.export.config import ExportConfig
-from amad.inherit_config import InitConfig, check_init
-from amad.layer_mapping import STRATEGIES, map_layers
 from amad.serving.config import ServingConfig
+from amad.student_init.config import InitConfig, check_init
 
 SECTIONS = (
     "task",

@@ -14,7 +14,7 @@ A student inherits what its shape allows:
 
   - ``first``: ``M_q = M_kv = O`` select teacher heads ``0..Hs-1`` (TinyCLIP's manual inheritance);
   - ``importance``: ``M_q = M_kv = O`` select the ``Hs`` most important heads (Michel et al. 2019;
-    see :mod:`amad.head_importance`), in their teacher order;
+    see :mod:`amad.student_init.head_importance`), in their teacher order;
   - ``merge``: the teacher heads form ``Hs`` groups of similar heads (the cosine of their attention
     maps, the similarity AMAD aligns with); ``M_q = M_kv`` mean-pool each group's q / k / v, ``O``
     sums the group's output-projection slices (the conversion GQA's authors found best);
@@ -27,7 +27,7 @@ A student inherits what its shape allows:
   heads side by side, its queries scaled by ``sqrt(g)`` so that it attends with the sum of their
   scores, as ``concat`` does. ``first`` / ``importance`` keep ``Hs x g`` heads, ``merge`` pools the
   teacher heads into ``Hs x g`` groups, ``concat`` needs ``Hs x g = Ht`` (the teacher's width).
-  :func:`amad.inherit_config.check_init` refuses other shapes before any work, naming the key.
+  :func:`amad.student_init.config.check_init` refuses other shapes before any work, naming the key.
 
 Everything else (norms, embeddings, task heads, projections) is copied by name, narrowed to the
 student's shape.
@@ -44,8 +44,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from amad.attention import is_hf_self_attention
-from amad.layer_mapping import map_layers
+from amad.distill.capture import is_hf_self_attention
+from amad.distill.layer_mapping import map_layers
 
 
 # -- where the weights live ----------------------------------------------------------------------
@@ -218,7 +218,7 @@ def inherit(
     Args:
         module_groups: the task's attention module paths per group.
         layer_mapping: ``distill.attention.layer_mapping``.
-        head_strategy: one of :data:`amad.inherit_config.HEAD_STRATEGIES`.
+        head_strategy: one of :data:`amad.student_init.config.HEAD_STRATEGIES`.
         head_scores: per teacher attention module, importance ``[Ht]`` or map similarity ``[Ht, Ht]``.
 
     Returns counts: ``inherited`` and ``random`` (student tensors left at their initialisation).

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
-from amad.attention import capture_attention
-from amad.inherit import attention_weights
+from amad.distill.capture import capture_attention
+from amad.student_init.inherit import attention_weights
 
 
 def head_importance(

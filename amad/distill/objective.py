@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from amad.attention import AttentionRecord
 from amad.contracts.method_term import MethodTerm
+from amad.distill.capture import AttentionRecord
 
 
 @dataclass

@@ -12,8 +12,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from amad.data.preprocess import PAD_TOKEN_ID
 from amad.errors import AmadError
-from amad.preprocess import PAD_TOKEN_ID
 
 
 class HFTextTower(nn.Module):

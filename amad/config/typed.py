@@ -1,7 +1,7 @@
 """Typed configuration: frozen dataclasses filled from YAML / JSON, with errors that name the key.
 
 This module is the machinery only; it imports nothing from the rest of amad but its errors. The
-sections of ``params.yaml`` are declared next to the code that owns them (``amad.params`` for the
+sections of ``params.yaml`` are declared next to the code that owns them (``amad.config.params`` for the
 task-neutral ones, each task for its model and data configs, each method for its settings), and
 ``params.yaml`` is the one place where their values, defaults included, are written down: a
 dataclass here has no default values, so a missing key is an error that names it.

@@ -1,11 +1,11 @@
 """``distill.init``: how a student starts, and the shape checks its head strategy needs (torch-free;
-the inheritance itself is :mod:`amad.inherit`)."""
+the inheritance itself is :mod:`amad.student_init.inherit`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amad.config import require, require_choice
+from amad.config.typed import require, require_choice
 
 STRATEGIES = ("random", "inherit")
 HEAD_STRATEGIES = ("first", "importance", "merge", "concat")

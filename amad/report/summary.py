@@ -9,7 +9,7 @@
 * ``reports/attention/<model>/<layer>.png``: teacher vs student attention of each distilled layer
   pair for a few validation samples (named in ``samples.txt``).
 
-The pictures are drawn by :mod:`amad.figures`.
+The pictures are drawn by :mod:`amad.report.figures`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from amad.attention import capture_attention
-from amad.figures import alignment_figure, attention_figure, save, tradeoff_figure
+from amad.distill.capture import capture_attention
 from amad.models import load_model
 from amad.models.io import read_model_spec
+from amad.report.figures import alignment_figure, attention_figure, save, tradeoff_figure
 
 SAMPLES = (0.0, 0.5)  # where in the validation split the attention pictures' samples are (spread over images)
 

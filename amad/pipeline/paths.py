@@ -1,0 +1,36 @@
+"""Where the pipeline's stages read and write, relative to the repository root where ``dvc`` runs.
+
+One place for every path the stage scripts, the research drivers and the CLI's defaults use;
+``dvc.yaml`` names the same paths (``tests/test_dvc_graph.py`` checks that each one below is
+declared there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PREPARED = Path("data/prepared")  # prepare's out: the task's prepared splits
+MODELS = Path("models")  # one folder per trained model
+TEACHER = MODELS / "teacher"
+EXPORTED = Path("exported")  # one export folder per deployed model, plus the Triton repository
+TRITON_REPOSITORY = EXPORTED / "triton"
+METRICS = Path("metrics")
+EVAL = METRICS / "eval.json"  # test metric of every model (a DVC metric)
+BREAKDOWN = METRICS / "breakdown.json"  # the task's per-group breakdown of the test metric
+LATENCY = METRICS / "latency.json"  # speed-ups (a DVC metric)
+LATENCY_FULL = METRICS / "latency_full.json"  # every timing the benchmark took
+LATENCY_PLOT = METRICS / "latency_plot.json"  # rows of the accuracy-latency plot
+SERVING = METRICS / "serving.json"  # the load test (a DVC metric)
+REPORTS = Path("reports")
+LOGS = Path("logs")  # dvclive folders, one per model, declared as persistent outs
+CHECKPOINTS = Path("checkpoints")  # git-ignored, outside every stage's outs: interrupted stages resume
+
+
+def model_dir(name: str) -> Path:
+    """The folder of the model ``name`` (``teacher`` or ``<student>-<method>``)."""
+    return MODELS / name
+
+
+def export_dir(name: str) -> Path:
+    """The export folder of the model ``name``."""
+    return EXPORTED / name
