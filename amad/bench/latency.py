@@ -143,64 +143,24 @@ def run_benchmark(
     torch.set_num_threads(threads)
     loaded = load_model(models_dir / models[0])
     specs = loaded.task.export_specs(loaded.preprocess, loaded.state)
-    runners: dict[tuple[str, str], Runner] = {}
-    graph_of: dict[str, str] = {}
-    results: dict[str, dict[str, dict]] = {}
-    for name in models:
-        for graph in specs:
-            row = row_name(name, graph)
-            graph_of[row], results[row] = graph, {}
-            for backend in config.backends:
-                runner = make_runner(backend, models_dir / name, exported_dir / name, graph, threads)
-                if isinstance(runner, str):
-                    results[row][backend] = {"skipped": runner}
-                else:
-                    runners[row, backend] = runner
+    runners, graph_of, results = _runners(models, specs, config, models_dir, exported_dir, threads)
     dataset = loaded.task.dataset(data_dir, "val", loaded.preprocess, loaded.state)
     largest = max(config.batch_sizes)
     batch = torch.utils.data.default_collate([dataset[i % len(dataset)] for i in range(largest)])
     samples = {graph: spec.batch_inputs(batch) for graph, spec in specs.items()}
     for batch_size in config.batch_sizes:
         inputs = {key: tuple(x[:batch_size].contiguous() for x in samples[graph_of[key[0]]]) for key in runners}
-        peaks = {}
-        for key, runner in list(runners.items()):
-            try:
-                runner(*inputs[key])  # first call: CUDA graphs are captured, torch.compile compiles
-            except Exception as error:
-                if key[1] not in MAY_FAIL:
-                    raise
-                if torch.cuda.is_available():
-                    torch.cuda.synchronize()  # a sticky CUDA error ends the run here, not in a later call
-                reason = f"failed at batch {batch_size}: {type(error).__name__}: {error}"
-                results[key[0]].setdefault(key[1], {})[str(batch_size)] = {"skipped": reason}
-                del runners[key]
-                log(f"{key[0]}/{key[1]}: {reason}")
-                continue
-            peaks[key] = _peak_mib(runner, inputs[key], key[1])
+        peaks = _first_calls(runners, inputs, batch_size, results, log)
         timings = time_interleaved(runners, inputs, config)
         for (name, backend), times in timings.items():
-            ms = np.asarray(times) * 1e3
-            results[name].setdefault(backend, {})[str(batch_size)] = {
-                "p50_ms": round(float(np.percentile(ms, 50)), 4),
-                "p90_ms": round(float(np.percentile(ms, 90)), 4),
-                "p99_ms": round(float(np.percentile(ms, 99)), 4),
-                "throughput": round(batch_size / (statistics.median(times)), 2),
-                "peak_mib": None if peaks[name, backend] is None else round(peaks[name, backend], 2),
-            }
+            results[name].setdefault(backend, {})[str(batch_size)] = _statistics(
+                times, batch_size, peaks[name, backend]
+            )
         log(
             f"batch {batch_size}: "
             + ", ".join(f"{n}/{b} {results[n][b][str(batch_size)]['p50_ms']:.2f}ms" for n, b in timings)
         )
     peak = matmul_peak_gflops()
-    machine_use = {}
-    for name in models:
-        loaded_model = load_model(models_dir / name)
-        graphs = loaded_model.task.graphs(loaded_model.model.eval())
-        for graph, spec in specs.items():
-            stats = results[row_name(name, graph)].get("onnxruntime", {})
-            if stats and "skipped" not in stats:
-                example = tuple(x[:1] for x in spec.example_inputs)
-                machine_use[row_name(name, graph)] = roofline(stats, graph_gflops(graphs[graph], example), peak)
     return {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
@@ -217,8 +177,78 @@ def run_benchmark(
             "batch_sizes": list(config.batch_sizes),
         },
         "results": results,
-        "roofline": machine_use,  # ONNX Runtime fp32 against the matmul peak (amad.bench.roofline)
+        # ONNX Runtime fp32 against the matmul peak (amad.bench.roofline)
+        "roofline": _machine_use(models, specs, results, models_dir, peak),
     }
+
+
+def _runners(
+    models: list[str], specs: dict, config: BenchmarkConfig, models_dir: Path, exported_dir: Path, threads: int
+) -> tuple[dict[tuple[str, str], Runner], dict[str, str], dict[str, dict[str, dict]]]:
+    """A runner per (row, backend), each row's graph, and the results table holding the backends
+    that cannot run here with their reason."""
+    runners: dict[tuple[str, str], Runner] = {}
+    graph_of: dict[str, str] = {}
+    results: dict[str, dict[str, dict]] = {}
+    for name in models:
+        for graph in specs:
+            row = row_name(name, graph)
+            graph_of[row], results[row] = graph, {}
+            for backend in config.backends:
+                runner = make_runner(backend, models_dir / name, exported_dir / name, graph, threads)
+                if isinstance(runner, str):
+                    results[row][backend] = {"skipped": runner}
+                else:
+                    runners[row, backend] = runner
+    return runners, graph_of, results
+
+
+def _first_calls(
+    runners: dict[tuple[str, str], Runner], inputs: dict, batch_size: int, results: dict, log
+) -> dict[tuple[str, str], float | None]:
+    """Call every runner once (CUDA graphs are captured, torch.compile compiles) and take its peak
+    memory; a GPU backend that fails is recorded with its reason and dropped, any other raises."""
+    peaks = {}
+    for key, runner in list(runners.items()):
+        try:
+            runner(*inputs[key])
+        except Exception as error:
+            if key[1] not in MAY_FAIL:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # a sticky CUDA error ends the run here, not in a later call
+            reason = f"failed at batch {batch_size}: {type(error).__name__}: {error}"
+            results[key[0]].setdefault(key[1], {})[str(batch_size)] = {"skipped": reason}
+            del runners[key]
+            log(f"{key[0]}/{key[1]}: {reason}")
+            continue
+        peaks[key] = _peak_mib(runner, inputs[key], key[1])
+    return peaks
+
+
+def _statistics(times: list[float], batch_size: int, peak_mib: float | None) -> dict:
+    ms = np.asarray(times) * 1e3
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 4),
+        "p90_ms": round(float(np.percentile(ms, 90)), 4),
+        "p99_ms": round(float(np.percentile(ms, 99)), 4),
+        "throughput": round(batch_size / (statistics.median(times)), 2),
+        "peak_mib": None if peak_mib is None else round(peak_mib, 2),
+    }
+
+
+def _machine_use(models: list[str], specs: dict, results: dict, models_dir: Path, peak: float) -> dict:
+    """Each ONNX Runtime row's achieved GFLOP/s and per-call overhead against the matmul peak."""
+    machine_use = {}
+    for name in models:
+        loaded_model = load_model(models_dir / name)
+        graphs = loaded_model.task.graphs(loaded_model.model.eval())
+        for graph, spec in specs.items():
+            stats = results[row_name(name, graph)].get("onnxruntime", {})
+            if stats and "skipped" not in stats:
+                example = tuple(x[:1] for x in spec.example_inputs)
+                machine_use[row_name(name, graph)] = roofline(stats, graph_gflops(graphs[graph], example), peak)
+    return machine_use
 
 
 def p50(report: dict, model: str, backend: str, batch_size: int) -> float | None:

@@ -100,19 +100,7 @@ def build_int8(
     }
     if static_error is not None:
         record["static_failed"] = static_error
-    within = [kind for kind, c in candidates.items() if c["val_drop"] <= max_drop]
-    if not within:
-        chosen = None
-        drops = ", ".join(f"{kind} {c['val_drop']:.4f}" for kind, c in candidates.items())
-        record["reason"] = f"no int8 graph kept: validation metric drops {drops} exceed export.int8_max_drop {max_drop}"
-    else:
-        chosen = min(within, key=lambda kind: candidates[kind]["b1_ms"])
-        c = candidates[chosen]
-        record["reason"] = (
-            f"{chosen}: the faster at batch 1 ({c['b1_ms']:.3f} ms; fp32 {latency['fp32']:.3f} ms, "
-            f"{latency['fp32'] / c['b1_ms']:.2f}x fp32's speed) of {', '.join(within)} within the validation budget "
-            f"(drop {c['val_drop']:.4f} <= {max_drop})"
-        )
+    chosen, record["reason"] = _choose(candidates, latency["fp32"], max_drop)
     record["chosen"] = chosen
     for kind in candidates:
         for graph in graphs:
@@ -122,3 +110,18 @@ def build_int8(
             else:
                 path.unlink()
     return record
+
+
+def _choose(candidates: dict[str, dict], fp32_ms: float, max_drop: float) -> tuple[str | None, str]:
+    """The fastest int8 candidate at batch 1 among those within the validation budget, and why."""
+    within = [kind for kind, c in candidates.items() if c["val_drop"] <= max_drop]
+    if not within:
+        drops = ", ".join(f"{kind} {c['val_drop']:.4f}" for kind, c in candidates.items())
+        return None, f"no int8 graph kept: validation metric drops {drops} exceed export.int8_max_drop {max_drop}"
+    chosen = min(within, key=lambda kind: candidates[kind]["b1_ms"])
+    c = candidates[chosen]
+    return chosen, (
+        f"{chosen}: the faster at batch 1 ({c['b1_ms']:.3f} ms; fp32 {fp32_ms:.3f} ms, "
+        f"{fp32_ms / c['b1_ms']:.2f}x fp32's speed) of {', '.join(within)} within the validation budget "
+        f"(drop {c['val_drop']:.4f} <= {max_drop})"
+    )

@@ -53,23 +53,7 @@ def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, conf
             )
         fp32 = sessions(".onnx")
         torch_run = parity_run(task, graphs, specs, parity_sets)
-        report["parity"] = compare_runs(task, torch_run, parity_run(task, fp32, specs, parity_sets))
-        samples = {graph: len(inputs) for graph, inputs in parity_sets.items()}
-        report["parity"].update(samples=samples, atol=config.parity_atol, min_agreement=config.min_agreement)
-        if (
-            report["parity"]["max_abs_diff"] > config.parity_atol
-            or report["parity"]["agreement"] < config.min_agreement
-        ):
-            worst = max(report["parity"]["max_abs_diff_per_output"].items(), key=lambda item: item[1])[0]
-            raise AmadError(
-                f"export of {name}: ONNX parity failed on validation samples {samples}: max |diff| "
-                f"{report['parity']['max_abs_diff']:.2e} (allowed {config.parity_atol:.0e}; largest in {worst}), "
-                f"agreement {report['parity']['agreement']:.4f} (needed {config.min_agreement})"
-            )
-        log(
-            f"{name}: ONNX parity max |diff| {report['parity']['max_abs_diff']:.1e}, "
-            f"agreement {report['parity']['agreement']:.4f}"
-        )
+        report["parity"] = _parity_gate(name, task, torch_run, fp32, specs, parity_sets, config, log)
         report["metric"] = metric
         report["accuracy"] = {"onnx_fp32": task.evaluate(task.predictor(fp32), test_set)[metric]}
         report["int8"] = build_int8(
@@ -92,6 +76,25 @@ def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, conf
         report["files"] = {p.name: p.stat().st_size for p in sorted(staging.iterdir())}
         write_json(staging / "export.json", report)
     return report
+
+
+def _parity_gate(
+    name: str, task: Any, torch_run: tuple, fp32: dict, specs: dict, parity_sets: dict, config: ExportConfig, log
+) -> dict:
+    """Compare the ONNX graphs' run with PyTorch's on validation samples; AmadError when an output
+    is further than ``parity_atol`` or the predictions agree less than ``min_agreement``."""
+    parity = compare_runs(task, torch_run, parity_run(task, fp32, specs, parity_sets))
+    samples = {graph: len(inputs) for graph, inputs in parity_sets.items()}
+    parity.update(samples=samples, atol=config.parity_atol, min_agreement=config.min_agreement)
+    if parity["max_abs_diff"] > config.parity_atol or parity["agreement"] < config.min_agreement:
+        worst = max(parity["max_abs_diff_per_output"].items(), key=lambda item: item[1])[0]
+        raise AmadError(
+            f"export of {name}: ONNX parity failed on validation samples {samples}: max |diff| "
+            f"{parity['max_abs_diff']:.2e} (allowed {config.parity_atol:.0e}; largest in {worst}), "
+            f"agreement {parity['agreement']:.4f} (needed {config.min_agreement})"
+        )
+    log(f"{name}: ONNX parity max |diff| {parity['max_abs_diff']:.1e}, agreement {parity['agreement']:.4f}")
+    return parity
 
 
 def parity_run(task: Any, graphs: dict, specs: dict, parity_sets: dict, device: Any = "cpu") -> tuple[dict, dict]:

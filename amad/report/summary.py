@@ -137,6 +137,40 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path,
     """Markdown (the short table, then the full latency matrix) and the ``metric`` (the task's
     primary metric) / latency rows (for the scatter plot)."""
     results = latency.get("results", {})
+    short_lines, full_lines, rows = _tables(eval_metrics, latency, exported, models_dir, metric)
+    text = "# amad report\n\n" + "\n".join(short_lines) + "\n\n"
+    text += "Heads: per attention group. Speed-up: the teacher's ONNX Runtime batch-1 latency over the model's.\n"
+    text += _best_student_lines(rows, metric)
+    if any(r["latency_ms"] is not None for r in rows):  # the stage draws the picture from these rows
+        text += "\n![accuracy vs latency](accuracy_latency.png)\n"
+    text += "\n## Latency matrix (p50 ms) and cost\n\n" + "\n".join(full_lines) + "\n\n"
+    skipped = {f"{b}: {v['skipped']}" for m in results.values() for b, v in m.items() if "skipped" in v}
+    skipped |= {  # a GPU backend that failed on one model at a batch size
+        f"{b} on {m}: {entry['skipped']}"
+        for m, row in results.items()
+        for b, v in row.items()
+        if "skipped" not in v
+        for entry in v.values()
+        if "skipped" in entry
+    }
+    if skipped:
+        text += "Backends not measured here: " + "; ".join(sorted(skipped)) + ".\n\n"
+    graphs = sorted({name.partition(".")[2] for name in results} - {""})
+    if graphs:
+        text += (
+            f"Latencies are the sums over the exported graphs ({', '.join(graphs)}: one input each); "
+            "per graph in metrics/latency_full.json.\n"
+        )
+    text += f"\nLatency measured on {machine_line(latency)}, all models interleaved in one run.\n"
+    text += machine_use(latency)
+    return text, [r for r in rows if r["latency_ms"] is not None]
+
+
+def _tables(
+    eval_metrics: dict, latency: dict, exported: Path, models_dir: Path, metric: str
+) -> tuple[list[str], list[str], list[dict]]:
+    """The short table's and the latency matrix's markdown lines, and one metric / latency row per model."""
+    results = latency.get("results", {})
     batch_sizes = latency.get("settings", {}).get("batch_sizes", [])
     backends = sorted({b for m in results.values() for b, v in m.items() if "skipped" not in v})
     teacher = eval_metrics["teacher"]
@@ -174,8 +208,12 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path,
         cells += [_fmt(model_latency(results, name, b, size), 2) for b in backends for size in batch_sizes]
         full_lines.append("| " + " | ".join(cells) + " |")
         rows.append({"model": name, "accuracy": metrics[metric], "latency_ms": ort_ms})
-    text = "# amad report\n\n" + "\n".join(short_lines) + "\n\n"
-    text += "Heads: per attention group. Speed-up: the teacher's ONNX Runtime batch-1 latency over the model's.\n"
+    return short_lines, full_lines, rows
+
+
+def _best_student_lines(rows: list[dict], metric: str) -> str:
+    """The student to deploy, and a warning when the most accurate student was not benchmarked."""
+    text = ""
     best = best_student(rows)
     if best:
         text += (
@@ -188,29 +226,7 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path,
             f"The best student by {metric}, `{top['model']}` ({top['accuracy']:.4f}), was not benchmarked: "
             f"add it to `export.models` to measure it.\n"
         )
-    if any(r["latency_ms"] is not None for r in rows):  # the stage draws the picture from these rows
-        text += "\n![accuracy vs latency](accuracy_latency.png)\n"
-    text += "\n## Latency matrix (p50 ms) and cost\n\n" + "\n".join(full_lines) + "\n\n"
-    skipped = {f"{b}: {v['skipped']}" for m in results.values() for b, v in m.items() if "skipped" in v}
-    skipped |= {  # a GPU backend that failed on one model at a batch size
-        f"{b} on {m}: {entry['skipped']}"
-        for m, row in results.items()
-        for b, v in row.items()
-        if "skipped" not in v
-        for entry in v.values()
-        if "skipped" in entry
-    }
-    if skipped:
-        text += "Backends not measured here: " + "; ".join(sorted(skipped)) + ".\n\n"
-    graphs = sorted({name.partition(".")[2] for name in results} - {""})
-    if graphs:
-        text += (
-            f"Latencies are the sums over the exported graphs ({', '.join(graphs)}: one input each); "
-            "per graph in metrics/latency_full.json.\n"
-        )
-    text += f"\nLatency measured on {machine_line(latency)}, all models interleaved in one run.\n"
-    text += machine_use(latency)
-    return text, [r for r in rows if r["latency_ms"] is not None]
+    return text
 
 
 def machine_line(latency: dict) -> str:

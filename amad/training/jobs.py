@@ -12,17 +12,19 @@ from torch import nn
 
 from amad.config.params import Params, distilled_groups
 from amad.config.typed import to_dict
-from amad.contracts.method import METHODS
+from amad.contracts.method import METHODS, LayerPair
+from amad.contracts.method_term import MethodTerm
 from amad.contracts.task import Task
+from amad.data.preprocess import Preprocess
 from amad.distill.objective import DistillationObjective, ObjectiveOutput
 from amad.errors import AmadError
-from amad.models import load_model, save_model
+from amad.models import LoadedModel, load_model, save_model
 from amad.models.evaluation import evaluate_model
 from amad.models.io import load_pretrained
 from amad.training.checkpoint import fingerprint
 from amad.training.distillation import DistillationStep, FrozenTeacher, capture_for, layer_pairs, mean_artefacts
 from amad.training.distributed import Runtime
-from amad.training.teacher_cache import build_teacher_cache
+from amad.training.teacher_cache import TeacherCache, build_teacher_cache
 from amad.training.trainer import FitResult, fit
 
 
@@ -158,47 +160,17 @@ def distill_student(
     distill = params.distill
     if method_name not in distill.methods:
         raise AmadError(f"params.yaml: distill.methods: {method_name!r} is not listed ({', '.join(distill.methods)})")
-    student_config = params.student(student_name)
     task = params.task_plugin()
     task.check_batch_sizes(task.split_sizes(data_dir), {"distill.train.batch_size": distill.train.batch_size})
-    loaded = load_model(teacher_dir, device=runtime.device)
-    if loaded.task_name != params.task:
-        raise AmadError(f"{teacher_dir}: a {loaded.task_name!r} model, but params.yaml: task is {params.task!r}")
-    preprocess = task.preprocess(student_config)
-    if preprocess != loaded.preprocess:
-        raise AmadError(
-            f"{teacher_dir}: the saved teacher's preprocessing differs from students.{student_name}'s; "
-            "re-run train_teacher (dvc repro)"
-        )
+    loaded, preprocess = _teacher_for(params, task, student_name, teacher_dir, runtime)
     teacher = FrozenTeacher(loaded.model)
-    seed = params.distill_seed
-    student = build_model(task, student_config, loaded.state, seed, log)
+    student = build_model(task, params.student(student_name), loaded.state, params.distill_seed, log)
     train_set = task.dataset(data_dir, "train", preprocess, loaded.state)
     if distill.init.strategy == "inherit":
         inherit_teacher(task, loaded.model, student, distill, train_set, runtime.device, log)
-    method_class = METHODS.get(method_name, "distill.methods")
-    pairs = []
-    if method_class.needs.layers:
-        shapes = distilled_groups(
-            task, params.teacher, student_config, f"students.{student_name}", distill.attention.modules
-        )
-        pairs = layer_pairs(
-            task, loaded.model, student, distill.attention.modules, distill.attention.layer_mapping, shapes
-        )
-    method = method_class.build(distill.settings[method_name], pairs)
+    method, pairs = _method_for(params, task, student_name, method_name, loaded.model, student)
     objective = DistillationObjective(task, method, distill.weights, distill.output.temperature)
-    cache = None
-    if method.needs.teacher:
-        cache = build_teacher_cache(
-            teacher,
-            train_set,
-            lambda: capture_for(method, teacher.model, "teacher", detach=True),
-            task,
-            device=runtime.device,
-            batch_size=distill.train.batch_size,
-            max_mib=params.runtime.teacher_cache_mib,
-            log=log if runtime.is_main else lambda _: None,
-        )
+    cache = _teacher_cache(params, task, method, teacher, train_set, runtime, log) if method.needs.teacher else None
     step = DistillationStep(task, teacher, objective, cache)
     val_set = task.dataset(data_dir, "val", preprocess, loaded.state)
     name = f"{student_name}-{method_name}"
@@ -208,7 +180,7 @@ def distill_student(
         step,
         train_set=train_set,
         optim=distill.train,
-        seed=seed,
+        seed=params.distill_seed,
         runtime=runtime,
         checkpoint_path=checkpoint,
         loader_workers=params.runtime.loader_workers,
@@ -217,19 +189,7 @@ def distill_student(
         evaluate=_validation(task, val_set, runtime.device),
         description=name,
         log=log,
-        fingerprint=fingerprint(
-            to_dict(student_config),
-            to_dict(distill.init),
-            to_dict(distill.train),
-            to_dict(distill.attention),
-            to_dict(distill.weights),
-            to_dict(distill.output),
-            to_dict(distill.settings[method_name]),
-            method_name,
-            seed,
-            _data_fingerprint(data_dir),
-            (teacher_dir / "config.json").read_text(),
-        ),
+        fingerprint=_distillation_fingerprint(params, student_name, method_name, data_dir, teacher_dir),
     )
     if runtime.is_main:
         files = {}
@@ -246,3 +206,77 @@ def distill_student(
         save_model(out_dir, task, student.cpu(), loaded.state, preprocess, extra=extra, files=files)
     _finish(runtime, checkpoint)
     return result
+
+
+def _teacher_for(
+    params: Params, task: Task, student_name: str, teacher_dir: Path, runtime: Runtime
+) -> tuple[LoadedModel, Preprocess]:
+    """The saved teacher, refused unless it is this run's task with the student's preprocessing."""
+    loaded = load_model(teacher_dir, device=runtime.device)
+    if loaded.task_name != params.task:
+        raise AmadError(f"{teacher_dir}: a {loaded.task_name!r} model, but params.yaml: task is {params.task!r}")
+    preprocess = task.preprocess(params.student(student_name))
+    if preprocess != loaded.preprocess:
+        raise AmadError(
+            f"{teacher_dir}: the saved teacher's preprocessing differs from students.{student_name}'s; "
+            "re-run train_teacher (dvc repro)"
+        )
+    return loaded, preprocess
+
+
+def _method_for(
+    params: Params, task: Task, student_name: str, method_name: str, teacher: nn.Module, student: nn.Module
+) -> tuple[MethodTerm, list[LayerPair]]:
+    """The method's trainable term and the layer pairs it distils (none for an output-only method)."""
+    distill = params.distill
+    method_class = METHODS.get(method_name, "distill.methods")
+    pairs = []
+    if method_class.needs.layers:
+        student_key = f"students.{student_name}"
+        shapes = distilled_groups(
+            task, params.teacher, params.student(student_name), student_key, distill.attention.modules
+        )
+        pairs = layer_pairs(task, teacher, student, distill.attention.modules, distill.attention.layer_mapping, shapes)
+    return method_class.build(distill.settings[method_name], pairs), pairs
+
+
+def _teacher_cache(
+    params: Params,
+    task: Task,
+    method: MethodTerm,
+    teacher: FrozenTeacher,
+    train_set: Any,
+    runtime: Runtime,
+    log: Callable[[str], None],
+) -> TeacherCache | None:
+    """The teacher's targets of the training samples, kept in memory up to ``runtime.teacher_cache_mib``."""
+    return build_teacher_cache(
+        teacher,
+        train_set,
+        lambda: capture_for(method, teacher.model, "teacher", detach=True),
+        task,
+        device=runtime.device,
+        batch_size=params.distill.train.batch_size,
+        max_mib=params.runtime.teacher_cache_mib,
+        log=log if runtime.is_main else lambda _: None,
+    )
+
+
+def _distillation_fingerprint(
+    params: Params, student_name: str, method_name: str, data_dir: Path, teacher_dir: Path
+) -> str:
+    """What a checkpoint must match to be resumed: every setting of this distillation, its data and teacher."""
+    distill = params.distill
+    return fingerprint(
+        to_dict(params.student(student_name)),
+        to_dict(distill.init),
+        to_dict(distill.train),
+        to_dict(distill.attention),
+        to_dict(distill.weights),
+        to_dict(distill.output),
+        to_dict(distill.settings[method_name]),
+        method_name,
+        params.distill_seed,
+        _data_fingerprint(data_dir),
+        (teacher_dir / "config.json").read_text(),
+    )

@@ -183,6 +183,24 @@ def _train_epoch(
     return {f"train/{name}": total / len(loader) for name, total in sums.items()}
 
 
+def _optimisation(trainable: list[nn.Module], optim: OptimConfig, total_steps: int) -> _Optimisation:
+    """The optimiser over every trainable module and its warm-up + cosine learning-rate schedule."""
+    optimizer = build_optimizer(trainable, optim)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, optim.warmup_fraction))
+    return _Optimisation(optimizer, scheduler, total_steps)
+
+
+def _open_live(log_dir: str | Path, history: list[dict]) -> Any:
+    """A dvclive logger in ``log_dir`` holding ``history`` (a resumed run's earlier epochs): DVC
+    removes the log folder before a stage re-runs, so the checkpoint's history is replayed into it."""
+    from dvclive import Live
+
+    live = Live(dir=str(log_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+    for record in history:
+        _log_epoch(live, record)
+    return live
+
+
 def fit(
     model: nn.Module,
     compute_loss: LossFunction,
@@ -228,23 +246,13 @@ def fit(
     sampler = GlobalBatchSampler(
         len(train_set), optim.batch_size, seed=seed, rank=runtime.rank, world_size=runtime.world_size
     )
-    total_steps = optim.epochs * len(sampler)
-    optimizer = build_optimizer(trainable, optim)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, optim.warmup_fraction))
-    optimisation = _Optimisation(optimizer, scheduler, total_steps)
-
+    optimisation = _optimisation(trainable, optim, optim.epochs * len(sampler))
+    scheduler = optimisation.scheduler
     result = FitResult()
     start_epoch = _resume(
         checkpoint_path, fingerprint, model, objective, optimisation, result, log if runtime.is_main else None
     )
-    live = None
-    if log_dir is not None and runtime.is_main:
-        from dvclive import Live
-
-        # DVC removes the log folder before a stage re-runs: replay the checkpoint's history into it
-        live = Live(dir=str(log_dir), save_dvc_exp=False, dvcyaml=None, report=None)
-        for record in result.history:
-            _log_epoch(live, record)
+    live = _open_live(log_dir, result.history) if log_dir is not None and runtime.is_main else None
 
     for epoch in range(start_epoch, optim.epochs):
         sampler.set_epoch(epoch)
