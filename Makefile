@@ -36,12 +36,10 @@ lint: $(INSTALLED)
 repro: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-# switch the pipeline's params.yaml to profiles/$(NAME).yaml (vqa: the default; retrieval; retrieval-minilm)
-profile:
-	@test -n "$(NAME)" -a -f "profiles/$(NAME).yaml" || { echo "usage: make profile NAME=<$$(ls profiles | sed 's/\.yaml$$//' | paste -sd'|')>"; exit 2; }
-	@for p in profiles/*.yaml; do cmp -s "$$p" params.yaml && exit 0; done; test -n "$(FORCE)" || { echo "params.yaml has edits no profile holds: save them (cp params.yaml profiles/mine.yaml) or add FORCE=1"; exit 2; }
-	cp "profiles/$(NAME).yaml" params.yaml
-	@echo "params.yaml is now profiles/$(NAME).yaml: run make repro (dvc repro); make profile NAME=vqa switches back"
+# switch the pipeline's params.yaml to profiles/$(NAME).yaml (vqa: the default; retrieval; retrieval-minilm);
+# params.yaml that equals a profile as data (whatever its formatting) is replaced, other edits need FORCE=1
+profile: $(INSTALLED)
+	@$(BIN)/python tools/switch_profile.py "$(NAME)" $(if $(FORCE),--force)
 
 study: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m research.study --seeds $(SEEDS) $(foreach s,$(SET),--set $(s))

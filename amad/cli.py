@@ -1,6 +1,9 @@
 """The ``amad`` command line.
 
+amad check [PARAMS]           validate a params file (both tiers), running and writing nothing
 amad predict --model M ...    predict with a model folder or export, through its task (--server: a Triton server)
+amad serve EXPORT             serve an export folder with PyTriton (e.g. deployed/model)
+amad loadtest EXPORT          measure a served export under concurrent load
 amad modules MODEL_DIR        list a saved model's attention modules by group (for params.yaml)
 """
 
@@ -12,6 +15,14 @@ from pathlib import Path
 
 from amad.errors import AmadError
 from amad.pipeline import paths
+
+
+def _check(args: argparse.Namespace) -> None:
+    from amad.config.params import load_params
+
+    params = load_params(args.params, models=not args.structure_only)
+    tiers = "structure" if args.structure_only else "structure and models"
+    print(f"{args.params}: valid ({tiers}; task {params.task}, {len(params.model_names())} models)")
 
 
 def _modules(args: argparse.Namespace) -> None:
@@ -89,6 +100,12 @@ def main(argv: list[str] | None = None) -> None:
         prog="amad", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    check = commands.add_parser("check", help="validate a params file without running anything")
+    check.add_argument("params", nargs="?", default="params.yaml", help="default: params.yaml")
+    check.add_argument(
+        "--structure-only", action="store_true", help="types, choices, files only (no torch, timm or open_clip)"
+    )
+    check.set_defaults(run=_check)
     predict = commands.add_parser(
         "predict",
         add_help=False,

@@ -30,10 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from amad.atomic import atomic_file, write_json
+from amad.bench.results import model_latency
 from amad.config.params import load_params
 from amad.contracts.method import METHODS
 from amad.pipeline import paths
-from amad.report.summary import model_latency
 from research.experiments import PARAMS, read_json, run_experiment, workspace_restored
 
 
@@ -136,7 +136,7 @@ def format_report(result: dict) -> str:
 
 def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = run_experiment) -> dict:
     # the compare runs never export: keep export.models valid whichever methods a run lists
-    quiet = ["export.models=[teacher]", "export.triton_model=null"]
+    quiet = ["export.models=[teacher]", "deploy.model=null"]
     params = load_params(PARAMS, [*quiet, *args.set])  # as the runs see it: --set distill.methods=[...] picks
     metric = params.task_plugin().primary_metric
     students = list(params.students)

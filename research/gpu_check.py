@@ -281,7 +281,16 @@ def gpu_latency(models: list[str], work: Path, batch_sizes: tuple[int, ...], rep
     from amad.bench.latency import run_benchmark
 
     def bench(backends: tuple[str, ...], sizes: tuple[int, ...]) -> dict:
-        config = BenchmarkConfig(batch_sizes=sizes, backends=backends, warmup=10, repeats=repeats, burst=4, threads=0)
+        config = BenchmarkConfig(
+            batch_sizes=sizes,
+            backends=backends,
+            warmup=10,
+            repeats=repeats,
+            burst=4,
+            threads=0,
+            max_spread=1.5,
+            retries=2,
+        )
         return run_benchmark(
             models, config, data_dir=work / "data" / "prepared", models_dir=work / "models",
             exported_dir=work / "exported",

@@ -1,4 +1,4 @@
-"""DVC stage `loadtest`: the served export of `export.triton_model` under load (params `serving`)
+"""DVC stage `loadtest`: the deployed model (deployed/model) served under load (params `serving`)
 -> metrics/serving.json: throughput, p50 / p90 / p99 latency and failed requests per concurrency
 level, with Triton's dynamic batching on and off; each request one prediction of a validation sample.
 
@@ -15,9 +15,9 @@ from amad.serving.server import pytriton_python
 
 
 def main(params: Params) -> None:
-    model, serving = params.export.triton_model, params.serving
-    if model is None:
-        write_json(paths.SERVING, {"skipped": "export.triton_model is null: nothing is served"})
+    serving = params.serving
+    if not paths.DEPLOYED_MODEL.exists():
+        write_json(paths.SERVING, {"skipped": "deploy.model is null: nothing is deployed"})
         return
     if pytriton_python() is None:
         write_json(
@@ -27,7 +27,7 @@ def main(params: Params) -> None:
         print(f"loadtest skipped: {paths.SERVING} says why")
         return
     run_load_test(
-        paths.export_dir(model),
+        paths.DEPLOYED_MODEL,
         paths.PREPARED,
         list(serving.concurrency),
         serving.duration_s,

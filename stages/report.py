@@ -1,5 +1,5 @@
-"""DVC stage `report`: metrics/eval.json + metrics/latency_full.json + metrics/serving.json + exported/ +
-models/ -> reports/."""
+"""DVC stage `report`: metrics/eval.json + metrics/latency_full.json + metrics/serving.json +
+deployed/choice.json + exported/ + models/ -> reports/."""
 
 import json
 
@@ -22,13 +22,14 @@ def main(params: Params) -> None:
     eval_metrics = json.loads(paths.EVAL.read_text())
     latency = json.loads(paths.LATENCY_FULL.read_text())
     metric = params.task_plugin().primary_metric
+    choice = json.loads(paths.DEPLOY_CHOICE.read_text())
     with atomic_dir(paths.REPORTS) as out:
-        text, rows = summary(eval_metrics, latency, paths.EXPORTED, paths.MODELS, metric)
+        text, rows = summary(eval_metrics, latency, paths.EXPORTED, paths.MODELS, metric, choice)
         text += serving_table(json.loads(paths.SERVING.read_text()))
         (out / "summary.md").write_text(text)
         (out / "accuracy_latency.json").write_text(json.dumps(rows, indent=2) + "\n")
         if rows:
-            tradeoff_picture(rows, metric, machine_line(latency), out / "accuracy_latency.png")
+            tradeoff_picture(rows, metric, machine_line(latency), out / "accuracy_latency.png", choice["model"])
         for student in params.students:
             for method in params.distill.methods:
                 name, artefact = f"{student}-{method}", METHODS.get(method, "distill.methods").artefact_file

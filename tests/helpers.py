@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import yaml
@@ -49,7 +50,7 @@ def _tiny(profile: dict, shapes: dict, teacher: dict, student: dict, sections: d
     params["train"] = optim
     params["distill"]["train"] = dict(optim)
     params["export"]["models"] = ["teacher"]
-    params["export"]["triton_model"] = None
+    params["deploy"]["model"] = None
     params["export"]["int8_max_drop"] = 1.0  # tiny random models: keep an int8 file whatever it costs them
     params["serving"] = {"concurrency": [1, 2], "duration_s": 0.5, "timeout_s": 5.0, "max_requests": 1000}
     params.update(sections)
@@ -108,3 +109,23 @@ def tiny_retrieval_params_dict(**sections) -> dict:
     """profiles/retrieval.yaml with tiny data, a tiny CLIP teacher (width 32, 4 heads) and one student ``h2``."""
     teacher, student = tiny_clip_dict(), tiny_clip_dict(width=16, heads=2)
     return _tiny(RETRIEVAL_PARAMS, TINY_CAPTION_SHAPES, teacher, student, sections)
+
+
+def readme_commands(prefix: str) -> list[str]:
+    """The lines of the README's ``bash`` blocks that start with ``prefix``, as written (comments dropped)."""
+    text = (ROOT / "README.md").read_text()
+    blocks = text.split("```bash\n")[1:]
+    lines = [line for block in blocks for line in block.split("```")[0].splitlines()]
+    return [line.split("  #")[0].strip() for line in lines if line.startswith(prefix)]
+
+
+def readme_inputs(folder: Path) -> None:
+    """The files the README's predict commands name (scene.png, a.jpg, b.jpg, questions.jsonl), in ``folder``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in ("scene.png", "a.jpg", "b.jpg"):
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(folder / name)
+    rows = [{"id": "q1", "image": "scene.png", "question": "what color is the circle?"}]
+    (folder / "questions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))

@@ -38,7 +38,8 @@ def workspace(tmp_path, monkeypatch):
     params = tiny_params_dict()
     params["distill"]["methods"] = ["none", "one2one", "amad"]
     params["students"]["h4"] = params["students"]["h2"]
-    params["export"].update(models=["teacher", "h2-amad"], triton_model="h2-amad")  # as the default profile
+    params["export"]["models"] = ["teacher", "h2-amad"]  # as the default profile
+    params["deploy"]["model"] = "auto"
     Path("params.yaml").write_text(yaml.safe_dump(params))
     latency = {
         "results": {

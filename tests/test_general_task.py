@@ -89,7 +89,14 @@ def test_a_task_written_against_the_contracts_alone_runs_the_pipeline_and_learns
     assert torch.equal(from_onnx, from_torch) and from_onnx.shape == (8, 6)
 
     config = BenchmarkConfig(
-        batch_sizes=(1, 4), backends=("torch", "onnxruntime"), warmup=1, repeats=3, burst=1, threads=1
+        batch_sizes=(1, 4),
+        backends=("torch", "onnxruntime"),
+        warmup=1,
+        repeats=3,
+        burst=1,
+        threads=1,
+        max_spread=1.5,
+        retries=1,
     )
     latency = run_benchmark(["teacher", "h2-amad"], config, data_dir=data, models_dir=models, exported_dir=exported)
     for name in ("teacher", "h2-amad"):

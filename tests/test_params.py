@@ -193,7 +193,7 @@ def test_attention_weight_is_one_number_or_one_per_listed_attention_method():
     raw = copy.deepcopy(DEFAULT)
     raw["distill"]["methods"] = ["none", "one2one", "amad"]
     raw["export"]["models"] = ["teacher"]
-    raw["export"]["triton_model"] = None
+    raw["deploy"]["model"] = None
     raw["distill"]["weights"]["attention"] = {"one2one": 3, "amad": 1.5}
     weights = parse_params(raw).distill.weights
     assert (weights.attention_for("one2one"), weights.attention_for("amad")) == (3.0, 1.5)
@@ -206,3 +206,22 @@ def test_attention_weight_is_one_number_or_one_per_listed_attention_method():
     raw["distill"]["weights"]["attention"] = {"one2one": 3, "amad": -1}
     with pytest.raises(ConfigError, match=r"distill\.weights\.attention\.amad: must be >= 0"):
         parse_params(raw)
+
+
+def test_make_profile_compares_params_as_data_not_bytes(tmp_path, capsys):
+    """`dvc exp run -S` rewrites params.yaml's formatting: the switch still works; a real edit is refused."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from switch_profile import main as switch_profile  # make profile
+
+    shutil.copytree(ROOT / "profiles", tmp_path / "profiles")
+    raw = yaml.safe_load((ROOT / "profiles" / "vqa.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=True))  # other formatting, same data
+    assert switch_profile(["retrieval"], root=tmp_path) == 0
+    assert (tmp_path / "params.yaml").read_text() == (ROOT / "profiles" / "retrieval.yaml").read_text()
+    raw["seed"] = 7
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    assert switch_profile(["vqa"], root=tmp_path) == 2 and "edits no profile holds" in capsys.readouterr().err
+    assert switch_profile(["vqa", "--force"], root=tmp_path) == 0
+    assert switch_profile(["nope"], root=tmp_path) == 2

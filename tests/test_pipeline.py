@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import tiny_params_dict, tiny_retrieval_params_dict
+from helpers import readme_commands, readme_inputs, tiny_params_dict, tiny_retrieval_params_dict
 
 from amad.models import load_model
 from amad.serving.server import pytriton_python
@@ -27,7 +28,7 @@ def run(command, cwd, env):
 def repository(tmp_path: Path, params: dict) -> tuple[Path, dict]:
     """A committed copy of the code (no generated outputs) with ``params`` as params.yaml, and its env."""
     repo = tmp_path / "repo"
-    generated = {".venv", ".git", "data", "models", "logs", "checkpoints", "exported", "metrics", "reports"}
+    generated = {".venv", ".git", "data", "models", "logs", "checkpoints", "exported", "deployed", "metrics", "reports"}
     shutil.copytree(
         ROOT,
         repo,
@@ -54,6 +55,19 @@ def repository(tmp_path: Path, params: dict) -> tuple[Path, dict]:
     return repo, env
 
 
+def readme_predicts(repo: Path, env: dict, for_this_task) -> None:
+    """The README's `amad predict --model` commands of this task, as written, on the pipeline's outputs
+    (the files they name are made first; `--server` commands: tests/test_triton_live.py)."""
+    readme_inputs(repo)
+    commands = [line for line in readme_commands("amad predict --model") if for_this_task(line)]
+    assert commands
+    for line in commands:
+        result = run(shlex.split(line), repo, env)
+        assert result.stdout.strip(), line
+    if any("--out preds.jsonl" in line for line in commands):
+        assert json.loads((repo / "preds.jsonl").read_text().splitlines()[0])["id"] == "q1"
+
+
 @pytest.mark.slow
 def test_dvc_repro_on_a_tiny_profile(tmp_path):
     params = tiny_params_dict()
@@ -62,7 +76,7 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     params["distill"]["train"]["epochs"] = 2  # a second epoch exercises the dvclive history
     params["distill"]["methods"] = ["none", "one2one", "amad"]
     params["export"]["models"] = ["teacher", "h2-amad"]
-    params["export"]["triton_model"] = "h2-amad"
+    params["deploy"]["model"] = "auto"
     params["benchmark"].update(batch_sizes=[1, 4], warmup=1, repeats=3)
     repo, env = repository(tmp_path, params)
     run(["dvc", "repro"], repo, env)
@@ -77,11 +91,14 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
     assert set(metrics["teacher"]) == {"accuracy", "params", "gflops"}
     export = json.loads((repo / "exported" / "h2-amad" / "export.json").read_text())
     assert "onnx_int8" in export["accuracy"]
-    assert (repo / "exported" / "triton" / "amad_vqa" / "config.pbtxt").exists()
+    choice = json.loads((repo / "deployed" / "choice.json").read_text())
+    assert choice["model"] == "h2-amad" and choice["rule"] == "auto", choice
+    assert (repo / "deployed" / "triton" / "amad_vqa" / "config.pbtxt").exists()
+    assert (repo / "deployed" / "model" / "model.onnx").exists()
     latency = json.loads((repo / "metrics" / "latency.json").read_text())
     assert "h2-amad_vs_teacher_onnxruntime_b1" in latency["speedups"]
     summary = (repo / "reports" / "summary.md").read_text()
-    assert "| h2-amad |" in summary and "Best student" in summary
+    assert "| h2-amad |" in summary and "**Deployed:** `h2-amad`" in summary
     serving = json.loads((repo / "metrics" / "serving.json").read_text())
     if pytriton_python() is None:
         assert "make triton-venv" in serving["skipped"] and "Not measured" in summary
@@ -92,6 +109,7 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
         repo / "reports" / "accuracy_latency.png"
     ).exists()
     assert list((repo / "reports" / "attention" / "h2-amad").glob("*.png"))
+    readme_predicts(repo, env, lambda line: "--caption" not in line)
     status = run(["dvc", "status"], repo, env)
     assert "up to date" in status.stdout
     assert "Running stage" not in run(["dvc", "repro"], repo, env).stdout, "nothing changed: nothing runs"
@@ -101,13 +119,22 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
         (repo / "params.yaml").write_text(yaml.safe_dump(params))
         return re.findall(r"Running stage '([\w@-]+)'", run(["dvc", "repro"], repo, env).stdout)
 
-    assert rerun_after("benchmark", "warmup", 2) == ["benchmark", "report"]
-    assert rerun_after("runtime", "teacher_cache_mib", 0) == [], "a speed-only knob re-runs nothing"
-    assert rerun_after("runtime", "loader_workers", 1) == []
+    # a params change re-runs the check (its output unchanged), then what reads the changed keys
+    assert rerun_after("benchmark", "warmup", 2) == ["check", "benchmark", "deploy", "report"]
+    assert rerun_after("runtime", "teacher_cache_mib", 0) == ["check"], "a speed-only knob re-runs nothing else"
+    assert rerun_after("runtime", "loader_workers", 1) == ["check"]
     # what `dvc exp run -S distill.amad.temperature=0.5` does: change the value, then reproduce
     amad = {**params["distill"]["amad"], "temperature": 0.5}
     ran = rerun_after("distill", "amad", amad)
-    assert sorted(ran) == sorted(["distill@h2-amad", "evaluate", "export", "benchmark", "loadtest", "report"]), ran
+    expected = ["check", "distill@h2-amad", "evaluate", "export", "benchmark", "deploy", "loadtest", "report"]
+    assert sorted(ran) == sorted(expected), ran
+    typo = yaml.safe_dump({**params, "train": {**params["train"], "lr": "fast"}})
+    (repo / "params.yaml").write_text(typo)
+    failed = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True)
+    assert failed.returncode != 0 and "params.yaml: train.lr" in failed.stderr + failed.stdout
+    assert (repo / "models" / "teacher" / "model.safetensors").exists() and (repo / "data" / "prepared").is_dir()
+    assert (repo / "metrics" / "eval.json").exists(), "a typo stops the check stage: nothing is deleted"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
     (repo / "data" / "source" / "extra.txt").write_text("a new file in the data folder\n")
     ran = re.findall(r"Running stage '([\w@-]+)'", run(["dvc", "repro"], repo, env).stdout)
     assert ran == ["prepare"], "the data folder is a dependency; prepared data unchanged: nothing else runs"
@@ -118,7 +145,8 @@ def test_dvc_repro_on_a_tiny_retrieval_profile(tmp_path):
     params = tiny_retrieval_params_dict()
     params["data"]["path"] = "data/source"
     params["distill"]["methods"] = ["logit", "amad"]
-    params["export"].update(models=["teacher", "h2-amad"], triton_model="h2-amad")
+    params["export"]["models"] = ["teacher", "h2-amad"]
+    params["deploy"]["model"] = "auto"
     params["benchmark"].update(batch_sizes=[1, 4], warmup=1, repeats=3)
     repo, env = repository(tmp_path, params)
     run(["dvc", "repro"], repo, env)
@@ -130,14 +158,15 @@ def test_dvc_repro_on_a_tiny_retrieval_profile(tmp_path):
     assert recalls | {"zero_shot_top1", "zero_shot_classes"} == set(breakdown["h2-amad"])
     export = json.loads((repo / "exported" / "h2-amad" / "export.json").read_text())
     assert export["graphs"] == ["image", "text"] and "onnx_int8" in export["accuracy"]
-    assert (repo / "exported" / "triton" / "amad_retrieval_text" / "config.pbtxt").exists()
+    assert (repo / "deployed" / "triton" / "amad_retrieval_text" / "config.pbtxt").exists()
     latency = json.loads((repo / "metrics" / "latency.json").read_text())
     assert "h2-amad.image_vs_teacher_onnxruntime_b1" in latency["speedups"]
     summary = (repo / "reports" / "summary.md").read_text()
     assert "| h2-amad |" in summary and "sums over the exported graphs (image, text" in summary
     assert list((repo / "reports" / "attention" / "h2-amad").glob("*.png"))
+    readme_predicts(repo, env, lambda line: "--caption" in line)
     assert "Running stage" not in run(["dvc", "repro"], repo, env).stdout, "nothing changed: nothing runs"
     params["evaluate"]["zero_shot"]["templates"] = ["a photo of {}"]
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     ran = re.findall(r"Running stage '([\w@-]+)'", run(["dvc", "repro"], repo, env).stdout)
-    assert ran == ["evaluate"], "new prompts re-score the models and nothing else"
+    assert ran == ["check", "evaluate"], "new prompts re-score the models and nothing else"

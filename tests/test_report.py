@@ -1,22 +1,10 @@
-"""The summary table's trade-off verdict."""
+"""The summary table: the deployed model, what was not measured."""
 
 from helpers import TASK, tiny_model_config
 
 from amad.models import save_model
-from amad.report.summary import best_student, summary
+from amad.report.summary import summary
 from amad.tasks.vqa.model import VQAModel
-
-
-def test_best_student_is_the_fastest_within_two_points_of_the_most_accurate():
-    rows = [
-        {"model": "teacher", "accuracy": 0.9, "latency_ms": 3.0},
-        {"model": "a", "accuracy": 0.80, "latency_ms": 1.0},
-        {"model": "b", "accuracy": 0.79, "latency_ms": 0.5},
-        {"model": "c", "accuracy": 0.70, "latency_ms": 0.1},
-        {"model": "d", "accuracy": 0.99, "latency_ms": None},  # not benchmarked
-    ]
-    assert best_student(rows)["model"] == "b"
-    assert best_student(rows[:1]) is None
 
 
 def test_summary_names_an_unbenchmarked_more_accurate_student(tmp_path):
@@ -41,7 +29,9 @@ def test_summary_names_an_unbenchmarked_more_accurate_student(tmp_path):
             },
         },
     }
-    text, rows = summary(evals, latency, exported, models, "accuracy")
+    choice = {"model": "s-amad", "reason": "the fastest exported student (...)"}
+    text, rows = summary(evals, latency, exported, models, "accuracy", choice)
+    assert "**Deployed:** `s-amad` in `deployed/` — the fastest exported student (...)" in text
     assert "`s-amad`" in text and "3.00x" in text and "| 2/2/2/2 |" in text
     assert "torch_cuda_fp16_graph on s-amad: failed at batch 1: RuntimeError: CUDA graph capture failed" in text
     assert "tensorrt: no CUDA" in text
@@ -64,3 +54,32 @@ def test_serving_table_reads_the_load_test_or_says_why_it_was_skipped():
     table = serving_table(serving)
     assert "| dynamic batching | 16 | 858.9 | 17.90 | 25.00 | 30.30 | 0 / 4309 |" in table
     assert "| no batching | 16 | 858.9 | — |" in table and "3 / 4309" in table
+
+
+def test_summary_marks_noisy_timings_and_a_negative_overhead_as_not_trustworthy(tmp_path):
+    models = tmp_path / "models"
+    model = VQAModel(tiny_model_config(heads=2), 3)
+    for name in ("teacher", "s-amad"):
+        save_model(models / name, TASK, model, {"answers": ["a", "b", "c"]}, model.preprocess)
+    evals = {name: {"accuracy": 0.8, "params": 1e6, "gflops": 0.1} for name in ("teacher", "s-amad")}
+    latency = {
+        "settings": {"batch_sizes": [1], "max_spread": 1.5},
+        "results": {
+            "teacher": {"onnxruntime": {"1": {"p50_ms": 3.0, "spread": 1.1, "noisy": False}}},
+            "s-amad": {"onnxruntime": {"1": {"p50_ms": 0.3, "spread": 29.0, "noisy": True}}},
+        },
+        "roofline": {
+            "s-amad": {
+                "gflops_per_sample": 0.1,
+                "batch": 32,
+                "achieved_gflops": 5,
+                "of_peak": 0.1,
+                "overhead_ms_b1": None,
+            }
+        },
+    }
+    text, _ = summary(evals, latency, tmp_path / "exported", models, "accuracy", {"model": None, "reason": "r"})
+    assert "| 0.300 † | 10.00x † |" in text
+    assert "**Not trustworthy (†):** 1 timings stayed noisy (p90 / p50 above 1.5)" in text
+    assert "s-amad onnxruntime b1 (p90/p50 29.00)" in text
+    assert "not measured (negative: noisy timings)" in text and "**Deployed:** nothing (r)" in text

@@ -28,6 +28,8 @@ class BenchmarkConfig:
     repeats: int  # timed calls per model x backend x batch size
     burst: int  # back-to-back calls per pair and round; the first is not timed
     threads: int  # 0: all cores
+    max_spread: float  # p90 / p50 above which a pair is re-timed and, if it stays above, flagged noisy
+    retries: int  # re-timings of the noisy pairs
 
     def validate(self, key: str) -> None:
         require(len(self.batch_sizes) > 0, f"{key}.batch_sizes", "list at least one batch size")
@@ -42,3 +44,5 @@ class BenchmarkConfig:
             self.burst >= 1, f"{key}.burst", f"must be >= 1 (1: one timed call per pair and round), got {self.burst}"
         )
         require(self.threads >= 0, f"{key}.threads", f"must be >= 0 (0: all cores), got {self.threads}")
+        require(self.max_spread > 1, f"{key}.max_spread", f"must be > 1 (p90 / p50), got {self.max_spread}")
+        require(self.retries >= 0, f"{key}.retries", f"must be >= 0, got {self.retries}")

@@ -43,10 +43,13 @@ def roofline(stats: dict, gflops: float, peak: float) -> dict | None:
     largest = sizes[-1]
     t1, t_large = stats["1"]["p50_ms"], stats[str(largest)]["p50_ms"]
     achieved = gflops * largest / (t_large / 1e3)
+    overhead = t1 - t_large / largest
     return {
         "gflops_per_sample": gflops,
         "batch": largest,
         "achieved_gflops": round(achieved, 2),
         "of_peak": round(achieved / peak, 4),
-        "overhead_ms_b1": round(t1 - t_large / largest, 4),
+        # batch 1 minus a batch-``largest`` sample's share; below zero the two timings contradict each
+        # other (a noisy run): not measured, never clamped
+        "overhead_ms_b1": round(overhead, 4) if overhead >= 0 else None,
     }

@@ -1,7 +1,7 @@
 """The whole ``params.yaml``: its sections, and the checks every stage runs before any work.
 
 ``params.yaml`` is the only place a value is written down. Its sections are declared where they
-are owned: training and distillation below, ``export`` / ``benchmark`` / ``serving`` by their
+are owned: training and distillation below, ``export`` / ``benchmark`` / ``serving`` / ``deploy`` by their
 packages, ``data`` / ``teacher`` / ``students.*`` / ``evaluate`` by the task (``params.yaml: task``),
 ``distill.<method>`` by each method. The checks stop at the first problem with one line naming the
 key, e.g. ``params.yaml: distill.amad.temprature: unknown key (expected one of: variant, ...)``,
@@ -35,7 +35,7 @@ from amad.contracts.task import TASKS, GroupShape, Task, get_task
 from amad.distill.layer_mapping import STRATEGIES, map_layers
 from amad.errors import ConfigError
 from amad.export.config import ExportConfig
-from amad.serving.config import ServingConfig
+from amad.serving.config import AUTO, DeployConfig, ServingConfig
 from amad.student_init.config import InitConfig, check_init
 
 SECTIONS = (
@@ -51,6 +51,7 @@ SECTIONS = (
     "export",
     "benchmark",
     "serving",
+    "deploy",
 )
 
 
@@ -177,6 +178,7 @@ class Params:
     export: ExportConfig
     benchmark: BenchmarkConfig
     serving: ServingConfig
+    deploy: DeployConfig
 
     def task_plugin(self) -> Task:
         return get_task(self.task)
@@ -299,6 +301,7 @@ def parse_params(raw: Any, *, models: bool = True) -> Params:
         export=from_dict(ExportConfig, raw["export"], "export"),
         benchmark=from_dict(BenchmarkConfig, raw["benchmark"], "benchmark"),
         serving=from_dict(ServingConfig, raw["serving"], "serving"),
+        deploy=from_dict(DeployConfig, raw["deploy"], "deploy"),
     )
     check_structure(params, task)
     if models:
@@ -325,8 +328,8 @@ def check_structure(params: Params, task: Task) -> None:
     known = params.model_names()
     for index, model in enumerate(params.export.models):
         require_choice(model, known, child("export.models", index))
-    if params.export.triton_model is not None:
-        require_choice(params.export.triton_model, params.export.models, "export.triton_model")
+    if params.deploy.model not in (None, AUTO):
+        require_choice(params.deploy.model, params.export.models, "deploy.model")
 
 
 def check_models(params: Params, task: Task | None = None) -> None:

@@ -42,7 +42,6 @@ class ExportConfig:
     int8: str  # dynamic | static | auto | none
     int8_max_drop: float  # auto: the largest validation-metric drop below fp32 an int8 graph may have
     calibration_samples: int  # validation samples static int8 calibrates on
-    triton_model: str | None  # model served by the generated Triton repository
     tensorrt: TensorRTConfig
 
     def validate(self, key: str) -> None:

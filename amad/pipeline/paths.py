@@ -12,8 +12,11 @@ from pathlib import Path
 PREPARED = Path("data/prepared")  # prepare's out: the task's prepared splits
 MODELS = Path("models")  # one folder per trained model
 TEACHER = MODELS / "teacher"
-EXPORTED = Path("exported")  # one export folder per deployed model, plus the Triton repository
-TRITON_REPOSITORY = EXPORTED / "triton"
+EXPORTED = Path("exported")  # one export folder per exported model
+DEPLOYED = Path("deployed")  # the one model to serve (stage deploy)
+DEPLOYED_MODEL = DEPLOYED / "model"  # its export folder (what amad predict / amad serve take)
+DEPLOYED_TRITON = DEPLOYED / "triton"  # its Triton model repository
+DEPLOY_CHOICE = DEPLOYED / "choice.json"  # which model, by which rule, among which candidates
 METRICS = Path("metrics")
 EVAL = METRICS / "eval.json"  # test metric of every model (a DVC metric)
 BREAKDOWN = METRICS / "breakdown.json"  # the task's per-group breakdown of the test metric
@@ -22,7 +25,8 @@ LATENCY_FULL = METRICS / "latency_full.json"  # every timing the benchmark took
 LATENCY_PLOT = METRICS / "latency_plot.json"  # rows of the accuracy-latency plot
 SERVING = METRICS / "serving.json"  # the load test (a DVC metric)
 REPORTS = Path("reports")
-LOGS = Path("logs")  # dvclive folders, one per model, declared as persistent outs
+LOGS = Path("logs")  # dvclive folders, one per model
+PARAMS_CHECKED = LOGS / "params_checked.txt"  # stage check's out: every stage depends on it
 CHECKPOINTS = Path("checkpoints")  # git-ignored, outside every stage's outs: interrupted stages resume
 
 

@@ -159,8 +159,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-def tradeoff_figure(rows: Sequence[dict], metric: str, machine: str) -> Figure:
-    """``rows``: ``{"model", "accuracy" (the metric), "latency_ms"}`` of the benchmarked models."""
+def tradeoff_figure(rows: Sequence[dict], metric: str, machine: str, deployed: str | None = None) -> Figure:
+    """``rows``: ``{"model", "accuracy" (the metric), "latency_ms"}`` of the benchmarked models;
+    ``deployed`` (the deploy stage's choice) is ringed."""
     figure, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
     points = [(r["latency_ms"], r["accuracy"]) for r in rows]
     front = pareto_front(points)
@@ -175,6 +176,17 @@ def tradeoff_figure(rows: Sequence[dict], metric: str, machine: str) -> Figure:
             zorder=3,
         )
         ax.annotate(row["model"], (row["latency_ms"], row["accuracy"]), textcoords="offset points", xytext=(5, 4))
+        if row["model"] == deployed:
+            ax.scatter(
+                row["latency_ms"],
+                row["accuracy"],
+                s=260,
+                facecolors="none",
+                edgecolors="tab:blue",
+                linewidths=1.8,
+                zorder=4,
+                label=f"deployed: {deployed}",
+            )
     ax.plot(
         [points[i][0] for i in front],
         [points[i][1] for i in front],

@@ -21,11 +21,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from amad.bench.results import model_latency, noisy_rows
 from amad.distill.capture import capture_attention
 from amad.models import load_model
 from amad.models.io import read_model_spec
 from amad.report.figures import alignment_figure, attention_figure, save, tradeoff_figure
 
+NOISY = " †"  # a timing whose p90 / p50 stayed above benchmark.max_spread after its re-timings
 SAMPLES = (0.0, 0.5)  # where in the validation split the attention pictures' samples are (spread over images)
 
 
@@ -98,9 +100,9 @@ def attention_pictures(
     return written
 
 
-def tradeoff_picture(rows: list[dict], metric: str, machine: str, out: Path) -> Path:
+def tradeoff_picture(rows: list[dict], metric: str, machine: str, out: Path, deployed: str | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    save(tradeoff_figure(rows, metric, machine), out)
+    save(tradeoff_figure(rows, metric, machine, deployed), out)
     return out
 
 
@@ -115,32 +117,16 @@ def _heads(model_dir: Path) -> str:
     return "/".join(str(shape.heads) for shape in shapes.values())
 
 
-def best_student(rows: list[dict], tolerance: float = 0.02) -> dict | None:
-    """The fastest benchmarked student (ONNX Runtime, batch 1) within ``tolerance`` of the most
-    accurate benchmarked student."""
-    students = [r for r in rows if r["model"] != "teacher" and r.get("latency_ms") is not None]
-    if not students:
-        return None
-    top = max(r["accuracy"] for r in students)
-    return min((r for r in students if r["accuracy"] >= top - tolerance), key=lambda r: r["latency_ms"])
-
-
-def model_latency(results: dict, model: str, backend: str, batch_size: int) -> float | None:
-    """p50 ms of ``model`` on ``backend`` at ``batch_size``: its one graph's, or the sum over its graphs
-    (benchmark rows ``<model>.<graph>``, e.g. a retrieval model's image and text encoders)."""
-    rows = [row for name, row in results.items() if name == model or name.startswith(f"{model}.")]
-    times = [row.get(backend, {}).get(str(batch_size), {}).get("p50_ms") for row in rows]
-    return sum(times) if times and None not in times else None
-
-
-def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path, metric: str) -> tuple[str, list[dict]]:
+def summary(
+    eval_metrics: dict, latency: dict, exported: Path, models_dir: Path, metric: str, choice: dict
+) -> tuple[str, list[dict]]:
     """Markdown (the short table, then the full latency matrix) and the ``metric`` (the task's
-    primary metric) / latency rows (for the scatter plot)."""
+    primary metric) / latency rows (for the scatter plot); ``choice``: ``deployed/choice.json``."""
     results = latency.get("results", {})
     short_lines, full_lines, rows = _tables(eval_metrics, latency, exported, models_dir, metric)
     text = "# amad report\n\n" + "\n".join(short_lines) + "\n\n"
     text += "Heads: per attention group. Speed-up: the teacher's ONNX Runtime batch-1 latency over the model's.\n"
-    text += _best_student_lines(rows, metric)
+    text += _deployed_lines(choice, rows, metric)
     if any(r["latency_ms"] is not None for r in rows):  # the stage draws the picture from these rows
         text += "\n![accuracy vs latency](accuracy_latency.png)\n"
     text += "\n## Latency matrix (p50 ms) and cost\n\n" + "\n".join(full_lines) + "\n\n"
@@ -161,6 +147,7 @@ def summary(eval_metrics: dict, latency: dict, exported: Path, models_dir: Path,
             f"Latencies are the sums over the exported graphs ({', '.join(graphs)}: one input each); "
             "per graph in metrics/latency_full.json.\n"
         )
+    text += _noise_line(latency)
     text += f"\nLatency measured on {machine_line(latency)}, all models interleaved in one run.\n"
     text += machine_use(latency)
     return text, [r for r in rows if r["latency_ms"] is not None]
@@ -186,6 +173,8 @@ def _tables(
         accuracy = json.loads(export_path.read_text())["accuracy"] if export_path.exists() else {}
         ort_ms = model_latency(results, name, "onnxruntime", 1)
         speedup = teacher_ms / ort_ms if teacher_ms and ort_ms else None
+        noisy = NOISY if noisy_rows(results, name, "onnxruntime", 1) else ""
+        noisy_ratio = NOISY if noisy or noisy_rows(results, "teacher", "onnxruntime", 1) else ""
         gap = "—" if name == "teacher" else f"{(metrics[metric] - teacher[metric]) * 100:+.1f} pt"
         cells = [
             name,
@@ -193,8 +182,8 @@ def _tables(
             f"{metrics['params'] / 1e6:.2f}",
             f"{metrics[metric]:.4f}",
             gap,
-            _fmt(ort_ms, 3),
-            _fmt(speedup, 2, "x"),
+            _fmt(ort_ms, 3) + noisy,
+            _fmt(speedup, 2, "x") + noisy_ratio,
             _fmt(accuracy.get("onnx_int8")),
         ]
         short_lines.append("| " + " | ".join(cells) + " |")
@@ -205,20 +194,25 @@ def _tables(
             _fmt(accuracy.get("onnx_fp32")),
             _fmt(accuracy.get("onnx_int8")),
         ]
-        cells += [_fmt(model_latency(results, name, b, size), 2) for b in backends for size in batch_sizes]
+        cells += [
+            _fmt(model_latency(results, name, b, size), 2) + (NOISY if noisy_rows(results, name, b, size) else "")
+            for b in backends
+            for size in batch_sizes
+        ]
         full_lines.append("| " + " | ".join(cells) + " |")
         rows.append({"model": name, "accuracy": metrics[metric], "latency_ms": ort_ms})
     return short_lines, full_lines, rows
 
 
-def _best_student_lines(rows: list[dict], metric: str) -> str:
-    """The student to deploy, and a warning when the most accurate student was not benchmarked."""
-    text = ""
-    best = best_student(rows)
-    if best:
-        text += (
-            f"\n**Best student for the {metric} / latency trade-off:** `{best['model']}` — the fastest "
-            f"benchmarked student (ONNX Runtime, batch 1) within 2 points of the best benchmarked one.\n"
+def _deployed_lines(choice: dict, rows: list[dict], metric: str) -> str:
+    """The deployed model and why (stage ``deploy``), and a warning when the most accurate student
+    was not benchmarked."""
+    if choice["model"] is None:
+        text = f"\n**Deployed:** nothing ({choice['reason']}).\n"
+    else:
+        text = (
+            f"\n**Deployed:** `{choice['model']}` in `deployed/` — {choice['reason']} "
+            "(`deploy` in params.yaml; `deployed/choice.json`).\n"
         )
     top = max((r for r in rows if r["model"] != "teacher"), key=lambda r: r["accuracy"], default=None)
     if top is not None and top["latency_ms"] is None:
@@ -227,6 +221,27 @@ def _best_student_lines(rows: list[dict], metric: str) -> str:
             f"add it to `export.models` to measure it.\n"
         )
     return text
+
+
+def _noise_line(latency: dict) -> str:
+    """Which timings the report cannot vouch for (``noisy`` in metrics/latency_full.json)."""
+    noisy = [
+        f"{model} {backend} b{size} (p90/p50 {entry['spread']:.2f})"
+        for model, row in latency.get("results", {}).items()
+        for backend, batches in row.items()
+        if "skipped" not in batches
+        for size, entry in batches.items()
+        if entry.get("noisy")
+    ]
+    if not noisy:
+        return ""
+    limit = latency.get("settings", {}).get("max_spread")
+    return (
+        f"\n**Not trustworthy ({NOISY.strip()}):** {len(noisy)} timings stayed noisy (p90 / p50 above {limit}) after "
+        f"their re-timings — the machine was busy; re-run `dvc repro -f benchmark` on a quiet machine: "
+        + "; ".join(noisy)
+        + ".\n"
+    )
 
 
 def machine_line(latency: dict) -> str:
@@ -248,7 +263,7 @@ def machine_use(latency: dict) -> str:
     for name, row in rows.items():
         lines.append(
             f"| {name} | {row['gflops_per_sample']:.4f} | {row['batch']} | {row['achieved_gflops']:.1f} | "
-            f"{row['of_peak']:.1%} | {row['overhead_ms_b1']:.3f} |"
+            f"{row['of_peak']:.1%} | {_fmt(row['overhead_ms_b1'], 3) if row['overhead_ms_b1'] is not None else 'not measured (negative: noisy timings)'} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -1,4 +1,4 @@
-"""``serving``: the load test of the served model (torch-free)."""
+"""``serving`` (the load test of the served model) and ``deploy`` (which model is served): torch-free."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from amad.config.typed import child, require
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """``serving``: the load test of the served model (``export.triton_model``), stage ``loadtest``."""
+    """``serving``: the load test of the deployed model (``deployed/model``), stage ``loadtest``."""
 
     concurrency: tuple[int, ...]  # concurrent clients, one level after the other
     duration_s: float  # seconds per level
@@ -23,3 +23,22 @@ class ServingConfig:
         require(self.duration_s > 0, f"{key}.duration_s", f"must be > 0, got {self.duration_s}")
         require(self.timeout_s > 0, f"{key}.timeout_s", f"must be > 0, got {self.timeout_s}")
         require(self.max_requests >= 1, f"{key}.max_requests", f"must be >= 1, got {self.max_requests}")
+
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """``deploy``: the one model the ``deploy`` stage puts in ``deployed/`` (after the benchmark).
+
+    ``model: auto`` applies the rule of :func:`amad.serving.choice.choose`: of the exported students,
+    the fastest (ONNX Runtime, batch 1) whose primary metric is within ``tolerance`` of the best
+    exported student's; ``model: <name>`` deploys that one of ``export.models``; ``null`` none.
+    """
+
+    model: str | None
+    tolerance: float  # in the primary metric's units: 0.01 is one point of accuracy or recall
+
+    def validate(self, key: str) -> None:
+        require(self.tolerance >= 0, f"{key}.tolerance", f"must be >= 0, got {self.tolerance}")
