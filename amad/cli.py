@@ -2,6 +2,7 @@
 
 amad check [PARAMS]           validate a params file (both tiers), running and writing nothing
 amad predict --model M ...    predict with a model folder or export, through its task (--server: a Triton server)
+amad runs                     the runs of dvc exp show: metric per model, speed-ups, changed params (120 columns)
 amad serve EXPORT             serve an export folder with PyTriton (e.g. deployed/model)
 amad loadtest EXPORT          measure a served export under concurrent load
 amad modules MODEL_DIR        list a saved model's attention modules by group (for params.yaml)
@@ -23,6 +24,16 @@ def _check(args: argparse.Namespace) -> None:
     params = load_params(args.params, models=not args.structure_only)
     tiers = "structure" if args.structure_only else "structure and models"
     print(f"{args.params}: valid ({tiers}; task {params.task}, {len(params.model_names())} models)")
+
+
+def _runs(args: argparse.Namespace) -> None:
+    from amad.report.runs import dvc_runs, read_runs, table
+
+    extra = ["-A"] if args.all_commits else []
+    runs = read_runs(
+        dvc_runs(extra), metric_files=None if args.all_metrics else ("metrics/eval.json", "metrics/latency.json")
+    )
+    print(table(runs, width=args.width), end="")
 
 
 def _modules(args: argparse.Namespace) -> None:
@@ -106,6 +117,11 @@ def main(argv: list[str] | None = None) -> None:
         "--structure-only", action="store_true", help="types, choices, files only (no torch, timm or open_clip)"
     )
     check.set_defaults(run=_check)
+    runs = commands.add_parser("runs", help="compare the runs of dvc exp show within a terminal's width")
+    runs.add_argument("--width", type=int, default=120, help="columns of the terminal (default 120)")
+    runs.add_argument("--all-metrics", action="store_true", help="every metric file, not only eval and latency")
+    runs.add_argument("-A", "--all-commits", action="store_true", help="the experiments of every commit")
+    runs.set_defaults(run=_runs)
     predict = commands.add_parser(
         "predict",
         add_help=False,

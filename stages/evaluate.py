@@ -1,7 +1,8 @@
 """DVC stage `evaluate`: every model (params `students`, `distill.methods`, `evaluate`) -> metrics/eval.json.
 
-metrics/eval.json holds each model's primary metric (VQA: accuracy), params and GFLOPs (what
-`dvc exp show` displays); metrics/breakdown.json the task's breakdown (VQA: per question family).
+metrics/eval.json (a DVC metric: what `dvc exp show` and `amad runs` display) holds each model's
+primary metric (VQA: accuracy) alone; metrics/cost.json its parameter count and GFLOPs (static
+facts, not compared as metrics); metrics/breakdown.json the task's breakdown (VQA: per question family).
 """
 
 from amad.atomic import write_json
@@ -13,7 +14,7 @@ from amad.pipeline.stage import run_stage
 
 
 def main(params: Params) -> None:
-    metrics, breakdowns = {}, {}
+    metrics, costs, breakdowns = {}, {}, {}
     for name in params.model_names():
         loaded = load_model(paths.model_dir(name))
         task = loaded.task
@@ -21,17 +22,15 @@ def main(params: Params) -> None:
         report = evaluate_model(task, loaded.model, test_set, settings=params.evaluate)
         cost = model_cost(loaded.model, task.example_inputs(loaded.preprocess, 1))
         primary = report[task.primary_metric]
-        metrics[name] = {
-            task.primary_metric: round(primary, 4),
-            "params": cost["params"],
-            "gflops": round(cost["gflops"], 4),
-        }
+        metrics[name] = {task.primary_metric: round(primary, 4)}
+        costs[name] = {"params": cost["params"], "gflops": round(cost["gflops"], 4)}
         breakdowns[name] = report["breakdown"]
         print(
             f"{name:>16s}: {task.primary_metric} {primary:.4f}, {cost['params'] / 1e6:.2f}M params, "
             f"{cost['gflops']:.4f} GFLOPs"
         )
     write_json(paths.EVAL, metrics)
+    write_json(paths.COST, costs)
     write_json(paths.BREAKDOWN, breakdowns)
 
 

@@ -1,4 +1,4 @@
-"""DVC stage `report`: metrics/eval.json + metrics/latency_full.json + metrics/serving.json +
+"""DVC stage `report`: metrics/eval.json + metrics/cost.json + metrics/latency_full.json + metrics/serving.json +
 deployed/choice.json + exported/ + models/ -> reports/."""
 
 import json
@@ -19,7 +19,8 @@ from amad.report.summary import (
 
 
 def main(params: Params) -> None:
-    eval_metrics = json.loads(paths.EVAL.read_text())
+    costs = json.loads(paths.COST.read_text())
+    eval_metrics = {name: {**metrics, **costs[name]} for name, metrics in json.loads(paths.EVAL.read_text()).items()}
     latency = json.loads(paths.LATENCY_FULL.read_text())
     metric = params.task_plugin().primary_metric
     choice = json.loads(paths.DEPLOY_CHOICE.read_text())

@@ -43,10 +43,11 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     data = prepared_data(root / "data", train=32, val=24, test=24)
     answers = read_answers(data)
+    state = TASK.read_state(data)  # the answers and the training questions' words
     for name, heads in (("teacher", 4), ("student", 2)):
         torch.manual_seed(0)
         model = VQAModel(tiny_model_config(heads=heads), len(answers))
-        save_model(root / "models" / name, TASK, model, {"answers": answers}, model.preprocess)
+        save_model(root / "models" / name, TASK, model, state, model.preprocess)
     reports = {
         name: export_model(
             name,
@@ -349,19 +350,43 @@ def test_predict_single_and_manifest(workspace, source, capsys, tmp_path):
     )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all(re.fullmatch(r"\S+( \S+)*\t[01]\.\d{4}", line) for line in lines)
+    rows = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
+    manifest = data / f"asked-{tmp_path.name}.jsonl"  # the test images, each with a question the tiny context holds
+    manifest.write_text("".join(json.dumps({**r, "question": "is there a circle?"}) + "\n" for r in rows))
     amad_main(
         [
             "predict",
             "--model",
             str(root / source),
             "--manifest",
-            str(data / "test.jsonl"),
+            str(manifest),
             "--out",
             str(tmp_path / "preds.jsonl"),
         ]
     )
     predictions = [json.loads(line) for line in (tmp_path / "preds.jsonl").read_text().splitlines()]
     assert len(predictions) == 24 and set(predictions[0]) == {"id", "answer", "score"}
+
+
+@pytest.mark.parametrize("source", ["models/teacher", "exported/teacher", "exported/teacher/model.onnx"])
+def test_predict_warns_about_unknown_words_and_refuses_a_long_manifest_question(workspace, source, capsys, tmp_path):
+    root, data, _ = workspace
+    image = next((data / "images").glob("test_*.png"))
+    model = str(root / source)
+    amad_main(["predict", "--model", model, "--image", str(image), "--question", "is there a red circle?"])
+    assert "warning" not in capsys.readouterr().err
+    amad_main(["predict", "--model", model, "--image", str(image), "--question", "which breed is the dog?"])
+    err = capsys.readouterr().err
+    assert "warning: --question: 3 of 5 words never appear in the questions this model was trained on" in err
+    assert "(which, breed, dog" in err
+    rows = [{"id": "ok", "image": image.name, "question": "is there a circle?"}]
+    rows.append({"id": "long", "image": image.name, "question": " ".join(["circle"] * 40)})
+    manifest = data / "images" / "asked.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(SystemExit):
+        amad_main(["predict", "--model", model, "--manifest", str(manifest), "--out", str(tmp_path / "p.jsonl")])
+    assert f"{manifest}: id 'long'" in capsys.readouterr().err and not (tmp_path / "p.jsonl").exists()
+    manifest.unlink()
 
 
 def test_predict_errors(workspace, capsys):

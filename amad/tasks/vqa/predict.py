@@ -8,6 +8,7 @@ preprocessing the model was trained with.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from amad.contracts.graph import ModelSource, Predictor
 from amad.data.preprocess import Preprocess
 from amad.errors import AmadError
 from amad.tasks.vqa.manifest import read_manifest
+from amad.tasks.vqa.words import unknown_words, warn_unknown
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Answerer:
     predictor: Predictor
     answers: list[str]
     preprocess: Preprocess
+    words: frozenset[str] | None = None  # the training questions' words (None: not kept with the model)
 
     def top_k(self, pixels: torch.Tensor, tokens: torch.Tensor, k: int) -> list[list[tuple[str, float]]]:
         """Top-``k`` (answer, probability) per sample of a batch."""
@@ -44,7 +47,13 @@ def answerer(source: ModelSource) -> Answerer:
     """The VQA predictor over a model source's graphs, with its answers and preprocessing."""
     from amad.contracts.task import get_task
 
-    return Answerer(get_task(source.task_name).predictor(source.graphs), source.state["answers"], source.preprocess)
+    words = source.state.get("words")
+    return Answerer(
+        get_task(source.task_name).predictor(source.graphs),
+        source.state["answers"],
+        source.preprocess,
+        None if words is None else frozenset(words),
+    )
 
 
 def predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +85,7 @@ def predict_question(predictor: Answerer, image: str | Path, question: str, top_
     if not Path(image).is_file():
         raise AmadError(f"--image {image}: no such file")
     predictor.preprocess.check_text(question, "--question", "question")
+    warn_unknown("--question", question, predictor.words, len(predictor.answers))
     pixels = predictor.preprocess.load_image(image)[None]
     tokens = predictor.preprocess.tokenize([question])
     return predictor.top_k(pixels, tokens, top_k)[0]
@@ -88,6 +98,17 @@ def predict_manifest(
     import json
 
     records = read_manifest(manifest, require_answers=False)
+    for record in records:  # every question fits the model's context, before anything is written
+        predictor.preprocess.check_text(record.question, f"{manifest}: id {record.id!r}", "question")
+    if predictor.words is not None:
+        guesses = [r.id for r in records if unknown_words(r.question, predictor.words) is not None]
+        if guesses:
+            print(
+                f"warning: {manifest}: {len(guesses)} of {len(records)} questions are mostly words this model never "
+                f"saw in training (ids {', '.join(guesses[:5])}{', ...' if len(guesses) > 5 else ''}): their answers "
+                f"are guesses among the {len(predictor.answers)} it knows",
+                file=sys.stderr,
+            )
     root = Path(manifest).parent
     with atomic_file(out) as stream:
         for start in range(0, len(records), batch_size):

@@ -114,7 +114,9 @@ class VQATask(Task):
         return {split: entry["questions"] for split, entry in self._summary(data_dir)["splits"].items()}
 
     def read_state(self, data_dir: Path) -> dict:
-        return {"answers": self._summary(data_dir)["answers"]}
+        from amad.tasks.vqa.words import training_words
+
+        return {"answers": self._summary(data_dir)["answers"], "words": training_words(Path(data_dir) / "train.jsonl")}
 
     def dataset(self, data_dir: Path, split: str, preprocess: Any, state: dict) -> Any:
         from amad.tasks.vqa.dataset import VQADataset
@@ -200,12 +202,17 @@ class VQATask(Task):
             "amad.answers": json.dumps(state["answers"]),
             "amad.data.preprocess": json.dumps(preprocess.to_dict()),
         }
+        if "words" in state:  # model folders written before the words were kept have none
+            metadata["amad.words"] = json.dumps(state["words"])
         return {"model": GraphSpec(("pixels", "tokens"), ("logits",), (pixels, tokens), metadata, self.model_inputs)}
 
     def state_from_metadata(self, metadata: dict[str, str]) -> dict:
         if "amad.answers" not in metadata:
             raise AmadError("not an amad VQA export (no amad.answers metadata)")
-        return {"answers": json.loads(metadata["amad.answers"])}
+        state = {"answers": json.loads(metadata["amad.answers"])}
+        if "amad.words" in metadata:
+            state["words"] = json.loads(metadata["amad.words"])
+        return state
 
     def predict_arguments(self, parser: Any) -> None:
         from amad.tasks.vqa import predict
