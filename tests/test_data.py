@@ -281,3 +281,16 @@ def test_pixel_normalisation_is_the_reference_formula_bit_for_bit(size):
     pixels = preprocess.normalize(rgb)
     assert pixels.dtype == np.float32 and pixels.flags.c_contiguous
     assert np.array_equal(pixels, reference.transpose(2, 0, 1))
+
+
+def test_a_manifest_with_many_bad_lines_reports_up_to_twenty_of_them_at_once(tmp_path):
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "images" / "a.png")
+    lines = [good_line(0)] + [good_line(i, "images/missing.png") for i in range(1, 26)] + ["{not json"]
+    write_lines(tmp_path / "m.jsonl", lines)
+    with pytest.raises(DataError) as error:
+        read_manifest(tmp_path / "m.jsonl")
+    message = str(error.value).splitlines()
+    assert message[0] == f"{tmp_path / 'm.jsonl'}: 26 bad records, the first 20:"
+    assert message[1] == f"  {tmp_path / 'm.jsonl'}:2: image not found: {tmp_path / 'images' / 'missing.png'}"
+    assert len(message) == 21 and message[-1].startswith(f"  {tmp_path / 'm.jsonl'}:21: ")

@@ -459,3 +459,10 @@ def test_read_records_file_level_errors(tmp_path):
     raises([f"{tmp_path / 'none.jsonl'}: file not found"], read_records, tmp_path / "none.jsonl")
     empty = write(tmp_path / "empty.jsonl", "\n \n")
     raises([f"{empty}: no records"], read_records, empty)
+
+
+def test_csv_reports_every_bad_row_with_its_line(tmp_path):
+    path = write(tmp_path / "train.tsv", "filepath\ttitle\na.jpg\t \nb.jpg\tok\n/abs.jpg\tx\nc.jpg\n")
+    expected = ["3 bad records:", ":2: field 'title' is empty", ":4: field 'filepath'"]
+    message = raises(expected, read_csv, path, **TSV)
+    assert ":5: expected 2 fields" in message and ":3:" not in message

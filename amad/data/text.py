@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +75,35 @@ def json_type(value: Any) -> str:
         return "boolean"
     names = {dict: "object", list: "array", str: "string", int: "integer", float: "number"}
     return names.get(type(value), type(value).__name__)
+
+
+class LineProblems:
+    """The bad records of one file, collected so that one run reports up to ``limit`` of them (each
+    ``<file>:<line>: <problem>``) instead of stopping at the first::
+
+        problems = LineProblems(path)
+        for line in lines:
+            with problems.record():
+                ...  # raises DataError for a bad line
+        problems.raise_any()
+    """
+
+    def __init__(self, source: Path | str, limit: int = 20):
+        self.source, self.limit, self.messages, self.count = source, limit, [], 0
+
+    @contextmanager
+    def record(self) -> Iterator[None]:
+        try:
+            yield
+        except DataError as error:
+            self.count += 1
+            if len(self.messages) < self.limit:
+                self.messages.append(str(error))
+
+    def raise_any(self) -> None:
+        """DataError listing the collected problems (one alone: its own message); nothing if none."""
+        if self.count == 1:
+            raise DataError(self.messages[0])
+        if self.count:
+            shown_count = f", the first {len(self.messages)}" if self.count > len(self.messages) else ""
+            raise DataError(f"{self.source}: {self.count} bad records{shown_count}:\n  " + "\n  ".join(self.messages))

@@ -31,7 +31,7 @@ from typing import Any
 
 from amad.atomic import atomic_file
 from amad.data.paths import checked_relative_path
-from amad.data.text import JSON_NAMES, json_type, parse_json_line, read_json_object, read_utf8, shown
+from amad.data.text import JSON_NAMES, LineProblems, json_type, parse_json_line, read_json_object, read_utf8, shown
 from amad.errors import DataError
 
 KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "val", "test": "test"}
@@ -64,6 +64,27 @@ class ImageRecord:
 # open_clip CSV
 
 
+def _csv_row(
+    row: list[str], header: list[str], where: str, separator: str, columns: list[str], indices: tuple[int, int, int]
+) -> tuple[str, str, str | None]:
+    """One CSV row's ``(image, caption, class or None)``; DataError names ``where``."""
+    if len(row) != len(header):
+        raise DataError(
+            f"{where}: expected {len(header)} fields (as in the header), got {len(row)} (separator {separator!r})"
+        )
+    image_index, caption_index, class_index = indices
+    image = checked_relative_path(row[image_index], where, columns[0])
+    caption = row[caption_index].strip()
+    if not caption:
+        raise DataError(f"{where}: field '{columns[1]}' is empty")
+    if class_index < 0:
+        return image, caption, None
+    label = row[class_index].strip()
+    if not label:
+        raise DataError(f"{where}: field '{columns[2]}' is empty (every row names its image's class)")
+    return image, caption, label
+
+
 def read_csv(
     path: Path, *, separator: str, image_column: str, caption_column: str, class_column: str | None = None
 ) -> list[ImageRecord]:
@@ -86,7 +107,9 @@ def read_csv(
     image_index = caption_index = class_index = -1
     captions: dict[str, list[str]] = {}
     labels: dict[str, tuple[str, str]] = {}  # image -> (class, where it was first given)
+    problems = LineProblems(path)
     start = 1  # first physical line of the row being read
+
     try:
         for row in reader:
             where, start = f"{path}:{start}", reader.line_num + 1
@@ -99,25 +122,20 @@ def read_csv(
                 if class_column is not None:
                     class_index = _column_index(header, class_column, where, separator)
                 continue
-            if len(row) != len(header):
-                raise DataError(
-                    f"{where}: expected {len(header)} fields (as in the header), got {len(row)} "
-                    f"(separator {separator!r})"
+            with problems.record():
+                image, caption, label = _csv_row(
+                    row, header, where, separator, columns, (image_index, caption_index, class_index)
                 )
-            image = checked_relative_path(row[image_index], where, image_column)
-            caption = row[caption_index].strip()
-            if not caption:
-                raise DataError(f"{where}: field '{caption_column}' is empty")
-            captions.setdefault(image, []).append(caption)
-            if class_column is not None:
-                label = row[class_index].strip()
-                if not label:
-                    raise DataError(f"{where}: field '{class_column}' is empty (every row names its image's class)")
-                first, first_where = labels.setdefault(image, (label, where))
-                if label != first:
-                    raise DataError(f"{where}: image {image!r} has class {label!r} here but {first!r} at {first_where}")
+                if label is not None:
+                    first, first_where = labels.setdefault(image, (label, where))
+                    if label != first:
+                        raise DataError(
+                            f"{where}: image {image!r} has class {label!r} here but {first!r} at {first_where}"
+                        )
+                captions.setdefault(image, []).append(caption)
     except csv.Error as error:
         raise DataError(f"{path}:{start}: malformed CSV ({error})") from None
+    problems.raise_any()
     if header is None:
         raise DataError(
             f"{path}: empty file (expected a header row with columns {image_column!r} and {caption_column!r})"

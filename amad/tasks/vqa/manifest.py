@@ -13,7 +13,7 @@ from pathlib import Path
 
 from amad.atomic import atomic_file
 from amad.data.paths import checked_relative_path
-from amad.data.text import parse_json_line, read_utf8
+from amad.data.text import LineProblems, parse_json_line, read_utf8
 from amad.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -56,18 +56,20 @@ def read_manifest(path: str | Path, *, check_images: bool = True, require_answer
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: manifest not found")
-    records, seen = [], {}
+    records, seen, problems = [], {}, LineProblems(path)
     for number, line in enumerate(read_utf8(path).split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
-        record = parse_record(line, where, require_answers=require_answers)
-        if record.id in seen:
-            raise DataError(f"{where}: duplicate id {record.id!r} (first on line {seen[record.id]})")
-        seen[record.id] = number
-        if check_images and not (path.parent / record.image).is_file():
-            raise DataError(f"{where}: image not found: {path.parent / record.image}")
-        records.append(record)
+        with problems.record():
+            record = parse_record(line, where, require_answers=require_answers)
+            if record.id in seen:
+                raise DataError(f"{where}: duplicate id {record.id!r} (first on line {seen[record.id]})")
+            seen[record.id] = number
+            if check_images and not (path.parent / record.image).is_file():
+                raise DataError(f"{where}: image not found: {path.parent / record.image}")
+            records.append(record)
+    problems.raise_any()
     if not records:
         raise DataError(f"{path}: manifest is empty")
     return records
