@@ -66,3 +66,35 @@ def test_tradeoff_figure_marks_the_front_in_red(tmp_path):
     assert [t.get_text() for t in ax.texts] == ["teacher", "h4-amad", "h2-none"]
     assert list(ax.lines[0].get_xdata()) == [1.0, 3.0]
     save(figure, tmp_path / "c.png")
+
+
+def test_alignment_colour_bar_marks_uniform_weights():
+    figure = alignment_figure("h4-amad", {"blocks.0.attn": np.full((8, 4), 0.25)})
+    bar = [ax for ax in figure.axes if not ax.get_title()][0]
+    assert [t.get_text() for t in bar.get_yticklabels()] == ["0", "uniform 1/4", "1"]
+    assert "white: uniform" in figure._suptitle.get_text()
+
+
+def test_attention_rows_share_one_scale_and_text_axes_name_the_tokens():
+    teacher, student = np.full((2, 3, 3), 1 / 3), np.zeros((1, 3, 3))
+    student[0, :, 0] = 1.0  # the student's maps peak far above the teacher's
+    words = ["<s>", "red", "</s>"]
+    figure = attention_figure("h2", "t", "s", [("q", None, teacher, student, words, words)], vision=False)
+    panels = [ax for ax in figure.axes if ax.get_title()]
+    assert {ax.images[0].get_clim() for ax in panels} == {(0.0, 1.0)}, "teacher and student: one colour scale"
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == words
+    assert [t.get_text() for t in panels[0].get_yticklabels()] == words
+    cross = attention_figure(
+        "h2", "t", "s", [("q", None, teacher[:, :, :2], student[:, :, :2], words, None)], vision=False
+    )
+    ticks = [ax for ax in cross.axes if ax.get_title()][0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks), "image keys: whole-token ticks"
+
+
+def test_tradeoff_figure_rings_the_deployed_model():
+    rows = [
+        {"model": "teacher", "accuracy": 0.9, "latency_ms": 3.0},
+        {"model": "h4", "accuracy": 0.8, "latency_ms": 1.0},
+    ]
+    ax = tradeoff_figure(rows, "accuracy", "cpu", deployed="h4").axes[0]
+    assert "deployed: h4" in [t.get_text() for t in ax.get_legend().get_texts()]

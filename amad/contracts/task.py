@@ -161,6 +161,11 @@ class Task:
         """``(query_mask, key_mask)`` ``[B, q]`` / ``[B, k]`` bool of a group's maps (None: all real)."""
         raise NotImplementedError
 
+    def token_labels(self, group: str, batch: dict, preprocess: Any) -> tuple[list[str] | None, list[str] | None]:
+        """``(query labels, key labels)`` of the first sample's maps in ``group``, the text piece of
+        each token (for the report's axes), before :meth:`attention_masks` applies; None: not text."""
+        return None, None
+
     # -- objective --------------------------------------------------------------------------
     def task_loss(self, outputs: dict[str, Any], batch: dict) -> Any:
         """Ground-truth loss of the model's ``outputs`` on ``batch``."""

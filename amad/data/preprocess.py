@@ -91,6 +91,14 @@ class Preprocess:
             return encoded["input_ids"].long()
         return _tokenizer(self.context_length)(texts).long()
 
+    def token_strings(self, ids: list[int]) -> list[str]:
+        """Each token id as the text piece it stands for (for pictures' axes; ``<s>`` / ``</s>``: start, end)."""
+        if self.tokenizer.startswith(HF_PREFIX):
+            return list(_hf_tokenizer(self.tokenizer[len(HF_PREFIX) :]).convert_ids_to_tokens(ids))
+        decoder = _tokenizer(self.context_length).decoder
+        special = {"<start_of_text>": "<s>", "<end_of_text>": "</s>"}
+        return [special.get(piece, piece.replace("</w>", "")) for piece in (decoder.get(i, "?") for i in ids)]
+
     def token_count(self, text: str) -> int:
         """Tokens of ``text`` before truncation, start and end tokens included."""
         if self.tokenizer.startswith(HF_PREFIX):

@@ -21,6 +21,7 @@ matplotlib.use("Agg")  # files only; no display, whatever the environment says
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 
 DPI = 110
@@ -49,25 +50,24 @@ def alignment_figure(model: str, layers: dict[str, np.ndarray]) -> Figure:
     for ax in axes.flat[count:]:
         ax.remove()
     for ax, (layer, weights) in zip(axes.flat, layers.items(), strict=False):
-        image = ax.imshow(weights, cmap="viridis", vmin=0.0, vmax=max(float(weights.max()), 1e-6), aspect="auto")
-        middle = float(weights.max()) / 2
+        uniform = 1.0 / weights.shape[1]  # every student head weighted alike: no alignment learnt
+        norm = TwoSlopeNorm(vmin=0.0, vcenter=uniform, vmax=1.0)
+        image = ax.imshow(weights, cmap="RdBu_r", norm=norm, aspect="auto")
         for (row, col), value in np.ndenumerate(weights):
+            strong = abs(value - uniform) > 0.6 * max(uniform, 1 - uniform)
             ax.text(
-                col,
-                row,
-                f"{value:.2f}",
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="black" if value > middle else "white",
+                col, row, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white" if strong else "black"
             )
         ax.set_xticks(range(weights.shape[1]))
         ax.set_yticks(range(weights.shape[0]))
         ax.set_xlabel("student head")
         ax.set_ylabel("teacher head")
         ax.set_title(f"{model} · {layer}", fontsize=9)
-        figure.colorbar(image, ax=ax, label="alignment weight")
-    figure.suptitle(f"{model}: AMAD alignment weights (rows sum to 1, validation mean)", fontsize=10)
+        bar = figure.colorbar(image, ax=ax, label="alignment weight")
+        bar.set_ticks([0.0, uniform, 1.0], labels=["0", f"uniform 1/{weights.shape[1]}", "1"])
+    figure.suptitle(
+        f"{model}: AMAD alignment weights (rows sum to 1, validation mean; white: uniform, red: above it)", fontsize=10
+    )
     return figure
 
 
@@ -93,17 +93,19 @@ def attention_figure(
     model: str,
     teacher_layer: str,
     student_layer: str,
-    samples: Sequence[tuple[str, np.ndarray | None, np.ndarray, np.ndarray]],
+    samples: Sequence[tuple],
     *,
     vision: bool,
 ) -> Figure:
     """Teacher (first row of each sample) and student (second) heads of one layer pair.
 
     ``samples``: ``(description, image [H, W, 3] in [0, 1] or None, teacher maps [Ht, q, k],
-    student maps [Hs, q, k])``. With ``vision`` and a square patch grid the maps are drawn over
-    the image; otherwise as query x key maps. Each row shares one colour scale and bar.
+    student maps [Hs, q, k], query labels or None, key labels or None)`` (labels: the text piece of
+    each query / key token). With ``vision`` and a square patch grid the maps are drawn over the
+    image; otherwise as query x key maps, with the tokens' words on the axes where given. Teacher
+    and student of one sample share one colour scale.
     """
-    heads = max(max(t.shape[0], s.shape[0]) for _, _, t, s in samples)
+    heads = max(max(sample[2].shape[0], sample[3].shape[0]) for sample in samples)
     grid = patch_grid(samples[0][2].shape[-1]) if vision else None
     size = 1.9 if grid else 2.2
     figure, axes = plt.subplots(
@@ -113,11 +115,15 @@ def attention_figure(
         squeeze=False,
         layout="constrained",
     )
-    for index, (_, image, teacher_maps, student_maps) in enumerate(samples):
-        for offset, (who, maps) in enumerate((("teacher", teacher_maps), ("student", student_maps))):
+    for index, (_, image, teacher_maps, student_maps, *labels) in enumerate(samples):
+        query_labels, key_labels = [*labels, None, None][:2]
+        pictures = {
+            who: [_image_attention(h, *grid) for h in maps] if grid else list(maps)
+            for who, maps in (("teacher", teacher_maps), ("student", student_maps))
+        }
+        high = max(float(m.max()) for shown in pictures.values() for m in shown)  # one scale for both rows
+        for offset, (who, shown) in enumerate(pictures.items()):
             row = axes[2 * index + offset]
-            shown = [_image_attention(h, *grid) for h in maps] if grid else list(maps)
-            high = max(float(m.max()) for m in shown)
             for head, ax in enumerate(row):
                 if head >= len(shown):
                     ax.axis("off")
@@ -135,6 +141,8 @@ def attention_figure(
                     ax.set_xlabel("patch column" if grid else "key token", fontsize=7)
                     if head == 0:
                         ax.set_ylabel("patch row" if grid else "query token", fontsize=7)
+                    _token_axis(ax.xaxis, None if grid else key_labels, rotation=90)
+                    _token_axis(ax.yaxis, None if grid else query_labels if head == 0 else None, rotation=0)
                     ax.tick_params(labelsize=6)
                 where = f"sample {index + 1} · " if head == 0 else ""
                 ax.set_title(f"{where}{who} head {head}", fontsize=7)
@@ -143,6 +151,16 @@ def attention_figure(
     names = "; ".join(f"sample {i + 1}: {description[:70]}" for i, (description, *_) in enumerate(samples))
     figure.suptitle(f"{model}: {teacher_layer} (teacher) vs {student_layer} (student), {what}\n{names}", fontsize=8)
     return figure
+
+
+def _token_axis(axis, labels: list[str] | None, rotation: int) -> None:
+    """Whole-token ticks: each token's text where given and few enough to read, else integers."""
+    from matplotlib.ticker import MaxNLocator
+
+    if labels is not None and len(labels) <= 40:
+        axis.set_ticks(range(len(labels)), labels, rotation=rotation, fontsize=5)
+    else:
+        axis.set_major_locator(MaxNLocator(integer=True, nbins=8))
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

@@ -7,7 +7,7 @@
   (the Pareto front marked).
 * ``reports/alignment/<model>.png``: AMAD alignment weights of every distilled layer.
 * ``reports/attention/<model>/<layer>.png``: teacher vs student attention of each distilled layer
-  pair for a few validation samples (named in ``samples.txt``).
+  pair for a few validation samples (named in ``reports/attention/<model>.samples.txt``).
 
 The pictures are drawn by :mod:`amad.report.figures`.
 """
@@ -76,6 +76,7 @@ def attention_pictures(
         image = _image(batch, student.preprocess)
         for teacher_layer, student_layer, group in pairs:
             query_mask, key_mask = task.attention_masks(group, batch)
+            query_labels, key_labels = task.token_labels(group, batch, student.preprocess)
             maps = []
             for capture, layer in ((t_cap, teacher_layer), (s_cap, student_layer)):
                 probs = capture.probs(layer)[0]  # (H, q, k)
@@ -84,7 +85,8 @@ def attention_pictures(
                 if key_mask is not None:
                     probs = probs[:, :, key_mask[0]]
                 maps.append(probs.float().numpy())
-            drawn[student_layer].append((task.describe(dataset, sample), image, *maps))
+            labels = (_kept(query_labels, query_mask), _kept(key_labels, key_mask))
+            drawn[student_layer].append((task.describe(dataset, sample), image, *maps, *labels))
     written = []
     out.mkdir(parents=True, exist_ok=True)
     for teacher_layer, student_layer, group in pairs:
@@ -94,10 +96,18 @@ def attention_pictures(
         )
         save(figure, path)
         written.append(path)
-    (out / "samples.txt").write_text(
+    # beside the pictures' folder, not in it: DVC loads every file of a plots folder as a plot
+    (out.parent / f"{out.name}.samples.txt").write_text(
         "".join(f"sample {i + 1}: {task.describe(dataset, s)}\n" for i, s in enumerate(samples))
     )
     return written
+
+
+def _kept(labels: list[str] | None, mask) -> list[str] | None:
+    """``labels`` of the tokens ``mask`` (``[1, n]`` bool, or None: all) keeps."""
+    if labels is None or mask is None:
+        return labels
+    return [label for label, keep in zip(labels, mask[0].tolist()) if keep]
 
 
 def tradeoff_picture(rows: list[dict], metric: str, machine: str, out: Path, deployed: str | None = None) -> Path:
@@ -241,6 +251,17 @@ def _noise_line(latency: dict) -> str:
         f"their re-timings — the machine was busy; re-run `dvc repro -f benchmark` on a quiet machine: "
         + "; ".join(noisy)
         + ".\n"
+    )
+
+
+def training_lines(training: dict) -> str:
+    """The models whose training reached its epoch cap still improving (``metrics/training.json``)."""
+    improving = [name for name, end in training.items() if end.get("still_improving")]
+    if not improving:
+        return ""
+    return (
+        f"\n**Still improving at the epoch cap:** {', '.join(improving)} — the best validation score came "
+        "in the last epoch; more epochs (`train.epochs`, `distill.train.epochs`) would likely raise them.\n"
     )
 
 

@@ -167,6 +167,12 @@ class RetrievalTask(Task):
         real_tokens = batch["tokens"] != PAD_TOKEN_ID
         return real_tokens, real_tokens
 
+    def token_labels(self, group: str, batch: dict, preprocess: Any) -> tuple[list[str] | None, list[str] | None]:
+        if group == "vision_self":
+            return None, None
+        words = preprocess.token_strings(batch["tokens"][0].tolist())
+        return words, words
+
     # -- objective --------------------------------------------------------------------------
     def task_loss(self, outputs: dict[str, Any], batch: dict) -> Any:
         from amad.losses.contrastive import contrastive_loss

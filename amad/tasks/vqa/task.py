@@ -150,6 +150,12 @@ class VQATask(Task):
 
         return VQAModel.attention_masks(group, batch["tokens"])
 
+    def token_labels(self, group: str, batch: dict, preprocess: Any) -> tuple[list[str] | None, list[str] | None]:
+        if group == "vision_self":
+            return None, None
+        words = preprocess.token_strings(batch["tokens"][0].tolist())
+        return words, (None if group == "fusion_cross" else words)  # cross-attention's keys: image tokens
+
     # -- objective --------------------------------------------------------------------------
     def task_loss(self, outputs: dict[str, Any], batch: dict) -> Any:
         from amad.losses.logit import task_loss
