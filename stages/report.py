@@ -1,4 +1,4 @@
-"""DVC stage `report`: metrics/eval.json + metrics/cost.json + metrics/latency_full.json + metrics/serving.json +
+"""DVC stage `report`: metrics/eval.json + metrics/cost.json + metrics/training.json + metrics/latency_full.json + metrics/serving.json +
 deployed/choice.json + exported/ + models/ -> reports/."""
 
 import json
@@ -15,6 +15,7 @@ from amad.report.summary import (
     serving_table,
     summary,
     tradeoff_picture,
+    training_lines,
 )
 
 
@@ -26,11 +27,13 @@ def main(params: Params) -> None:
     choice = json.loads(paths.DEPLOY_CHOICE.read_text())
     with atomic_dir(paths.REPORTS) as out:
         text, rows = summary(eval_metrics, latency, paths.EXPORTED, paths.MODELS, metric, choice)
+        text += training_lines(json.loads(paths.TRAINING.read_text()))
         text += serving_table(json.loads(paths.SERVING.read_text()))
         (out / "summary.md").write_text(text)
         (out / "accuracy_latency.json").write_text(json.dumps(rows, indent=2) + "\n")
         if rows:
             tradeoff_picture(rows, metric, machine_line(latency), out / "accuracy_latency.png", choice["model"])
+        pictured = [choice["model"]] if choice["model"] not in (None, "teacher") else []
         for student in params.students:
             for method in params.distill.methods:
                 name, artefact = f"{student}-{method}", METHODS.get(method, "distill.methods").artefact_file
@@ -38,7 +41,9 @@ def main(params: Params) -> None:
                 if artefact is None or not (model_dir / artefact).exists():
                     continue
                 alignment_pictures(model_dir / artefact, out / "alignment" / f"{name}.png")
-                attention_pictures(paths.TEACHER, model_dir, paths.PREPARED, out / "attention" / name)
+                pictured.append(name)
+        for name in dict.fromkeys(pictured):  # the deployed model's maps, and every AMAD student's
+            attention_pictures(paths.TEACHER, paths.model_dir(name), paths.PREPARED, out / "attention" / name)
     print(text)
 
 

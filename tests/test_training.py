@@ -142,6 +142,68 @@ def test_training_is_deterministic_and_resume_gives_identical_weights(data, tmp_
     assert not same_weights(uninterrupted, train_tiny(data, tmp_path / "d.pt", epochs=3, seed=1))
 
 
+def scripted_fit(data, tmp_path, scores, **optim_changes):
+    """Train a tiny model whose validation scores are ``scores``, epoch after epoch; returns the
+    model, the fit result and the weights seen at each validation."""
+    answers = read_answers(data)
+    model = tiny_model(answers)
+    seen = []
+
+    def evaluate(model):
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {"accuracy": scores[len(seen) - 1]}
+
+    optim = replace(tiny_params().train, batch_size=16, lr=1e-3, **optim_changes)
+    result = fit(
+        model,
+        ground_truth_loss(TASK),
+        train_set=VQADataset(data, "train", model.preprocess, answers),
+        optim=optim,
+        seed=0,
+        runtime=CPU,
+        checkpoint_path=tmp_path / f"run{len(list(tmp_path.glob('*.pt')))}.pt",  # a fresh run each call
+        fingerprint="f",
+        loader_workers=0,
+        evaluate=evaluate,
+        log=lambda _: None,
+    )
+    return model, result, seen
+
+
+def test_a_validation_plateau_ends_the_run_and_the_best_epoch_is_kept(data, tmp_path):
+    scores = [0.1, 0.3, 0.2, 0.25, 0.9, 0.9]
+    model, result, seen = scripted_fit(data, tmp_path, scores, epochs=6, schedule="cosine", patience=2)
+    assert len(result.history) == 4, "epochs 3 and 4 bring no gain over epoch 2: stop"
+    assert all(torch.equal(v, seen[1][k]) for k, v in model.state_dict().items()), "epoch 2's weights kept"
+    assert result.ending == {
+        "epochs_run": 4,
+        "epochs_cap": 6,
+        "best_epoch": 2,
+        "best_val_accuracy": 0.3,
+        "stopped": "plateau",
+        "lr_reductions": 0,
+        "still_improving": False,
+    }
+
+
+def test_the_plateau_schedule_lowers_the_learning_rate_then_stops(data, tmp_path):
+    scores = [0.1, 0.2, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3]
+    _, result, _ = scripted_fit(
+        data, tmp_path, scores, epochs=8, schedule="plateau", patience=1, lr_factor=0.5, max_reductions=1,
+        warmup_fraction=0.0,
+    )  # fmt: skip
+    rates = [round(h["lr"], 8) for h in result.history]
+    assert rates == [1e-3, 1e-3, 1e-3, 5e-4, 5e-4], rates  # epoch 3: plateau, lr halved; epoch 5: plateau, stop
+    assert result.ending["stopped"] == "plateau" and result.ending["lr_reductions"] == 1
+
+
+def test_a_run_that_reaches_its_cap_still_improving_says_so(data, tmp_path):
+    model, result, seen = scripted_fit(data, tmp_path, [0.1, 0.2, 0.3], epochs=3, patience=0)
+    assert result.ending["still_improving"] and result.ending["stopped"] == "cap"
+    _, result, _ = scripted_fit(data, tmp_path, [0.1, 0.3, 0.2], epochs=3, patience=0)
+    assert not result.ending["still_improving"] and result.ending["best_epoch"] == 2
+
+
 def test_global_batch_sampler_splits_each_global_batch_between_ranks():
     single = list(GlobalBatchSampler(20, 8, seed=1))
     ranks = [list(GlobalBatchSampler(20, 8, seed=1, rank=r, world_size=2)) for r in range(2)]

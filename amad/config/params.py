@@ -55,16 +55,24 @@ SECTIONS = (
 )
 
 
+SCHEDULES = ("cosine", "plateau")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
-    """Optimisation: AdamW with linear warm-up then cosine decay (``train``, ``distill.train``)."""
+    """Optimisation: AdamW with linear warm-up, then a cosine decay or a plateau schedule, stopping
+    at a validation plateau (``train``, ``distill.train``; see :mod:`amad.training.plateau`)."""
 
-    epochs: int
+    epochs: int  # the cap (cosine: its schedule reaches zero there)
     batch_size: int  # global batch (all processes together)
     lr: float
     weight_decay: float
     warmup_fraction: float
     grad_clip: float  # 0 disables clipping
+    schedule: str  # cosine | plateau
+    patience: int  # epochs without a validation gain that make a plateau (0: run every epoch, keep the last)
+    lr_factor: float  # plateau: the learning rate's factor at each plateau
+    max_reductions: int  # plateau: reductions before the next plateau ends the run
 
     def validate(self, key: str) -> None:
         require(self.epochs >= 1, f"{key}.epochs", f"must be >= 1, got {self.epochs}")
@@ -75,6 +83,15 @@ class OptimConfig:
             0 <= self.warmup_fraction < 1, f"{key}.warmup_fraction", f"must be in [0, 1), got {self.warmup_fraction}"
         )
         require(self.grad_clip >= 0, f"{key}.grad_clip", f"must be >= 0 (0 disables clipping), got {self.grad_clip}")
+        require_choice(self.schedule, SCHEDULES, f"{key}.schedule")
+        require(self.patience >= 0, f"{key}.patience", f"must be >= 0 (0: every epoch runs), got {self.patience}")
+        require(
+            self.schedule != "plateau" or self.patience >= 1,
+            f"{key}.patience",
+            "schedule plateau needs patience >= 1 (the epochs without a gain that lower the learning rate)",
+        )
+        require(0 < self.lr_factor < 1, f"{key}.lr_factor", f"must be in (0, 1), got {self.lr_factor}")
+        require(self.max_reductions >= 0, f"{key}.max_reductions", f"must be >= 0, got {self.max_reductions}")
 
 
 @dataclass(frozen=True)

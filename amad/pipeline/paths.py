@@ -19,6 +19,7 @@ DEPLOYED_TRITON = DEPLOYED / "triton"  # its Triton model repository
 DEPLOY_CHOICE = DEPLOYED / "choice.json"  # which model, by which rule, among which candidates
 METRICS = Path("metrics")
 EVAL = METRICS / "eval.json"  # the primary test metric of every model (a DVC metric)
+TRAINING = METRICS / "training.json"  # how each model's training ended (a DVC metric)
 COST = METRICS / "cost.json"  # parameter count and GFLOPs of every model (static: not a DVC metric)
 BREAKDOWN = METRICS / "breakdown.json"  # the task's per-group breakdown of the test metric
 LATENCY = METRICS / "latency.json"  # speed-ups (a DVC metric)

@@ -138,7 +138,8 @@ def train_teacher(
         log=log,
     )
     if runtime.is_main:
-        save_model(out_dir, task, model.cpu(), state, preprocess, extra={"role": "teacher", "history": result.history})
+        extra = {"role": "teacher", "history": result.history, "training": result.ending}
+        save_model(out_dir, task, model.cpu(), state, preprocess, extra=extra)
     _finish(runtime, checkpoint)
     return result
 
@@ -200,6 +201,7 @@ def distill_student(
             "student": student_name,
             "method": method_name,
             "history": result.history,
+            "training": result.ending,
             "layer_pairs": [[p.teacher, p.student, p.group] for p in pairs],
             **method.summary(),
         }

@@ -1,6 +1,7 @@
 """The training loop shared by ``train_teacher`` and ``distill``.
 
-AdamW with linear warm-up then cosine decay, gradient clipping, bf16 autocast on GPU, DDP under
+AdamW with linear warm-up then cosine decay (or a plateau schedule), stopping at a validation
+plateau and keeping the best epoch's weights (:mod:`amad.training.plateau`), gradient clipping, bf16 autocast on GPU, DDP under
 ``torchrun``, a checkpoint every epoch (resumed automatically), dvclive logs and tqdm progress.
 On the CPU a run is deterministic for a given seed, and an interrupted-then-resumed run ends with
 the same weights as an uninterrupted one.
@@ -27,6 +28,7 @@ from amad.config.params import OptimConfig
 from amad.distill.objective import ObjectiveOutput
 from amad.training.checkpoint import load_checkpoint, save_checkpoint
 from amad.training.distributed import GlobalBatchSampler, Runtime
+from amad.training.plateau import REDUCE, STOP, Plateau, ending
 
 LossFunction = Callable[[nn.Module, dict[str, torch.Tensor]], ObjectiveOutput]
 
@@ -35,10 +37,25 @@ LossFunction = Callable[[nn.Module, dict[str, torch.Tensor]], ObjectiveOutput]
 class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from_epoch: int | None = None
+    ending: dict = field(
+        default_factory=dict
+    )  # how the run ended (amad.training.plateau.ending); {} without validation
 
     @property
     def final(self) -> dict[str, float]:
         return self.history[-1] if self.history else {}
+
+
+def warmup_plateau(total_steps: int, warmup_fraction: float, plateau: Plateau, factor: float) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up over ``warmup_fraction`` of the capped steps, then constant,
+    times ``factor`` per plateau reduction so far."""
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def multiplier(step: int) -> float:
+        ramp = (step + 1) / warmup if step < warmup else 1.0
+        return ramp * factor**plateau.reductions
+
+    return multiplier
 
 
 def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
@@ -91,6 +108,8 @@ class _Optimisation:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     total_steps: int
+    plateau: Plateau  # the validation record the schedule and the stop read
+    best: dict | None = None  # the best epoch's weights (on the CPU), kept when patience > 0
 
 
 def _resume(
@@ -113,6 +132,8 @@ def _resume(
         objective.load_state_dict(state["objective"])
     optimisation.optimizer.load_state_dict(state["optimizer"])
     optimisation.scheduler.load_state_dict(state["scheduler"])
+    optimisation.plateau.load_state_dict(state["plateau"])
+    optimisation.best = state["best"]
     torch.set_rng_state(state["rng"])
     result.history = [dict(h) for h in state["history"]]
     result.resumed_from_epoch = int(state["epoch"])
@@ -134,6 +155,8 @@ def _save(
             "objective": objective.state_dict() if objective is not None else {},
             "optimizer": optimisation.optimizer.state_dict(),
             "scheduler": optimisation.scheduler.state_dict(),
+            "plateau": optimisation.plateau.state_dict(),
+            "best": optimisation.best,
             "rng": torch.get_rng_state(),
             "epoch": len(result.history),
             "history": result.history,
@@ -184,10 +207,16 @@ def _train_epoch(
 
 
 def _optimisation(trainable: list[nn.Module], optim: OptimConfig, total_steps: int) -> _Optimisation:
-    """The optimiser over every trainable module and its warm-up + cosine learning-rate schedule."""
+    """The optimiser over every trainable module and its learning-rate schedule (warm-up, then
+    cosine, or constant with a factor per plateau)."""
     optimizer = build_optimizer(trainable, optim)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, optim.warmup_fraction))
-    return _Optimisation(optimizer, scheduler, total_steps)
+    plateau = Plateau(optim.patience, optim.schedule == "plateau", optim.max_reductions)
+    if optim.schedule == "plateau":
+        multiplier = warmup_plateau(total_steps, optim.warmup_fraction, plateau, optim.lr_factor)
+    else:
+        multiplier = warmup_cosine(total_steps, optim.warmup_fraction)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+    return _Optimisation(optimizer, scheduler, total_steps, plateau)
 
 
 def _open_live(log_dir: str | Path, history: list[dict]) -> Any:
@@ -254,7 +283,10 @@ def fit(
     )
     live = _open_live(log_dir, result.history) if log_dir is not None and runtime.is_main else None
 
+    plateau = optimisation.plateau
     for epoch in range(start_epoch, optim.epochs):
+        if plateau.stopped:  # resumed from the checkpoint of the epoch that ended the run
+            break
         sampler.set_epoch(epoch)
         loader = DataLoader(train_set, batch_sampler=sampler, num_workers=loader_workers)
         record = _train_epoch(
@@ -278,9 +310,65 @@ def fit(
             log(f"{description} epoch {epoch + 1}/{optim.epochs}: {summary}")
             if live is not None:
                 _log_epoch(live, record)
+            if evaluate is not None:
+                _after_validation(optimisation, model, record, epoch + 1, optim, description, log)
             _save(checkpoint_path, fingerprint, model, objective, optimisation, result)
         if runtime.distributed:
+            plateau.stopped = _shared(plateau.stopped, runtime)  # rank 0 validated: every rank stops with it
             dist.barrier()
     if live is not None:
         live.end()
+    if runtime.is_main and evaluate is not None:
+        result.ending = _ending(optimisation, model, result, optim, description, log)
     return result
+
+
+def _monitored(record: dict) -> tuple[str, float]:
+    """The validation metric a run is judged by: the first one ``evaluate`` returned."""
+    key = next(k for k in record if k.startswith("val/"))
+    return key.removeprefix("val/"), record[key]
+
+
+def _after_validation(
+    optimisation: _Optimisation, model: nn.Module, record: dict, epoch: int, optim: OptimConfig, description: str, log
+) -> None:
+    """Update the plateau record with this epoch's validation; keep the best weights; lower the
+    learning rate or end the run at a plateau."""
+    plateau = optimisation.plateau
+    metric, value = _monitored(record)
+    decision = plateau.update(epoch, value)
+    if optim.patience > 0 and plateau.best_epoch == epoch:
+        optimisation.best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if decision == REDUCE:
+        log(f"{description}: no val/{metric} gain for {optim.patience} epochs: learning rate x{optim.lr_factor:g}")
+    elif decision == STOP:
+        plateau.stopped = True
+
+
+def _ending(optimisation: _Optimisation, model: nn.Module, result: FitResult, optim: OptimConfig, description, log):
+    """Restore the best epoch's weights (patience > 0) and say how the run ended."""
+    plateau = optimisation.plateau
+    metric, _ = _monitored(result.history[-1])
+    end = ending(plateau, len(result.history), optim.epochs, plateau.stopped, metric)
+    if optim.patience > 0 and optimisation.best is not None:
+        model.load_state_dict(optimisation.best)
+    kept = (
+        f"kept epoch {end['best_epoch']} (val/{metric} {plateau.best:.4f})" if optim.patience > 0 else "kept the last"
+    )
+    if end["stopped"] == "plateau":
+        log(f"{description}: stopped at a validation plateau after epoch {end['epochs_run']} of {optim.epochs}; {kept}")
+    elif end["still_improving"]:
+        log(
+            f"{description}: reached the cap of {optim.epochs} epochs still improving (best val/{metric} at the last "
+            "epoch): more epochs would likely help (raise epochs)"
+        )
+    else:
+        log(f"{description}: ran all {optim.epochs} epochs; {kept}")
+    return end
+
+
+def _shared(flag: bool, runtime: Runtime) -> bool:
+    """Rank 0's ``flag`` on every rank."""
+    box = [flag]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])

@@ -1,0 +1,63 @@
+"""Training to a validation plateau: the epoch count is a cap, not a guess.
+
+After each epoch the validation metric (the task's primary metric, higher is better) is compared
+with the best so far. ``patience`` epochs without a gain make a plateau. Under ``schedule:
+plateau`` the learning rate (constant after the warm-up) is then multiplied by ``lr_factor``, up to
+``max_reductions`` times; the plateau after the last reduction ends the run. Under ``schedule:
+cosine`` (warm-up, then cosine to zero at ``epochs``) a plateau ends the run. ``epochs`` caps both.
+With ``patience > 0`` the weights of the best epoch are the ones kept; a run that reached the cap
+while still improving says so (``still_improving``: raise ``epochs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+IMPROVED, WAIT, REDUCE, STOP = "improved", "wait", "reduce", "stop"
+
+
+@dataclass
+class Plateau:
+    patience: int  # epochs without a validation gain that make a plateau (0: never stop early)
+    reduce_lr: bool  # schedule plateau: a plateau first lowers the learning rate
+    max_reductions: int
+    best: float | None = None
+    best_epoch: int = 0  # 1-based; 0: none yet
+    waited: int = 0
+    reductions: int = 0
+    stopped: bool = False  # the plateau ended the run
+
+    def update(self, epoch: int, value: float) -> str:
+        """Record epoch ``epoch``'s (1-based) validation ``value``; what the run does next."""
+        if self.best is None or value > self.best:
+            self.best, self.best_epoch, self.waited = value, epoch, 0
+            return IMPROVED
+        self.waited += 1
+        if self.patience == 0 or self.waited < self.patience:
+            return WAIT
+        self.waited = 0
+        if self.reduce_lr and self.reductions < self.max_reductions:
+            self.reductions += 1
+            return REDUCE
+        return STOP
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+def ending(plateau: Plateau, epochs_run: int, cap: int, stopped: bool, metric: str) -> dict:
+    """How a run ended, for the model's record and ``metrics/training.json``."""
+    still_improving = not stopped and plateau.best_epoch == epochs_run
+    return {
+        "epochs_run": epochs_run,
+        "epochs_cap": cap,
+        "best_epoch": plateau.best_epoch,
+        f"best_val_{metric}": plateau.best,
+        "stopped": "plateau" if stopped else "cap",
+        "lr_reductions": plateau.reductions,
+        "still_improving": still_improving,
+    }
