@@ -81,6 +81,12 @@ def _serve(args: argparse.Namespace) -> None:
     command = server_command(
         served_graphs(Path(args.export)), ports, host=args.host, dynamic_batching=not args.no_dynamic_batching
     )
+    print(
+        "note: on a host without a GPU, Triton logs CUDA / NVML errors while it starts (no driver found): they "
+        "are harmless, the models run on the CPU",
+        file=sys.stderr,
+        flush=True,
+    )
     os.execv(command[0], command)  # the server replaces this process: signals reach it directly
 
 

@@ -24,7 +24,9 @@ def main(params: Params) -> None:
     write_json(paths.LATENCY_FULL, {**report, "speedups": ratios})
     write_json(paths.LATENCY_PLOT, rows)
     # the metric: each model's batch-1 speed-up over the teacher (ORT vs torch and int8 vs fp32 stay in the full file)
-    write_json(paths.LATENCY, {"speedups": {k: v for k, v in ratios.items() if k.endswith("_vs_teacher_onnxruntime_b1")}})
+    write_json(
+        paths.LATENCY, {"speedups": {k: v for k, v in ratios.items() if k.endswith("_vs_teacher_onnxruntime_b1")}}
+    )
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
 

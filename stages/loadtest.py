@@ -22,7 +22,9 @@ def main(params: Params) -> None:
     if pytriton_python() is None:
         write_json(
             paths.SERVING,
-            {"skipped": "no interpreter with nvidia-pytriton (make triton-venv, then dvc repro -f loadtest)"},
+            {
+                "skipped": "no interpreter with nvidia-pytriton at $AMAD_PYTRITON_PYTHON or ./.triton-venv (make triton-venv, then dvc repro -f loadtest)"
+            },
         )
         print(f"loadtest skipped: {paths.SERVING} says why")
         return

@@ -84,8 +84,9 @@ def test_pytriton_server_answers_like_the_local_model(tmp_path, pytriton_home):
         assert listening_addresses(port) == {"127.0.0.1"}, "loopback only unless --host says otherwise"
         image = next((data / "images").glob("test_*.png"))
         question = "what color is the circle?"
-        served = server_source(f"127.0.0.1:{port}", export_dir=export)  # PyTriton publishes no parameters
+        served = server_source(f"127.0.0.1:{port}")  # the address alone: the amad_metadata model says the rest
         assert list(served.graphs) == ["model"] and served.task_name == "vqa"
+        assert served.state["answers"] == load_source(onnx_path).state["answers"]
         remote = predict_question(answerer(served), image, question, top_k=3)
         local = predict_question(answerer(load_source(onnx_path)), image, question, top_k=3)
         assert [a for a, _ in remote] == [a for a, _ in local]
@@ -113,8 +114,8 @@ def test_pytriton_server_embeds_like_the_exported_retrieval_encoders(tmp_path):
     with running_server(tmp_path / "exported") as (url, _):
         images = sorted((tmp_path / "data" / "images").glob("test_*.png"))[:2]
         captions = ["two shapes: a red circle and a blue square", "a green triangle"]
-        served = server_source(url, export_dir=tmp_path / "exported")
-        assert sorted(served.graphs) == ["image", "text"]
+        served = server_source(url)
+        assert sorted(served.graphs) == ["image", "text"] and served.task_name == "retrieval"
         remote = rank(encoders(served), images, captions)
         local = rank(encoders(load_source(tmp_path / "exported")), images, captions)
         for remote_entry, local_entry in zip(remote["images"], local["images"]):

@@ -2,13 +2,14 @@
 the task's predictor over them exactly as over local torch or ONNX graphs.
 
 The server publishes each model's task, graph name, preprocessing and state in its config's
-``amad.*`` parameters (written by :mod:`amad.serving.repository` and by the PyTriton server), so a
+``amad.*`` parameters (written by :mod:`amad.serving.repository`) or its ``amad_metadata`` model (the PyTriton server), so a
 client needs only the address. Needs ``tritonclient[http]`` (in amad's dev extra). Use one source
 per thread: a ``tritonclient`` client is not thread-safe.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,22 @@ def server_source(
 ) -> ModelSource:
     """The amad model a Triton server at ``url`` serves (``tensorrt``: its ``_trt`` engines).
 
-    Its task, preprocessing and state come from the served configs' ``amad.*`` parameters, or, for a
-    server that publishes none (PyTriton), from ``export_dir``, the export folder it serves.
+    Its task, preprocessing and state come from the served configs' ``amad.*`` parameters (a model
+    repository's), from its ``amad_metadata`` model (``amad serve``'s PyTriton server), or from
+    ``export_dir``, the export folder it serves.
     """
     http = _http()
     client = http.InferenceServerClient(url=url, connection_timeout=timeout, network_timeout=timeout)
     if export_dir is not None:
         return _exported_on_server(client, url, Path(export_dir), tensorrt)
+    published = _published_metadata(client, url)
+    if published is not None:
+        graphs, metadata = {}, {}
+        for name, parameters in published.items():
+            if name.endswith("_trt") == tensorrt and "amad.task" in parameters:
+                metadata = metadata or parameters
+                graphs[parameters.get("amad.graph", "model")] = TritonGraph(client, name, client.get_model_config(name))
+        return source_from_metadata(metadata, graphs, url)
     try:
         index = client.get_model_repository_index()
     except Exception as error:
@@ -87,6 +97,26 @@ def server_source(
             "give the export folder it serves (--export exported/NAME)"
         )
     return source_from_metadata(metadata, graphs, url)
+
+
+METADATA_MODEL = "amad_metadata"  # amad/serving/pytriton_server.py publishes the graphs' metadata in it
+
+
+def _published_metadata(client: Any, url: str) -> dict[str, dict[str, str]] | None:
+    """``{model: {amad.* key: value}}`` from the server's ``amad_metadata`` model; None without one."""
+    http = _http()
+    try:
+        if not client.is_model_ready(METADATA_MODEL):
+            return None
+    except Exception:
+        return None
+    request = http.InferInput("request", [1], "INT32")
+    request.set_data_from_numpy(np.zeros(1, np.int32))
+    try:
+        result = client.infer(METADATA_MODEL, [request], outputs=[http.InferRequestedOutput("metadata")])
+        return json.loads(result.as_numpy("metadata")[0])
+    except Exception as error:
+        raise AmadError(f"--server {url}: its {METADATA_MODEL} model did not answer ({str(error)[:200]})") from None
 
 
 def _exported_on_server(client: Any, url: str, export_dir: Path, tensorrt: bool) -> ModelSource:

@@ -16,8 +16,10 @@ with ``LD_LIBRARY_PATH`` pointing at the interpreter's ``lib`` folder. SIGTERM s
 removes PyTriton's workspace.
 This file imports only numpy, onnxruntime and pytriton, and runs as a script (no amad
 installed in that venv, no checkout needed). Each ``NAME=FILE`` becomes one Triton model, its
-tensors read from the graph and its ``amad.*`` metadata published as the model config's
-parameters (as in the model repository), so ``amad predict --server`` needs only the address.
+tensors read from the graph. PyTriton cannot put parameters in a model's config, so the graphs'
+``amad.*`` metadata is published by one more model, ``amad_metadata`` (no input that matters; its
+output ``metadata`` is ``{model name: {key: value}}`` as JSON): ``amad predict --server`` reads it
+and needs only the address.
 """
 
 from __future__ import annotations
@@ -88,8 +90,14 @@ def main() -> None:
     # $PYTRITON_HOME, ~/.cache/pytriton) behind at every start: exit through the `with` instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with Triton(config=config) as triton:
+        sessions = {name: ort.InferenceSession(path, providers=["CPUExecutionProvider"]) for name, path in models}
+        published = {
+            name: {k: v for k, v in session.get_modelmeta().custom_metadata_map.items() if k.startswith("amad.")}
+            for name, session in sessions.items()
+        }
+        _bind_metadata(triton, published, ModelConfig, Tensor)  # first: ready before the graphs it describes
         for name, path in models:
-            session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+            session = sessions[name]
             triton.bind(
                 model_name=name,
                 infer_func=_infer_function(session, batch),
@@ -105,6 +113,29 @@ def main() -> None:
             )
             print(f"serving {path} as '{name}' on http://{args.host}:{args.http_port}", flush=True)
         triton.serve()
+
+
+METADATA_MODEL = "amad_metadata"
+
+
+def _bind_metadata(triton, published: dict[str, dict[str, str]], config_class: type, tensor_class: type) -> None:
+    """The ``amad_metadata`` model: each served model's ``amad.*`` ONNX metadata, as one JSON string."""
+    import json
+
+    import numpy as np
+
+    payload = np.array([json.dumps(published).encode()], dtype=np.bytes_)
+
+    def infer(requests):
+        return [{"metadata": payload} for _ in requests]
+
+    triton.bind(
+        model_name=METADATA_MODEL,
+        infer_func=infer,
+        inputs=[tensor_class(name="request", dtype=np.int32, shape=(1,))],
+        outputs=[tensor_class(name="metadata", dtype=np.bytes_, shape=(1,))],
+        config=config_class(batching=False),
+    )
 
 
 def _tensor(tensor_class: type, value):

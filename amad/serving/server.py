@@ -26,6 +26,7 @@ from typing import IO
 
 from amad.errors import AmadError
 from amad.export.onnx_model import read_metadata
+from amad.serving.client import METADATA_MODEL
 from amad.serving.names import triton_model_name
 from amad.serving.sources import export_graph_names
 
@@ -35,13 +36,29 @@ SERVER_SCRIPT = Path(__file__).with_name("pytriton_server.py")  # that venv has 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through an http_proxy
 
 
-def pytriton_python() -> Path | None:
-    """An interpreter that imports PyTriton and ONNX Runtime, or None."""
-    candidate = Path(os.environ.get("AMAD_PYTRITON_PYTHON", ".triton-venv/bin/python")).absolute()
+def _pytriton_candidate() -> tuple[Path, str]:
+    """The interpreter to try and where that choice came from."""
+    if "AMAD_PYTRITON_PYTHON" in os.environ:
+        return Path(os.environ["AMAD_PYTRITON_PYTHON"]).absolute(), "$AMAD_PYTRITON_PYTHON"
+    return Path(".triton-venv/bin/python").absolute(), "./.triton-venv of the working folder"
+
+
+def pytriton_problem() -> str | None:
+    """Why no PyTriton interpreter can be used (naming where it looked), or None when one can."""
+    candidate, origin = _pytriton_candidate()
     if not candidate.exists():
-        return None
-    probe = subprocess.run([str(candidate), "-c", "import pytriton, onnxruntime"], capture_output=True)
-    return candidate if probe.returncode == 0 else None
+        return f"no interpreter at {candidate} ({origin})"
+    probe = subprocess.run([str(candidate), "-c", "import pytriton, onnxruntime"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no error output"])[-1]
+        return f"{candidate} ({origin}) cannot import pytriton and onnxruntime: {last}"
+    return None
+
+
+def pytriton_python() -> Path | None:
+    """An interpreter that imports PyTriton and ONNX Runtime ($AMAD_PYTRITON_PYTHON, else the
+    working folder's .triton-venv), or None."""
+    return None if pytriton_problem() is not None else _pytriton_candidate()[0]
 
 
 def free_port() -> int:
@@ -86,12 +103,13 @@ def server_command(
 ) -> list[str]:
     """The command that serves ``graphs`` (Triton model name -> ONNX file) with PyTriton, from any
     folder (AmadError where no PyTriton interpreter exists)."""
-    python = pytriton_python()
-    if python is None:
+    problem = pytriton_problem()
+    if problem is not None:
         raise AmadError(
-            "no interpreter with nvidia-pytriton: run `make triton-venv` (creates .triton-venv) or set "
-            "AMAD_PYTRITON_PYTHON"
+            f"no interpreter with nvidia-pytriton: {problem}; run `make triton-venv` in this folder (creates "
+            ".triton-venv) or set AMAD_PYTRITON_PYTHON to one"
         )
+    python = pytriton_python()
     command = [str(python), str(SERVER_SCRIPT), *(f"{name}={Path(path).resolve()}" for name, path in graphs.items())]
     command += ["--host", host]
     command += ["--http-port", str(ports.http), "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics)]
@@ -141,7 +159,7 @@ def running_server(
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True)
         url = f"{LOOPBACK}:{ports.http}"
         try:
-            wait_ready(url, list(graphs), process, output)
+            wait_ready(url, [*graphs, METADATA_MODEL], process, output)
             yield url, process
         finally:
             stop(process)
