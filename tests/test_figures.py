@@ -70,7 +70,7 @@ def test_tradeoff_figure_marks_the_front_in_red(tmp_path):
 
 def test_alignment_colour_bar_marks_uniform_weights():
     figure = alignment_figure("h4-amad", {"blocks.0.attn": np.full((8, 4), 0.25)})
-    bar = [ax for ax in figure.axes if not ax.get_title()][0]
+    bar = next(ax for ax in figure.axes if not ax.get_title())
     assert [t.get_text() for t in bar.get_yticklabels()] == ["0", "uniform 1/4", "1"]
     assert "white: uniform" in figure._suptitle.get_text()
 
@@ -87,7 +87,7 @@ def test_attention_rows_share_one_scale_and_text_axes_name_the_tokens():
     cross = attention_figure(
         "h2", "t", "s", [("q", None, teacher[:, :, :2], student[:, :, :2], words, None)], vision=False
     )
-    ticks = [ax for ax in cross.axes if ax.get_title()][0].get_xticks()
+    ticks = next(ax for ax in cross.axes if ax.get_title()).get_xticks()
     assert all(float(t).is_integer() for t in ticks), "image keys: whole-token ticks"
 
 

@@ -198,7 +198,7 @@ def test_the_plateau_schedule_lowers_the_learning_rate_then_stops(data, tmp_path
 
 
 def test_a_run_that_reaches_its_cap_still_improving_says_so(data, tmp_path):
-    model, result, seen = scripted_fit(data, tmp_path, [0.1, 0.2, 0.3], epochs=3, patience=0)
+    _model, result, _seen = scripted_fit(data, tmp_path, [0.1, 0.2, 0.3], epochs=3, patience=0)
     assert result.ending["still_improving"] and result.ending["stopped"] == "cap"
     _, result, _ = scripted_fit(data, tmp_path, [0.1, 0.3, 0.2], epochs=3, patience=0)
     assert not result.ending["still_improving"] and result.ending["best_epoch"] == 2

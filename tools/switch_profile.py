@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
         )
         return 2
     shutil.copyfile(chosen, params)
-    print(f"params.yaml is now profiles/{args.name}.yaml: run make repro (dvc repro); make profile NAME=vqa switches back")
+    print(
+        f"params.yaml is now profiles/{args.name}.yaml: run make repro (dvc repro); make profile NAME=vqa switches back"
+    )
     return 0
 
 
