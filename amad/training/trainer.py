@@ -359,8 +359,8 @@ def _ending(optimisation: _Optimisation, model: nn.Module, result: FitResult, op
         log(f"{description}: stopped at a validation plateau after epoch {end['epochs_run']} of {optim.epochs}; {kept}")
     elif end["still_improving"]:
         log(
-            f"{description}: reached the cap of {optim.epochs} epochs still improving (best val/{metric} at the last "
-            "epoch): more epochs would likely help (raise epochs)"
+            f"{description}: reached its cap of {optim.epochs} epoch(s) still improving (best val/{metric} in the "
+            "last epoch): more epochs would likely help (raise epochs)"
         )
     else:
         log(f"{description}: ran all {optim.epochs} epochs; {kept}")
