@@ -197,11 +197,21 @@ def test_the_plateau_schedule_lowers_the_learning_rate_then_stops(data, tmp_path
     assert result.ending["stopped"] == "plateau" and result.ending["lr_reductions"] == 1
 
 
-def test_a_run_that_reaches_its_cap_still_improving_says_so(data, tmp_path):
-    _model, result, _seen = scripted_fit(data, tmp_path, [0.1, 0.2, 0.3], epochs=3, patience=0)
-    assert result.ending["still_improving"] and result.ending["stopped"] == "cap"
-    _, result, _ = scripted_fit(data, tmp_path, [0.1, 0.3, 0.2], epochs=3, patience=0)
+def test_a_run_that_reaches_its_cap_keeps_its_last_epoch_and_says_when_it_was_still_rising(data, tmp_path):
+    model, result, seen = scripted_fit(data, tmp_path, [0.1, 0.3, 0.2], epochs=3, patience=2)
     assert not result.ending["still_improving"] and result.ending["best_epoch"] == 2
+    assert all(torch.equal(v, seen[-1][k]) for k, v in model.state_dict().items()), "the cap: the last weights"
+    _, result, _ = scripted_fit(data, tmp_path, [0.1, 0.2, 0.3], epochs=3, patience=0)
+    assert result.ending["still_improving"] and result.ending["stopped"] == "cap"
+
+
+def test_still_rising_needs_the_last_epoch_best_and_a_real_gain_over_the_last_three():
+    from amad.training.plateau import still_rising
+
+    assert still_rising([0.80, 0.853, 0.856, 0.858, 0.862])  # the teacher: +0.6 point in three epochs
+    assert not still_rising([0.80, 0.860, 0.861, 0.862, 0.863]), "+0.3 point: converged"
+    assert not still_rising([0.80, 0.85, 0.87, 0.86]), "the best epoch is not the last"
+    assert not still_rising([0.5])
 
 
 def test_global_batch_sampler_splits_each_global_batch_between_ranks():

@@ -5,8 +5,11 @@ with the best so far. ``patience`` epochs without a gain make a plateau. Under `
 plateau`` the learning rate (constant after the warm-up) is then multiplied by ``lr_factor``, up to
 ``max_reductions`` times; the plateau after the last reduction ends the run. Under ``schedule:
 cosine`` (warm-up, then cosine to zero at ``epochs``) a plateau ends the run. ``epochs`` caps both.
-With ``patience > 0`` the weights of the best epoch are the ones kept; a run that reached the cap
-while still improving says so (``still_improving``: raise ``epochs``).
+A run that a plateau ended keeps the weights of its best epoch; a run that reached the cap keeps
+its last (under cosine the lowest learning rate's: on the default profile, picking the best
+validation epoch instead moved one student's test accuracy by 1.3 points on a 0.1-point validation
+difference). A run that reached the cap still rising, by ``RISING`` or more over its last
+``RISING_EPOCHS`` epochs with its best epoch the last, says so (``still_improving``: raise ``epochs``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 IMPROVED, WAIT, REDUCE, STOP = "improved", "wait", "reduce", "stop"
+RISING = 0.005  # a gain of the validation metric (half a point) ...
+RISING_EPOCHS = 3  # ... over this many last epochs: still improving at the cap
 
 
 @dataclass
@@ -49,9 +54,17 @@ class Plateau:
             setattr(self, key, value)
 
 
-def ending(plateau: Plateau, epochs_run: int, cap: int, stopped: bool, metric: str) -> dict:
-    """How a run ended, for the model's record and ``metrics/training.json``."""
-    still_improving = not stopped and plateau.best_epoch == epochs_run
+def still_rising(values: list[float]) -> bool:
+    """The last epoch is the best, ``RISING`` above the epoch ``RISING_EPOCHS`` before it (or the first)."""
+    if len(values) < 2 or values[-1] < max(values):
+        return False
+    return values[-1] - values[max(0, len(values) - 1 - RISING_EPOCHS)] >= RISING
+
+
+def ending(plateau: Plateau, values: list[float], cap: int, metric: str) -> dict:
+    """How a run ended (``values``: its validation metric per epoch), for the model's record and
+    ``metrics/training.json``."""
+    epochs_run, stopped = len(values), plateau.stopped
     return {
         "epochs_run": epochs_run,
         "epochs_cap": cap,
@@ -59,5 +72,5 @@ def ending(plateau: Plateau, epochs_run: int, cap: int, stopped: bool, metric: s
         f"best_val_{metric}": plateau.best,
         "stopped": "plateau" if stopped else "cap",
         "lr_reductions": plateau.reductions,
-        "still_improving": still_improving,
+        "still_improving": not stopped and still_rising(values),
     }

@@ -337,7 +337,7 @@ def _after_validation(
     plateau = optimisation.plateau
     metric, value = _monitored(record)
     decision = plateau.update(epoch, value)
-    if optim.patience > 0 and plateau.best_epoch == epoch:
+    if optim.patience > 0 and plateau.best_epoch == epoch:  # restored if a plateau ends the run
         optimisation.best = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     if decision == REDUCE:
         log(f"{description}: no val/{metric} gain for {optim.patience} epochs: learning rate x{optim.lr_factor:g}")
@@ -346,24 +346,26 @@ def _after_validation(
 
 
 def _ending(optimisation: _Optimisation, model: nn.Module, result: FitResult, optim: OptimConfig, description, log):
-    """Restore the best epoch's weights (patience > 0) and say how the run ended."""
+    """After a plateau: restore the best epoch's weights; say how the run ended."""
     plateau = optimisation.plateau
     metric, _ = _monitored(result.history[-1])
-    end = ending(plateau, len(result.history), optim.epochs, plateau.stopped, metric)
-    if optim.patience > 0 and optimisation.best is not None:
+    values = [record[f"val/{metric}"] for record in result.history]
+    end = ending(plateau, values, optim.epochs, metric)
+    if plateau.stopped and optimisation.best is not None:
         model.load_state_dict(optimisation.best)
-    kept = (
-        f"kept epoch {end['best_epoch']} (val/{metric} {plateau.best:.4f})" if optim.patience > 0 else "kept the last"
-    )
-    if end["stopped"] == "plateau":
-        log(f"{description}: stopped at a validation plateau after epoch {end['epochs_run']} of {optim.epochs}; {kept}")
+        log(
+            f"{description}: stopped at a validation plateau after epoch {end['epochs_run']} of {optim.epochs}; "
+            f"kept epoch {end['best_epoch']} (val/{metric} {plateau.best:.4f})"
+        )
     elif end["still_improving"]:
         log(
-            f"{description}: reached its cap of {optim.epochs} epoch(s) still improving (best val/{metric} in the "
-            "last epoch): more epochs would likely help (raise epochs)"
+            f"{description}: reached its cap of {optim.epochs} epoch(s) still improving (val/{metric} "
+            f"{values[max(0, len(values) - 4)]:.4f} -> {values[-1]:.4f} over the last epochs): raise epochs"
         )
     else:
-        log(f"{description}: ran all {optim.epochs} epochs; {kept}")
+        log(
+            f"{description}: ran all {optim.epochs} epochs (best val/{metric} in epoch {end['best_epoch']}); kept the last"
+        )
     return end
 
 
