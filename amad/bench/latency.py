@@ -45,6 +45,17 @@ Runner = Callable[..., object]  # (*inputs) -> outputs
 MAY_FAIL = (*CUDA_BACKENDS, "tensorrt")
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; float kernels, so results, can differ between models)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.partition(':')[2].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def row_name(model: str, graph: str) -> str:
     """A benchmark row: the model's name, with ``.<graph>`` for tasks exported as several graphs."""
     return model if graph == "model" else f"{model}.{graph}"
@@ -164,7 +175,7 @@ def run_benchmark(
     peak = matmul_peak_gflops()
     return {
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "cores": os.cpu_count(),
             "threads": threads,
             "matmul_peak_gflops": round(peak, 1),

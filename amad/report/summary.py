@@ -260,8 +260,9 @@ def training_lines(training: dict) -> str:
     if not improving:
         return ""
     return (
-        f"\n**Still improving at the epoch cap:** {', '.join(improving)} — the best validation score came "
-        "in the last epoch; more epochs (`train.epochs`, `distill.train.epochs`) would likely raise them.\n"
+        f"\n**Still improving at the epoch cap:** {', '.join(improving)} — the validation score peaked in the "
+        "last epoch, at least 0.5 point above three epochs before; more epochs (`train.epochs`, "
+        "`distill.train.epochs`) would likely raise them.\n"
     )
 
 
@@ -306,7 +307,8 @@ def serving_table(serving: dict) -> str:
             )
     settings = serving["settings"]
     lines.append(
-        f"\n{settings['duration_s']:g} s per level, {settings['timeout_s']:g} s request timeout, a valid request "
-        "per call (noise images, one tokenised question or caption), one HTTP client per thread.\n"
+        f"\n{settings['duration_s']:g} s per level, {settings['timeout_s']:g} s request timeout; a request is one "
+        "validation sample's whole prediction (the task's predictor over the served graphs), one HTTP client "
+        "per thread.\n"
     )
     return "\n".join(lines)
