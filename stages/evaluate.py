@@ -1,7 +1,7 @@
 """DVC stage `evaluate`: every model (params `students`, `distill.methods`, `evaluate`) -> metrics/eval.json.
 
 metrics/eval.json (a DVC metric: what `dvc exp show` and `amad runs` display) holds each model's
-primary metric (VQA: accuracy) alone; metrics/training.json (a DVC metric) how each model's
+primary metric (VQA: accuracy) alone; metrics/training.json how each model's
 training ended (epochs run, best epoch, still improving at the cap); metrics/cost.json its
 parameter count and GFLOPs (static facts, not compared as metrics); metrics/breakdown.json the
 task's breakdown (VQA: per question family).
