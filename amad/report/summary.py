@@ -7,7 +7,7 @@
   (the Pareto front marked).
 * ``reports/alignment/<model>.png``: AMAD alignment weights of every distilled layer.
 * ``reports/attention/<model>/<layer>.png``: teacher vs student attention of each distilled layer
-  pair for a few validation samples (named in ``reports/attention/<model>.samples.txt``).
+  pair for a few validation samples (named in ``reports/attention_samples/<model>.txt``).
 
 The pictures are drawn by :mod:`amad.report.figures`.
 """
@@ -96,8 +96,10 @@ def attention_pictures(
         )
         save(figure, path)
         written.append(path)
-    # beside the pictures' folder, not in it: DVC loads every file of a plots folder as a plot
-    (out.parent / f"{out.name}.samples.txt").write_text(
+    # outside the plots folders (reports/attention/...): DVC loads every file of a plots folder as a plot
+    samples_file = out.parent.parent / "attention_samples" / f"{out.name}.txt"
+    samples_file.parent.mkdir(parents=True, exist_ok=True)
+    samples_file.write_text(
         "".join(f"sample {i + 1}: {task.describe(dataset, s)}\n" for i, s in enumerate(samples))
     )
     return written
