@@ -217,3 +217,44 @@ def test_a_server_killed_under_load_makes_the_load_test_report_errors_and_end(tm
         assert time.perf_counter() - start < 4.0 + 2.0 + 5.0
     row = results["2"]
     assert row["failed"] > 0 and row["requests"] > row["failed"], row  # served, then errors once it died
+
+
+@pytest.mark.slow
+def test_the_readme_serve_and_server_predict_commands_as_written(tmp_path):
+    """README: `amad serve deployed/model`, then `amad predict --server localhost:8000 ...`, verbatim."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    from helpers import readme_commands, readme_inputs
+
+    from amad.serving.server import stop, wait_ready
+
+    require_pytriton()
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 8000)) == 0:
+            pytest.skip("port 8000 (the README's) is in use here")
+    export, _ = tiny_vqa_export(tmp_path / "work")
+    (tmp_path / "deployed").mkdir()
+    shutil.copytree(export, tmp_path / "deployed" / "model")
+    readme_inputs(tmp_path)
+    serve = readme_commands("amad serve deployed/model")
+    asks = [line for line in readme_commands("amad predict --server") if "--question" in line]
+    assert serve and asks
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env["AMAD_PYTRITON_PYTHON"] = str(pytriton_python())
+    with tempfile.TemporaryFile("w+") as output:
+        server = subprocess.Popen(
+            shlex.split(serve[0]), cwd=tmp_path, env=env, stdout=output, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            wait_ready("127.0.0.1:8000", ["amad_vqa", "amad_metadata"], server, output)
+            for line in asks:
+                result = subprocess.run(shlex.split(line), cwd=tmp_path, env=env, capture_output=True, text=True)
+                assert result.returncode == 0, f"{line}\n{result.stderr[-2000:]}"
+                answer, probability = result.stdout.strip().splitlines()[0].rsplit("\t", 1)
+                assert answer and 0 <= float(probability) <= 1
+        finally:
+            stop(server)
