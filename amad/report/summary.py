@@ -99,9 +99,7 @@ def attention_pictures(
     # outside the plots folders (reports/attention/...): DVC loads every file of a plots folder as a plot
     samples_file = out.parent.parent / "attention_samples" / f"{out.name}.txt"
     samples_file.parent.mkdir(parents=True, exist_ok=True)
-    samples_file.write_text(
-        "".join(f"sample {i + 1}: {task.describe(dataset, s)}\n" for i, s in enumerate(samples))
-    )
+    samples_file.write_text("".join(f"sample {i + 1}: {task.describe(dataset, s)}\n" for i, s in enumerate(samples)))
     return written
 
 
