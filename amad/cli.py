@@ -27,12 +27,10 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _runs(args: argparse.Namespace) -> None:
-    from amad.report.runs import dvc_runs, read_runs, table
+    from amad.report.runs import METRIC_FILES, dvc_runs, read_runs, table
 
     extra = ["-A"] if args.all_commits else []
-    runs = read_runs(
-        dvc_runs(extra), metric_files=None if args.all_metrics else ("metrics/eval.json", "metrics/latency.json")
-    )
+    runs = read_runs(dvc_runs(extra), metric_files=None if args.all_metrics else METRIC_FILES)
     print(table(runs, width=args.width), end="")
 
 
