@@ -15,7 +15,7 @@ from amad.bench.config import BACKENDS
 from amad.cli import main as amad_main
 from amad.errors import AmadError
 from amad.export import tensorrt
-from amad.export.onnx_model import OnnxModel, read_metadata
+from amad.export.onnx_runtime import OnnxModel, read_metadata
 from amad.export.pipeline import export_model
 from amad.models import save_model
 from amad.models.evaluation import model_cost
@@ -387,6 +387,24 @@ def test_predict_warns_about_unknown_words_and_refuses_a_long_manifest_question(
         amad_main(["predict", "--model", model, "--manifest", str(manifest), "--out", str(tmp_path / "p.jsonl")])
     assert f"{manifest}: id 'long'" in capsys.readouterr().err and not (tmp_path / "p.jsonl").exists()
     manifest.unlink()
+
+
+@pytest.mark.parametrize("source", ["exported/teacher", "exported/teacher/model.onnx"])
+def test_predict_from_an_export_loads_neither_torch_nor_a_training_tokenizer(workspace, source):
+    import subprocess
+    import sys
+
+    root, data, _ = workspace
+    image = next((data / "images").glob("test_*.png"))
+    code = (
+        "import sys\n"
+        "from amad.cli import main\n"
+        f"main(['predict', '--model', {str(root / source)!r}, '--image', {str(image)!r}, '--question', 'is there a circle?'])\n"
+        "print(sorted(m for m in ('torch', 'open_clip', 'transformers', 'timm') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    answer, loaded = done.stdout.strip().splitlines()
+    assert loaded == "[]" and re.fullmatch(r"\S+( \S+)*\t[01]\.\d{4}", answer)
 
 
 def test_predict_errors(workspace, capsys):

@@ -16,7 +16,7 @@ from amad.bench.config import BenchmarkConfig
 from amad.bench.latency import run_benchmark
 from amad.config.params import parse_params
 from amad.contracts.task import TASKS
-from amad.export.onnx_model import OnnxModel
+from amad.export.onnx_runtime import OnnxModel
 from amad.export.pipeline import export_model
 from amad.models import load_model
 from amad.models.evaluation import evaluate_model

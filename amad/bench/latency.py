@@ -35,7 +35,7 @@ from amad.bench.config import BenchmarkConfig
 from amad.bench.cuda import CUDA_BACKENDS, CudaRunner
 from amad.bench.roofline import graph_gflops, matmul_peak_gflops, roofline
 from amad.export import tensorrt
-from amad.export.onnx_model import OnnxModel
+from amad.export.onnx_runtime import OnnxModel
 from amad.models import load_model
 from amad.pipeline import paths
 

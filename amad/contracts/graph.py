@@ -1,8 +1,9 @@
 """A model's exported graphs, and the task's predictor over them.
 
 * A **graph** is a part of a model that is exported and served, called as ``graph(*inputs)`` and
-  returning its named outputs ``{output name: tensor}`` (batch first). A torch module, an ONNX
-  Runtime session (:class:`~amad.export.onnx_model.OnnxModel`) and a TensorRT engine are graphs
+  returning its named outputs ``{output name: tensor}`` (batch first). Exported and served graphs
+  answer numpy arrays with numpy arrays (no torch needed) and torch tensors with tensors. A torch module, an ONNX
+  Runtime session (:class:`~amad.export.onnx_runtime.OnnxModel`) and a TensorRT engine are graphs
   alike, so one procedure runs over any of them.
 * A **predictor** is the task's one procedure from a batch of the task's inputs to its predictions
   over those graphs: one call for VQA and retrieval, an encode call then a decode loop for a
@@ -19,6 +20,18 @@ BATCH_AXIS = "batch"
 SEQUENCE_AXIS = "sequence"
 
 Graph = Callable[..., dict[str, Any]]  # (*inputs) -> {output name: tensor}
+
+
+def outputs_like_inputs(inputs: tuple, outputs: dict[str, Any]) -> dict[str, Any]:
+    """A runtime's numpy ``outputs`` as the kind its graph was called with: numpy arrays for numpy
+    ``inputs`` (torch is not imported), torch tensors otherwise."""
+    import numpy as np
+
+    if all(isinstance(x, np.ndarray) for x in inputs):
+        return outputs
+    import torch
+
+    return {name: torch.from_numpy(np.asarray(value)) for name, value in outputs.items()}
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ Vocabulary:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,15 @@ class Task:
         from amad.data.preprocess import Preprocess
 
         return Preprocess.from_dict(data)
+
+    def preprocess_from_metadata(self, metadata: dict[str, str]) -> Any:
+        """An export's preprocessing from its ONNX metadata: ``amad.data.preprocess`` read by
+        :meth:`preprocess_from_dict`, with the tokenizer saved in ``amad.tokenizer`` where there is one
+        (:meth:`Preprocess.export_metadata <amad.data.preprocess.Preprocess.export_metadata>` writes both)."""
+        preprocess = self.preprocess_from_dict(json.loads(metadata["amad.data.preprocess"]))
+        if "amad.tokenizer" in metadata:  # exports from before it was saved use the training tokenizer
+            preprocess = preprocess.with_saved_tokenizer(metadata["amad.tokenizer"])
+        return preprocess
 
     def build_model(self, config: Any, state: dict) -> Any:
         """A freshly initialised model (the caller seeds the RNG); it keeps ``config`` as its ``config``

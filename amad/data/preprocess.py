@@ -1,18 +1,21 @@
 """Image and text preprocessing, defined once and saved with every model.
 
 Training, evaluation, export metadata and ``amad predict`` all build their inputs through
-:class:`Preprocess`, so they cannot disagree.
+:class:`Preprocess`, so they cannot disagree. An exported model's preprocessing carries the
+tokenizer saved with it (:mod:`amad.data.saved_tokenizer`) and then needs numpy, Pillow and
+``tokenizers`` alone; the training tokenizers (open_clip's, transformers') and torch are imported
+only where they are used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
-from open_clip.tokenizer import SimpleTokenizer
 from PIL import Image, UnidentifiedImageError
 
 from amad.errors import AmadError, DataError
@@ -38,9 +41,29 @@ class Preprocess:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     tokenizer: str = "open_clip.SimpleTokenizer"  # or "hf:<folder>" (see hf_tokenizer_name)
     resize_mode: str = "squash"
+    # the tokenizer saved with an export (SavedTokenizer), used in place of ``tokenizer``'s; not saved
+    saved_tokenizer: Any = field(default=None, init=False, compare=False, repr=False)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        return {**values, "mean": list(self.mean), "std": list(self.std)}
+
+    def export_metadata(self) -> dict[str, str]:
+        """The ONNX metadata an export keeps of it: ``amad.data.preprocess`` (:meth:`to_dict`) and
+        ``amad.tokenizer``, the tokenizer for prediction without torch (:mod:`amad.data.saved_tokenizer`)."""
+        import json
+
+        from amad.data.saved_tokenizer import tokenizer_payload
+
+        return {"amad.data.preprocess": json.dumps(self.to_dict()), "amad.tokenizer": tokenizer_payload(self)}
+
+    def with_saved_tokenizer(self, payload: str) -> Preprocess:
+        """This preprocessing with the tokenizer an export saved (its ``amad.tokenizer`` metadata)."""
+        from amad.data.saved_tokenizer import SavedTokenizer
+
+        copy = dataclasses.replace(self)
+        object.__setattr__(copy, "saved_tokenizer", SavedTokenizer(payload, self.context_length))
+        return copy
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocess:
@@ -77,19 +100,33 @@ class Preprocess:
         except (OSError, UnidentifiedImageError) as error:
             raise DataError(f"{path}: cannot read image ({error})") from None
 
-    def load_image(self, path: str | Path) -> torch.Tensor:
-        """Read an image file -> ``[3, H, W]`` tensor; DataError names the file if it is unreadable."""
-        return torch.from_numpy(self.normalize(self.read_resized(path)))
+    def image_array(self, path: str | Path) -> np.ndarray:
+        """Read an image file -> float32 ``[3, H, W]``; DataError names the file if it is unreadable."""
+        return self.normalize(self.read_resized(path))
 
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
+    def load_image(self, path: str | Path):
+        """Read an image file -> ``[3, H, W]`` tensor; DataError names the file if it is unreadable."""
+        import torch
+
+        return torch.from_numpy(self.image_array(path))
+
+    def token_ids(self, texts: list[str]) -> np.ndarray:
         """Texts -> int64 token ids ``[N, context_length]`` (start, text, end, then 0 padding; longer
         texts are truncated, keeping the end token)."""
+        if self.saved_tokenizer is not None:
+            return self.saved_tokenizer.ids(texts)
         if self.tokenizer.startswith(HF_PREFIX):
             encoded = _hf_tokenizer(self.tokenizer[len(HF_PREFIX) :])(
-                texts, padding="max_length", truncation=True, max_length=self.context_length, return_tensors="pt"
+                texts, padding="max_length", truncation=True, max_length=self.context_length, return_tensors="np"
             )
-            return encoded["input_ids"].long()
-        return _tokenizer(self.context_length)(texts).long()
+            return encoded["input_ids"].astype(np.int64)
+        return _tokenizer(self.context_length)(texts).long().numpy()
+
+    def tokenize(self, texts: list[str]):
+        """:meth:`token_ids` as an int64 tensor."""
+        import torch
+
+        return torch.from_numpy(self.token_ids(texts))
 
     def token_strings(self, ids: list[int]) -> list[str]:
         """Each token id as the text piece it stands for (for pictures' axes; ``<s>`` / ``</s>``: start, end)."""
@@ -101,6 +138,8 @@ class Preprocess:
 
     def token_count(self, text: str) -> int:
         """Tokens of ``text`` before truncation, start and end tokens included."""
+        if self.saved_tokenizer is not None:
+            return self.saved_tokenizer.count(text)
         if self.tokenizer.startswith(HF_PREFIX):
             return len(_hf_tokenizer(self.tokenizer[len(HF_PREFIX) :])(text)["input_ids"])
         return len(_tokenizer(self.context_length).encode(text)) + 2
@@ -135,11 +174,14 @@ def hf_tokenizer_name(folder: str) -> str:
     return HF_PREFIX + folder
 
 
-_TOKENIZERS: dict[int, SimpleTokenizer] = {}
+_TOKENIZERS: dict = {}
 
 
-def _tokenizer(context_length: int) -> SimpleTokenizer:
+def _tokenizer(context_length: int):
+    """open_clip's SimpleTokenizer at ``context_length`` (open_clip imports torch)."""
     if context_length not in _TOKENIZERS:
+        from open_clip.tokenizer import SimpleTokenizer
+
         _TOKENIZERS[context_length] = SimpleTokenizer(context_length=context_length)
     return _TOKENIZERS[context_length]
 

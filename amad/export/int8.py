@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from amad.bench.timing import interleaved_ms
-from amad.export.onnx_model import OnnxModel
+from amad.export.onnx_runtime import OnnxModel
 from amad.export.quantize import quantize_dynamic_int8, quantize_static_int8
 
 TIMING_ROUNDS = 40

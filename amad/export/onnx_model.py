@@ -1,5 +1,5 @@
-"""ONNX export of any task's model, with the metadata needed to use the file alone, and an
-ONNX Runtime session behind the same call as the torch model.
+"""ONNX export of any task's model, with the metadata needed to use the file alone (the session
+that runs it: :mod:`amad.export.onnx_runtime`).
 
 The graph's inputs, outputs and dynamic axes are the task's (:class:`~amad.contracts.graph.GraphSpec`):
 a batch axis on every input, and the others the spec names (e.g. a sequence axis). The task's metadata (VQA: the answer vocabulary and the preprocessing)
@@ -12,12 +12,10 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 
 from amad.contracts.graph import GraphSpec
-from amad.errors import AmadError
 from amad.export.attention_for_export import with_export_attention
 
 MAX_BATCH = 4096
@@ -81,50 +79,3 @@ def set_metadata(graph: onnx.ModelProto, metadata: dict[str, str]) -> None:
     for key, value in metadata.items():
         entry = existing.get(key) or graph.metadata_props.add()
         entry.key, entry.value = key, value
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata stored in an ONNX file."""
-    graph = onnx.load(str(path), load_external_data=False)
-    return {entry.key: entry.value for entry in graph.metadata_props}
-
-
-class OnnxModel:
-    """An exported graph behind the torch graph's call: ``(*inputs) -> {output name: tensor}``.
-
-    Args:
-        path: the ``.onnx`` file.
-        threads: intra-op threads (0: ONNX Runtime's default).
-        idle_spinning: whether worker threads go on spinning after a call returns, as ONNX Runtime's
-            do by default (about 0.2 cores for ~0.2 s here). Turn it off where sessions take turns
-            on the cores: they then spin only within a call, as a server's do between its
-            operators, and stop at its end instead of slowing the next session's call.
-        providers: ONNX Runtime execution providers (default: CPU).
-    """
-
-    def __init__(
-        self, path: str | Path, *, threads: int = 0, idle_spinning: bool = True, providers: list[str] | None = None
-    ) -> None:
-        import onnxruntime as ort
-
-        path = Path(path)
-        if not path.is_file():
-            raise AmadError(f"{path}: ONNX model not found")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-        if not idle_spinning:
-            options.add_session_config_entry("session.force_spinning_stop", "1")
-        self.session = ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
-        self.input_names = tuple(i.name for i in self.session.get_inputs())
-        self.output_names = tuple(o.name for o in self.session.get_outputs())
-        self.metadata = read_metadata(path)
-
-    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        """Every output, in the graph's order, of numpy ``inputs`` in its input order."""
-        return self.session.run(list(self.output_names), dict(zip(self.input_names, inputs)))
-
-    def __call__(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        outputs = self.run(*(x.cpu().numpy() for x in inputs))
-        return {name: torch.from_numpy(value) for name, value in zip(self.output_names, outputs)}

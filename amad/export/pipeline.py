@@ -17,7 +17,8 @@ from amad.errors import AmadError
 from amad.export import tensorrt
 from amad.export.config import ExportConfig
 from amad.export.int8 import build_int8
-from amad.export.onnx_model import OnnxModel, export_onnx
+from amad.export.onnx_model import export_onnx
+from amad.export.onnx_runtime import OnnxModel
 from amad.export.quantize import convert_fp16
 from amad.models import load_model
 from amad.models.evaluation import collect, graph_outputs

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from amad.contracts.graph import ModelSource
+from amad.contracts.graph import ModelSource, outputs_like_inputs
 from amad.errors import AmadError
 from amad.serving.sources import source_from_metadata
 
@@ -31,7 +31,8 @@ def _http():
 
 
 class TritonGraph:
-    """One served Triton model, called like an exported graph: ``graph(*inputs) -> {output: tensor}``."""
+    """One served Triton model, called like an exported graph: ``graph(*inputs) -> {output: array}``
+    (numpy arrays for numpy inputs, torch tensors for tensors)."""
 
     def __init__(self, client: Any, model: str, config: dict) -> None:
         self.client, self.model = client, model
@@ -39,8 +40,6 @@ class TritonGraph:
         self.output_names = tuple(tensor["name"] for tensor in config["output"])
 
     def __call__(self, *inputs: Any) -> dict[str, Any]:
-        import torch
-
         http = _http()
         requests = []
         for (name, dtype), value in zip(self.inputs, inputs, strict=True):
@@ -50,7 +49,7 @@ class TritonGraph:
             requests.append(request)
         outputs = [http.InferRequestedOutput(name) for name in self.output_names]
         result = self.client.infer(self.model, requests, outputs=outputs)
-        return {name: torch.from_numpy(np.array(result.as_numpy(name))) for name in self.output_names}
+        return outputs_like_inputs(inputs, {name: np.array(result.as_numpy(name)) for name in self.output_names})
 
 
 def server_source(
@@ -120,7 +119,7 @@ def _published_metadata(client: Any, url: str) -> dict[str, dict[str, str]] | No
 
 
 def _exported_on_server(client: Any, url: str, export_dir: Path, tensorrt: bool) -> ModelSource:
-    from amad.export.onnx_model import read_metadata
+    from amad.export.onnx_runtime import read_metadata
     from amad.serving.server import served_graphs
 
     graphs, metadata = {}, {}

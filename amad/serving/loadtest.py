@@ -45,7 +45,7 @@ def validation_requests(export_dir: Path, data_dir: Path, count: int = 32) -> li
     from torch.utils.data import default_collate
 
     from amad.contracts.task import get_task
-    from amad.export.onnx_model import read_metadata
+    from amad.export.onnx_runtime import read_metadata
     from amad.serving.server import served_graphs
 
     metadata = read_metadata(next(iter(served_graphs(export_dir).values())))

@@ -36,7 +36,7 @@ import onnx
 
 from amad.atomic import atomic_dir
 from amad.errors import AmadError
-from amad.export.onnx_model import read_metadata
+from amad.export.onnx_runtime import read_metadata
 from amad.serving.names import triton_model_name
 from amad.serving.sources import export_graph_names
 
@@ -107,10 +107,12 @@ instance_group [ {{ count: 1 kind: {instance_kind} }} ]
 
 
 def served_parameters(metadata: dict[str, str], origin: Path) -> dict[str, str]:
-    """The ``amad.*`` metadata of an exported graph, which its Triton config publishes."""
+    """The ``amad.*`` metadata of an exported graph, which its Triton config publishes: all but the
+    saved tokenizer (megabytes of JSON; a client of a model repository tokenises with the training
+    tokenizer, which needs open_clip or transformers, or reads the export folder: ``--export``)."""
     if "amad.task" not in metadata or "amad.data.preprocess" not in metadata:
         raise AmadError(f"{origin}: not an amad export (no amad.task / amad.data.preprocess metadata)")
-    return {key: value for key, value in metadata.items() if key.startswith("amad.")}
+    return {key: value for key, value in metadata.items() if key.startswith("amad.") and key != "amad.tokenizer"}
 
 
 def write_model_repository(export_dir: Path, out: Path, *, max_batch: int, gpu: bool = False) -> list[str]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from amad.errors import AmadError
-from amad.export.onnx_model import read_metadata
+from amad.export.onnx_runtime import read_metadata
 from amad.serving.client import METADATA_MODEL
 from amad.serving.names import triton_model_name
 from amad.serving.sources import export_graph_names

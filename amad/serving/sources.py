@@ -3,13 +3,18 @@ file (and, in :mod:`amad.serving.client`, a Triton server). Each gives a
 :class:`~amad.contracts.graph.ModelSource`, and the task's predictor runs over its graphs alike.
 
 An export's task, preprocessing and state are read from the graphs' ONNX metadata (``amad.task``,
-``amad.graph``, ``amad.data.preprocess`` and what the task adds), so an export folder needs no checkout.
+``amad.graph``, ``amad.data.preprocess``, ``amad.tokenizer`` and what the task adds), so an export
+folder needs no checkout, and predicting with it needs no torch. Every source's graphs answer numpy
+arrays with numpy arrays (a saved model's torch graphs too), so the tasks' ``amad predict`` code is
+numpy alone.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import numpy as np
 
 from amad.contracts.graph import ModelSource
 from amad.contracts.task import get_task
@@ -28,15 +33,30 @@ def source_from_metadata(metadata: dict[str, str], graphs: dict, origin: str) ->
             f"{origin}: a {task.name} model predicts with its graphs {', '.join(task.graph_names)}; "
             f"{', '.join(missing)} missing"
         )
-    preprocess = task.preprocess_from_dict(json.loads(metadata["amad.data.preprocess"]))
-    return ModelSource(task.name, graphs, preprocess, task.state_from_metadata(metadata), origin)
+    return ModelSource(
+        task.name, graphs, task.preprocess_from_metadata(metadata), task.state_from_metadata(metadata), origin
+    )
+
+
+class _NumpyGraph:
+    """A saved model's torch graph called as an exported one is: numpy arrays in, numpy arrays out."""
+
+    def __init__(self, graph) -> None:
+        self.graph = graph
+
+    def __call__(self, *inputs):
+        import torch
+
+        with torch.inference_mode():
+            outputs = self.graph(*(torch.from_numpy(x) if isinstance(x, np.ndarray) else x for x in inputs))
+        return {name: value.numpy() for name, value in outputs.items()}
 
 
 def _model_folder(path: Path) -> ModelSource:
     from amad.models import load_model
 
     loaded = load_model(path)
-    graphs = loaded.task.graphs(loaded.model.eval())
+    graphs = {name: _NumpyGraph(graph) for name, graph in loaded.task.graphs(loaded.model.eval()).items()}
     return ModelSource(loaded.task_name, graphs, loaded.preprocess, loaded.state, str(path))
 
 
@@ -49,7 +69,7 @@ def export_graph_names(export_dir: Path) -> list[str]:
 
 
 def _exported(files: dict[str, Path], origin: str) -> ModelSource:
-    from amad.export.onnx_model import OnnxModel
+    from amad.export.onnx_runtime import OnnxModel
 
     graphs = {graph: OnnxModel(path) for graph, path in files.items()}
     return source_from_metadata(next(iter(graphs.values())).metadata, graphs, origin)
@@ -77,7 +97,7 @@ def load_source(source: str | Path, *, int8: bool = False) -> ModelSource:
     if path.suffix == ".onnx" and path.is_file():
         if int8:
             raise AmadError(f"--int8 picks an export folder's .int8.onnx files; --model {path} already names a file")
-        from amad.export.onnx_model import read_metadata
+        from amad.export.onnx_runtime import read_metadata
 
         return _exported({read_metadata(path).get("amad.graph", "model"): path}, str(path))
     if not path.exists():

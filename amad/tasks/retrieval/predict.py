@@ -3,7 +3,8 @@ model source (a saved model folder, its export ``exported/NAME`` with ``image.on
 ``text.onnx``, a Triton server), through the task's predictor.
 
 The model source decides the preprocessing (stored with it), so the embeddings are computed with
-exactly the preprocessing the model was trained with.
+exactly the preprocessing the model was trained with. The code is numpy alone: with an export, no
+torch is loaded.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from amad.contracts.graph import ModelSource, Predictor
 from amad.data.preprocess import Preprocess
@@ -55,11 +56,11 @@ def rank(encoders: Encoders, images: list[str], captions: list[str]) -> dict:
             raise AmadError(f"--image {image}: no such file")
     for caption in captions:
         encoders.preprocess.check_text(caption, "--caption", "caption")
-    with torch.inference_mode():
-        pixels = torch.stack([encoders.preprocess.load_image(i) for i in images])
-        image_embeddings = encoders.predictor({"pixels": pixels})["image_embedding"]
-        caption_embeddings = encoders.predictor({"tokens": encoders.preprocess.tokenize(captions)})["text_embedding"]
-    scores = (image_embeddings.float() @ caption_embeddings.float().t()).tolist()  # (images, captions)
+    pixels = np.stack([encoders.preprocess.image_array(i) for i in images])
+    image_embeddings = np.asarray(encoders.predictor({"pixels": pixels})["image_embedding"], np.float32)
+    tokens = encoders.preprocess.token_ids(captions)
+    caption_embeddings = np.asarray(encoders.predictor({"tokens": tokens})["text_embedding"], np.float32)
+    scores = (image_embeddings @ caption_embeddings.T).tolist()  # (images, captions)
 
     def ranked(row: list[float], names: list[str], key: str) -> list[dict]:
         order = sorted(range(len(row)), key=lambda i: -row[i])

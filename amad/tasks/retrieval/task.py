@@ -12,7 +12,6 @@ the model.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -240,7 +239,7 @@ class RetrievalTask(Task):
     def export_specs(self, preprocess: Any, state: dict) -> dict[str, GraphSpec]:
         import torch
 
-        metadata = {"amad.data.preprocess": json.dumps(preprocess.to_dict())}
+        metadata = preprocess.export_metadata()
         pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
         tokens = preprocess.tokenize(["a red circle", "two shapes: a blue square and a green triangle"])
         return {

@@ -2,7 +2,7 @@
 Triton server), through the task's predictor.
 
 The model source decides the preprocessing (stored with it), so predictions use exactly the
-preprocessing the model was trained with.
+preprocessing the model was trained with. The code is numpy alone: with an export, no torch is loaded.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from amad.atomic import atomic_file
 from amad.contracts.graph import ModelSource, Predictor
@@ -32,15 +32,13 @@ class Answerer:
     preprocess: Preprocess
     words: frozenset[str] | None = None  # the training questions' words (None: not kept with the model)
 
-    def top_k(self, pixels: torch.Tensor, tokens: torch.Tensor, k: int) -> list[list[tuple[str, float]]]:
+    def top_k(self, pixels: np.ndarray, tokens: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """Top-``k`` (answer, probability) per sample of a batch."""
-        with torch.inference_mode():
-            probabilities = self.predictor({"pixels": pixels, "tokens": tokens})["logits"].float().softmax(-1)
-        scores, indices = probabilities.topk(min(k, len(self.answers)), dim=-1)
-        return [
-            [(self.answers[i], float(s)) for s, i in zip(row_s, row_i)]
-            for row_s, row_i in zip(scores.tolist(), indices.tolist())
-        ]
+        logits = np.asarray(self.predictor({"pixels": pixels, "tokens": tokens})["logits"], np.float32)
+        probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+        probabilities /= probabilities.sum(-1, keepdims=True)
+        order = np.argsort(-probabilities, axis=-1, kind="stable")[:, : min(k, len(self.answers))]
+        return [[(self.answers[i], float(row[i])) for i in ranks] for row, ranks in zip(probabilities, order)]
 
 
 def answerer(source: ModelSource) -> Answerer:
@@ -86,8 +84,8 @@ def predict_question(predictor: Answerer, image: str | Path, question: str, top_
         raise AmadError(f"--image {image}: no such file")
     predictor.preprocess.check_text(question, "--question", "question")
     warn_unknown("--question", question, predictor.words, len(predictor.answers))
-    pixels = predictor.preprocess.load_image(image)[None]
-    tokens = predictor.preprocess.tokenize([question])
+    pixels = predictor.preprocess.image_array(image)[None]
+    tokens = predictor.preprocess.token_ids([question])
     return predictor.top_k(pixels, tokens, top_k)[0]
 
 
@@ -113,8 +111,8 @@ def predict_manifest(
     with atomic_file(out) as stream:
         for start in range(0, len(records), batch_size):
             batch = records[start : start + batch_size]
-            pixels = torch.stack([predictor.preprocess.load_image(root / r.image) for r in batch])
-            tokens = predictor.preprocess.tokenize([r.question for r in batch])
+            pixels = np.stack([predictor.preprocess.image_array(root / r.image) for r in batch])
+            tokens = predictor.preprocess.token_ids([r.question for r in batch])
             for record, ranked in zip(batch, predictor.top_k(pixels, tokens, top_k)):
                 line = {"id": record.id, "answer": ranked[0][0], "score": round(ranked[0][1], 6)}
                 if top_k > 1:

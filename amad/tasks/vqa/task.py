@@ -206,7 +206,7 @@ class VQATask(Task):
         tokens = preprocess.tokenize(["what is this?", "is there a circle?"])
         metadata = {
             "amad.answers": json.dumps(state["answers"]),
-            "amad.data.preprocess": json.dumps(preprocess.to_dict()),
+            **preprocess.export_metadata(),
         }
         if "words" in state:  # model folders written before the words were kept have none
             metadata["amad.words"] = json.dumps(state["words"])
