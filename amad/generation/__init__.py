@@ -1,0 +1,1 @@
+"""Generation for the generative tasks: amad's own greedy / beam-search loop over a decoder state."""
