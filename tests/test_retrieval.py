@@ -19,7 +19,7 @@ from amad.contracts.task import get_task
 from amad.data.shapes import SHAPES, ShapesGenerator
 from amad.errors import AmadError, ConfigError, DataError
 from amad.losses.contrastive import contrastive_loss, similarity_distillation
-from amad.tasks.retrieval.captions import count_name, scene_captions
+from amad.data.captions.scenes import count_name, scene_captions
 from amad.tasks.retrieval.evaluation import recall_report, zero_shot_top1
 
 TASK = get_task("retrieval")

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from amad.errors import DataError
-from amad.tasks.retrieval.sources import (
+from amad.data.captions.sources import (
     ImageRecord,
     read_coco,
     read_csv,

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from amad.data.preprocess import Preprocess
 from amad.errors import DataError
-from amad.tasks.retrieval.sources import ImageRecord, read_records
+from amad.data.captions.sources import ImageRecord, read_records
 
 
 class PairDataset(Dataset):

@@ -1,4 +1,4 @@
-"""Caption data for image-text retrieval: one ``ImageRecord`` per image, with all its captions.
+"""Caption data (image-text retrieval, captioning): one ``ImageRecord`` per image, with all its captions.
 
 Four formats are read, each into the same records:
 

@@ -1,4 +1,4 @@
-"""Captions of a shapes scene for the built-in retrieval data.
+"""Captions of a shapes scene for the built-in caption data (retrieval, captioning).
 
 Every caption names every object, so that a caption describes its scene (as a real caption
 describes its photo), in different words each time: attributes in a varied order, with or without
