@@ -58,3 +58,26 @@ def test_a_preprocess_with_a_saved_tokenizer_uses_it_and_saves_as_before():
     assert with_saved.saved_tokenizer is not None and preprocess.saved_tokenizer is None
     assert with_saved.to_dict() == preprocess.to_dict() and with_saved == preprocess
     assert Preprocess.from_dict(with_saved.to_dict()).saved_tokenizer is None
+
+
+TRAINING_CAPTIONS = ["a red circle above a blue square", "two shapes: a small green triangle and a red circle"] * 3
+
+
+def test_a_learned_tokenizer_round_trips_its_texts_and_is_saved_with_the_preprocessing():
+    from amad.data.saved_tokenizer import learn_tokenizer
+
+    payload = learn_tokenizer(TRAINING_CAPTIONS, vocab_size=300, min_frequency=2)
+    preprocess = Preprocess(image_size=24, context_length=32, tokenizer="learned", vocabulary=payload)
+    assert preprocess.special_ids() == (1, 2) and 259 < preprocess.vocab_size() <= 300
+    ids = preprocess.token_ids(["A red circle.", "a circle above Café — 🐶"])
+    assert ids[0, 0] == 1 and list(ids[0]).count(2) == 1 and ids[0, -1] == 0  # start, end, padding
+    assert preprocess.decode(ids[0].tolist()) == "a red circle."  # lower-cased (NFKC + lowercase normaliser)
+    assert preprocess.decode(ids[1].tolist() + [9, 9]) == "a circle above café — 🐶"  # bytes: nothing is unknown
+    assert ids.shape == (2, 32) and preprocess.token_count("a red circle") == 5  # start, 3 words, end
+    assert preprocess.token_strings([1, *ids[0, 1:3].tolist(), 2]) == ["<s>", "a", "red", "</s>"]
+    again = Preprocess.from_dict(json.loads(json.dumps(preprocess.to_dict())))
+    assert again == preprocess and again.with_saved_tokenizer(tokenizer_payload(again)) == preprocess
+    np.testing.assert_array_equal(SavedTokenizer(tokenizer_payload(preprocess), 32).ids(["A red circle."]), ids[:1])
+    assert "vocabulary" not in Preprocess(image_size=24, context_length=12).to_dict()  # old configs unchanged
+    with pytest.raises(Exception, match="vocabulary"):
+        Preprocess(image_size=24, context_length=12, tokenizer="learned")

@@ -22,6 +22,7 @@ from amad.errors import AmadError, DataError
 
 PAD_TOKEN_ID = 0  # open_clip's SimpleTokenizer and BERT-style tokenizers pad with 0
 HF_PREFIX = "hf:"  # tokenizer = "hf:<folder>": a Hugging Face tokenizer from a local folder
+LEARNED_TOKENIZER = "learned"  # tokenizer = "learned": the BPE in ``vocabulary`` (learned at prepare)
 
 
 RESIZE_MODES = ("squash", "shortest")
@@ -39,13 +40,24 @@ class Preprocess:
     context_length: int
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    tokenizer: str = "open_clip.SimpleTokenizer"  # or "hf:<folder>" (see hf_tokenizer_name)
+    tokenizer: str = "open_clip.SimpleTokenizer"  # or "hf:<folder>" (see hf_tokenizer_name), or "learned"
     resize_mode: str = "squash"
+    vocabulary: str | None = None  # tokenizer "learned": its payload (amad.data.saved_tokenizer.learn_tokenizer)
     # the tokenizer saved with an export (SavedTokenizer), used in place of ``tokenizer``'s; not saved
     saved_tokenizer: Any = field(default=None, init=False, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if (self.tokenizer == LEARNED_TOKENIZER) != (self.vocabulary is not None):
+            raise AmadError('a "learned" tokenizer, and it alone, needs its vocabulary')
+        if self.vocabulary is not None:
+            from amad.data.saved_tokenizer import SavedTokenizer
+
+            object.__setattr__(self, "saved_tokenizer", SavedTokenizer(self.vocabulary, self.context_length))
+
     def to_dict(self) -> dict:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
+        if self.vocabulary is None:  # the key is left out, as before it existed
+            del values["vocabulary"]
         return {**values, "mean": list(self.mean), "std": list(self.std)}
 
     def export_metadata(self) -> dict[str, str]:
@@ -60,6 +72,9 @@ class Preprocess:
     def with_saved_tokenizer(self, payload: str) -> Preprocess:
         """This preprocessing with the tokenizer an export saved (its ``amad.tokenizer`` metadata)."""
         from amad.data.saved_tokenizer import SavedTokenizer
+
+        if self.vocabulary is not None:
+            return self  # a learned tokenizer is saved in the preprocessing itself
 
         copy = dataclasses.replace(self)
         object.__setattr__(copy, "saved_tokenizer", SavedTokenizer(payload, self.context_length))
@@ -128,8 +143,39 @@ class Preprocess:
 
         return torch.from_numpy(self.token_ids(texts))
 
+    def special_ids(self) -> tuple[int, int]:
+        """The ``(start, end)`` token ids that open and close every text."""
+        if self.saved_tokenizer is not None and self.saved_tokenizer.start is not None:
+            return self.saved_tokenizer.start, self.saved_tokenizer.end
+        if self.tokenizer.startswith(HF_PREFIX):
+            tokenizer = _hf_tokenizer(self.tokenizer[len(HF_PREFIX) :])
+            return tokenizer.cls_token_id, tokenizer.sep_token_id
+        simple = _tokenizer(self.context_length)
+        return simple.sot_token_id, simple.eot_token_id
+
+    def vocab_size(self) -> int:
+        """Token ids run from 0 to this size - 1."""
+        if self.saved_tokenizer is not None:
+            return self.saved_tokenizer.vocab_size
+        if self.tokenizer.startswith(HF_PREFIX):
+            return len(_hf_tokenizer(self.tokenizer[len(HF_PREFIX) :]))
+        return len(_tokenizer(self.context_length).encoder)
+
+    def decode(self, ids: list[int]) -> str:
+        """The text of generated ids, up to the first end token (special tokens and padding left out)."""
+        if self.saved_tokenizer is not None and self.saved_tokenizer.kind == "learned":
+            return self.saved_tokenizer.decode(ids)
+        start, end = self.special_ids()
+        ids = ids[: ids.index(end)] if end in ids else ids
+        ids = [i for i in ids if i not in (start, PAD_TOKEN_ID)]
+        if self.tokenizer.startswith(HF_PREFIX):
+            return _hf_tokenizer(self.tokenizer[len(HF_PREFIX) :]).decode(ids, skip_special_tokens=True).strip()
+        return _tokenizer(self.context_length).decode(ids).strip()
+
     def token_strings(self, ids: list[int]) -> list[str]:
         """Each token id as the text piece it stands for (for pictures' axes; ``<s>`` / ``</s>``: start, end)."""
+        if self.tokenizer == LEARNED_TOKENIZER:
+            return self.saved_tokenizer.pieces(ids)
         if self.tokenizer.startswith(HF_PREFIX):
             return list(_hf_tokenizer(self.tokenizer[len(HF_PREFIX) :]).convert_ids_to_tokens(ids))
         decoder = _tokenizer(self.context_length).decoder

@@ -2,7 +2,7 @@
 that an exported model predicts with ONNX Runtime, numpy, Pillow and Hugging Face ``tokenizers``
 alone: no torch, no open_clip, no transformers.
 
-Two kinds, matching :class:`~amad.data.preprocess.Preprocess`'s tokenizers:
+Three kinds, matching :class:`~amad.data.preprocess.Preprocess`'s tokenizers:
 
 * ``open_clip``: open_clip's ``SimpleTokenizer`` (byte-level BPE with ``</w>`` word ends) rebuilt
   as a ``tokenizers`` BPE model from the same vocabulary and merges. The text is cleaned in Python
@@ -10,6 +10,10 @@ Two kinds, matching :class:`~amad.data.preprocess.Preprocess`'s tokenizers:
   end tokens, truncation (keeping the end token) and 0 padding follow ``SimpleTokenizer.__call__``.
 * ``hf``: a Hugging Face fast tokenizer's own ``tokenizer.json`` (its normaliser and post-processor
   add ``[CLS]`` / ``[SEP]``; truncation keeps the last special token), padded with 0 on the right.
+* ``learned``: a byte-level BPE learned from a data set's training texts (:func:`learn_tokenizer`,
+  for models whose output layer is the vocabulary: a 49k-way layer would dominate a small
+  captioner); NFKC and lower case, ``<pad>`` 0, ``<start>`` 1, ``<end>`` 2. Its payload is the
+  model's own tokenizer, saved with the model as well as with its export.
 
 :func:`tokenizer_payload` writes the JSON at export (where open_clip / transformers are loaded);
 :class:`SavedTokenizer` reads it. ``tests/test_saved_tokenizer.py`` checks both give the training
@@ -20,20 +24,25 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 OPEN_CLIP_KIND = "open_clip"
 HF_KIND = "hf"
+LEARNED_KIND = "learned"
+LEARNED_SPECIAL_TOKENS = ("<pad>", "<start>", "<end>")  # ids 0, 1, 2
 # open_clip's SimpleTokenizer pre-tokenisation (after its special tokens), on lower-cased text
 _OPEN_CLIP_SPLIT = r"""<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 
 
 def tokenizer_payload(preprocess: Any) -> str:
     """The ``amad.tokenizer`` metadata of a model's :class:`~amad.data.preprocess.Preprocess`."""
-    from amad.data.preprocess import HF_PREFIX, _hf_tokenizer, _tokenizer
+    from amad.data.preprocess import HF_PREFIX, LEARNED_TOKENIZER, _hf_tokenizer, _tokenizer
 
+    if preprocess.tokenizer == LEARNED_TOKENIZER:
+        return preprocess.vocabulary
     if preprocess.tokenizer.startswith(HF_PREFIX):
         backend = _hf_tokenizer(preprocess.tokenizer[len(HF_PREFIX) :]).backend_tokenizer
         return json.dumps({"kind": HF_KIND, "tokenizer": backend.to_str()})
@@ -46,6 +55,27 @@ def tokenizer_payload(preprocess: Any) -> str:
             "end": simple.eot_token_id,
         }
     )
+
+
+def learn_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int) -> str:
+    """The payload of a byte-level BPE learned from ``texts`` (at most ``vocab_size`` tokens: the
+    256 bytes, the 3 special tokens and merges seen at least ``min_frequency`` times)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=list(LEARNED_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    start, end = (tokenizer.token_to_id(token) for token in LEARNED_SPECIAL_TOKENS[1:])
+    return json.dumps({"kind": LEARNED_KIND, "tokenizer": tokenizer.to_str(), "start": start, "end": end})
 
 
 def _open_clip_bpe(vocab: dict[str, int], ranks: dict[tuple[str, str], int]):
@@ -97,7 +127,24 @@ class SavedTokenizer:
         """The ids of one text before truncation, start and end tokens included."""
         if self.kind == OPEN_CLIP_KIND:
             return [self.start, *self.tokenizer.encode(_open_clip_clean(text), add_special_tokens=False).ids, self.end]
+        if self.kind == LEARNED_KIND:
+            return [self.start, *self.tokenizer.encode(text.strip(), add_special_tokens=False).ids, self.end]
         return self.tokenizer.encode(text).ids
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def decode(self, ids: list[int]) -> str:
+        """The text of generated ids: up to the first end token, special tokens and padding left out."""
+        if self.end in ids:
+            ids = ids[: ids.index(self.end)]
+        return self.tokenizer.decode([i for i in ids if i not in (self.start, 0)], skip_special_tokens=True).strip()
+
+    def pieces(self, ids: list[int]) -> list[str]:
+        """Each id as the text piece it stands for (``<s>`` / ``</s>``: start, end)."""
+        special = {self.start: "<s>", self.end: "</s>"}
+        return [special.get(i) or self.tokenizer.decode([i]).strip() or self.tokenizer.id_to_token(i) for i in ids]
 
     def count(self, text: str) -> int:
         return len(self._ids(text))
