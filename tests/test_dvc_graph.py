@@ -163,13 +163,14 @@ def test_prepare_depends_on_the_data_folder_and_distillations_on_their_own_metho
 
 def test_dvc_resolves_the_task_folder_and_a_relation_or_retrieval_edit_reruns_no_vqa_stage_before_distill():
     """DVC's own reading of dvc.yaml (``${task}`` resolved from params.yaml, task vqa): the stages before
-    ``distill`` do not depend on the relation loss or on retrieval-only code; ``distill`` does on the loss."""
+    ``distill`` do not depend on the relation loss or on the retrieval task's folder (the caption data it shares
+    with captioning, amad/data/captions, is in amad/data, a dependency of every stage); ``distill`` does on the loss."""
     from dvc.repo import Repo
 
     with Repo(str(ROOT)) as repo:
         deps = {stage.addressing: {Path(dep.def_path).as_posix() for dep in stage.deps} for stage in repo.index.stages}
     assert "amad/tasks/vqa" in deps["prepare"] and "amad/tasks/${task}" not in deps["prepare"]
-    for edited in ("amad/losses/relation.py", "amad/data/captions/sources.py", "amad/methods/terms/minilm.py"):
+    for edited in ("amad/losses/relation.py", "amad/tasks/retrieval/dataset.py", "amad/methods/terms/minilm.py"):
         for stage in ("prepare", "train_teacher"):
             assert not any(covers(dep, edited) for dep in deps[stage]), f"editing {edited} re-runs {stage}"
     assert any(covers(dep, "amad/losses/relation.py") for dep in deps["distill@h4-minilm"])
