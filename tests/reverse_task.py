@@ -173,7 +173,7 @@ class ReverseTask(Task):
     def dataset(self, data_dir: Path, split: str, preprocess: Any, state: dict) -> Any:
         return ReverseDataset(data_dir, split)
 
-    def preprocess(self, config: ReverseModelConfig) -> SequencePreprocess:
+    def preprocess(self, config: ReverseModelConfig, state=None) -> SequencePreprocess:
         return SequencePreprocess(length=config.length)
 
     def preprocess_from_dict(self, data: dict) -> SequencePreprocess:
@@ -197,10 +197,10 @@ class ReverseTask(Task):
     def attention_masks(self, group: str, batch: dict) -> tuple[Any, Any]:
         return None, None  # no padding; the causal mask zeroes the future keys of the maps
 
-    def task_loss(self, outputs: dict[str, Tensor], batch: dict) -> Tensor:
+    def task_loss(self, outputs: dict[str, Tensor], batch: dict, config) -> Tensor:
         return F.cross_entropy(outputs["logits"].flatten(0, 1), batch["target"].flatten())
 
-    def teacher_targets(self, outputs: dict[str, Tensor], batch: dict) -> dict[str, Tensor]:
+    def teacher_targets(self, outputs: dict[str, Tensor], batch: dict, top_k) -> dict[str, Tensor]:
         return {"logits": outputs["logits"]}  # the memory is not distilled: the cache keeps the logits only
 
     def output_distillation(self, student_outputs, teacher_targets, batch, temperature):
@@ -225,7 +225,7 @@ class ReverseTask(Task):
         source = torch.zeros(batch_size, preprocess.length, dtype=torch.long)
         return source, torch.full((batch_size, 3), START, dtype=torch.long)
 
-    def export_specs(self, preprocess: SequencePreprocess, state: dict) -> dict[str, GraphSpec]:
+    def export_specs(self, preprocess: SequencePreprocess, state: dict, graphs=None) -> dict[str, GraphSpec]:
         source = torch.arange(2 * preprocess.length).remainder(DIGITS).view(2, preprocess.length)
         prefix = torch.tensor([[START, 6, 5], [START, 1, 2]])
         axes = {"source": {0: BATCH_AXIS}, "prefix": {0: BATCH_AXIS, 1: SEQUENCE_AXIS}}

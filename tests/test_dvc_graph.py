@@ -170,7 +170,7 @@ def test_dvc_resolves_the_task_folder_and_a_relation_or_retrieval_edit_reruns_no
     with Repo(str(ROOT)) as repo:
         deps = {stage.addressing: {Path(dep.def_path).as_posix() for dep in stage.deps} for stage in repo.index.stages}
     assert "amad/tasks/vqa" in deps["prepare"] and "amad/tasks/${task}" not in deps["prepare"]
-    for edited in ("amad/losses/relation.py", "amad/tasks/retrieval/dataset.py", "amad/methods/terms/minilm.py"):
+    for edited in ("amad/losses/relation.py", "amad/tasks/retrieval/evaluation.py", "amad/methods/terms/minilm.py"):
         for stage in ("prepare", "train_teacher"):
             assert not any(covers(dep, edited) for dep in deps[stage]), f"editing {edited} re-runs {stage}"
     assert any(covers(dep, "amad/losses/relation.py") for dep in deps["distill@h4-minilm"])

@@ -34,7 +34,7 @@ def vit(heads, width, depth, seed):
 class ImageClassification:
     """The part of a task the objective uses, for a timm classifier (a task the library does not ship)."""
 
-    def task_loss(self, outputs, batch):
+    def task_loss(self, outputs, batch, config):
         return torch.nn.functional.cross_entropy(outputs["logits"], batch["targets"])
 
     def output_distillation(self, student_outputs, teacher_targets, batch, temperature):

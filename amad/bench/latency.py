@@ -153,7 +153,7 @@ def run_benchmark(
     threads = config.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     loaded = load_model(models_dir / models[0])
-    specs = loaded.task.export_specs(loaded.preprocess, loaded.state)
+    specs = loaded.task.export_specs(loaded.preprocess, loaded.state, loaded.task.graphs(loaded.model.eval()))
     runners, graph_of, results = _runners(models, specs, config, models_dir, exported_dir, threads)
     dataset = loaded.task.dataset(data_dir, "val", loaded.preprocess, loaded.state)
     largest = max(config.batch_sizes)

@@ -141,9 +141,11 @@ class OutputDistillationConfig:
     """``distill.output``: the task's output-distillation term (VQA: KD on answer logits; retrieval: similarity KD)."""
 
     temperature: float
+    top_k: int | None  # large-vocabulary tasks (captioning): the teacher logits kept per position; null: all
 
     def validate(self, key: str) -> None:
         require(self.temperature > 0, f"{key}.temperature", f"must be > 0, got {self.temperature}")
+        require(self.top_k is None or self.top_k >= 1, f"{key}.top_k", f"must be >= 1 or null (all), got {self.top_k}")
 
 
 @dataclass(frozen=True)
@@ -337,6 +339,7 @@ def check_structure(params: Params, task: Task) -> None:
     """The constraints between sections that need no model library (each section has checked its own values)."""
     for index, group in enumerate(params.distill.attention.modules):
         require_choice(group, task.attention_groups, child("distill.attention.modules", index))
+    task.check_sections(params)
     task.check_files(params.teacher, "teacher")
     for name, student in params.students.items():
         key = f"students.{name}"

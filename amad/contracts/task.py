@@ -92,6 +92,11 @@ class Task:
         model libraries can tell (a timm name, a checkpoint's shapes, a tokenizer folder's files).
         Runs after every structural check, before any work; not when a saved model is loaded."""
 
+    def check_sections(self, params: Any) -> None:
+        """Raise ConfigError (naming a key) where the task's sections of ``params`` (the whole
+        ``params.yaml``) disagree with each other (captioning: the models' context and the data's).
+        Structural: imports no model library."""
+
     def check_student(self, teacher: Any, student: Any, key: str) -> None:
         """Raise ConfigError (naming ``key``) where ``student`` cannot learn from ``teacher``."""
 
@@ -129,8 +134,9 @@ class Task:
         raise NotImplementedError
 
     # -- models -----------------------------------------------------------------------------
-    def preprocess(self, config: Any) -> Any:
-        """The input preprocessing of a model built from ``config`` (saved with it)."""
+    def preprocess(self, config: Any, state: dict | None = None) -> Any:
+        """The input preprocessing of a model built from ``config`` on data whose :meth:`read_state` is
+        ``state`` (saved with it; captioning's tokenizer is learned from the data: it needs the state)."""
         raise NotImplementedError
 
     def preprocess_from_dict(self, data: dict) -> Any:
@@ -177,15 +183,16 @@ class Task:
         return None, None
 
     # -- objective --------------------------------------------------------------------------
-    def task_loss(self, outputs: dict[str, Any], batch: dict) -> Any:
-        """Ground-truth loss of the model's ``outputs`` on ``batch``."""
+    def task_loss(self, outputs: dict[str, Any], batch: dict, config: Any) -> Any:
+        """Ground-truth loss of the model's ``outputs`` on ``batch``; ``config`` is the model's config
+        (captioning reads its caption and contrastive weights there)."""
         raise NotImplementedError
 
-    def teacher_targets(self, outputs: dict[str, Any], batch: dict) -> dict[str, Any]:
+    def teacher_targets(self, outputs: dict[str, Any], batch: dict, top_k: int | None) -> dict[str, Any]:
         """What output distillation reads of the teacher's ``outputs`` on ``batch``, per sample (batch
         first): what the teacher cache keeps, and what a step without the cache hands on, so the
         speed-only cache changes no result (default: every output; a large-vocabulary task keeps
-        its top-k logits)."""
+        its ``top_k`` logits per position, ``distill.output.top_k``, None: all)."""
         return outputs
 
     def output_distillation(
@@ -227,8 +234,10 @@ class Task:
         """Inputs of a fixed dummy batch (for FLOP counts and tracing)."""
         raise NotImplementedError
 
-    def export_specs(self, preprocess: Any, state: dict) -> dict[str, GraphSpec]:
-        """How each of :meth:`graphs` becomes an ONNX graph, by graph name."""
+    def export_specs(self, preprocess: Any, state: dict, graphs: dict[str, Graph] | None = None) -> dict[str, GraphSpec]:
+        """How each of :meth:`graphs` becomes an ONNX graph, by graph name. ``graphs``: the model's torch
+        graphs, for a graph whose inputs are another's outputs (captioning's decoder reads the image
+        graph's keys and values); None where the caller has no model (then such specs may refuse)."""
         raise NotImplementedError
 
     def parity_inputs(self, dataset: Any, count: int) -> dict[str, Any]:
@@ -258,7 +267,14 @@ class Task:
         raise NotImplementedError
 
 
-TASKS: Registry[Task] = Registry("task", {"retrieval": "amad.tasks.retrieval.task", "vqa": "amad.tasks.vqa.task"})
+TASKS: Registry[Task] = Registry(
+    "task",
+    {
+        "captioning": "amad.tasks.captioning.task",
+        "retrieval": "amad.tasks.retrieval.task",
+        "vqa": "amad.tasks.vqa.task",
+    },
+)
 """``params.yaml: task`` (and a saved model's ``task``) -> its class. A new task is a :class:`Task`
 subclass decorated with ``@TASKS.register("name")`` in a module that the run imports."""
 

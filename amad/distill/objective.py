@@ -47,14 +47,28 @@ class DistillationObjective(nn.Module):
         method: the method's term, built with its layer pairs (``Method.build``).
         weights: ``distill.weights`` (``task``, ``output``, ``attention``: one weight, or one per method).
         output_temperature: ``distill.output.temperature``.
+        top_k: ``distill.output.top_k``: the teacher logits per position output distillation reads
+            (large-vocabulary tasks; None: all).
+        model_config: the student's config (the task loss may read it).
     """
 
-    def __init__(self, task: Any, method: MethodTerm, weights: Any, output_temperature: float) -> None:
+    def __init__(
+        self,
+        task: Any,
+        method: MethodTerm,
+        weights: Any,
+        output_temperature: float,
+        *,
+        top_k: int | None = None,
+        model_config: Any = None,
+    ) -> None:
         super().__init__()
         self.task = task
         self.method = method
         self.weights = weights
         self.output_temperature = output_temperature
+        self.top_k = top_k
+        self.model_config = model_config
 
     def set_progress(self, fraction: float) -> None:
         """Training progress in ``[0, 1]`` (drives scheduled settings such as AMAD's temperature)."""
@@ -80,7 +94,7 @@ class DistillationObjective(nn.Module):
             student_records: the student's captured records per module path (layer methods).
         """
         needs = self.method.needs
-        task = self.task.task_loss(student_outputs, batch)
+        task = self.task.task_loss(student_outputs, batch, self.model_config)
         terms = {"task": task.detach()}
         total = self.weights.task * task
         artefacts: dict[str, Tensor] = {}

@@ -35,8 +35,8 @@ def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, conf
     val_set = task.dataset(data_dir, "val", preprocess, loaded.state)
     test_set = task.dataset(data_dir, "test", preprocess, loaded.state)
     parity_sets = task.parity_inputs(val_set, config.parity_samples)
-    specs = task.export_specs(preprocess, loaded.state)
     graphs = task.graphs(model)
+    specs = task.export_specs(preprocess, loaded.state, graphs)
     metric = task.primary_metric
     report: dict = {"model": name, "task": task.name, "graphs": list(specs)}
 

@@ -85,3 +85,27 @@ def check_hf_text_folder(text: Any, key: str) -> None:
             f"{key}.{field}",
             f"must be the pretrained model's {theirs} (hf_pretrained loads its weights), got {getattr(text, field)}",
         )
+
+
+def check_open_clip_checkpoint(config: Any, key: str) -> None:
+    """``checkpoint`` is a local file; an open_clip pretrained *tag* is refused in one line (it needs
+    the network, and amad never downloads)."""
+    path = Path(config.checkpoint)
+    if path.is_file():
+        return
+    require(
+        not path.is_dir(),
+        f"{key}.checkpoint",
+        f"{path} is a folder: name the checkpoint file inside it (open_clip_model.safetensors, open_clip_pytorch_model.bin)",
+    )
+    import open_clip
+
+    tags = open_clip.list_pretrained_tags_by_model(config.architecture)
+    if config.checkpoint in tags:
+        raise AmadError(
+            f"params.yaml: {key}.checkpoint: {config.checkpoint!r} is an open_clip pretrained tag, which needs the "
+            "network to download; amad never downloads: fetch the weights once where there is network "
+            "(open_clip.create_model_and_transforms(..., pretrained=TAG) caches the file) and set "
+            f"{key}.checkpoint to that local file"
+        )
+    require(False, f"{key}.checkpoint", f"no such file: {path}")

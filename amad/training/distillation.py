@@ -71,7 +71,9 @@ class DistillationStep:
         if self.cache is not None:
             return self.cache.lookup(batch["index"])
         with torch.no_grad(), capture_for(self.objective.method, self.teacher.model, "teacher", detach=True) as capture:
-            targets = self.task.teacher_targets(self.teacher(*self.task.model_inputs(batch)), batch)
+            targets = self.task.teacher_targets(
+                self.teacher(*self.task.model_inputs(batch)), batch, self.objective.top_k
+            )
         return targets, capture.records
 
     def __call__(self, student: nn.Module, batch: dict) -> ObjectiveOutput:

@@ -44,7 +44,7 @@ def ground_truth_loss(task: Task) -> Callable[[nn.Module, dict], ObjectiveOutput
     """``(model, batch) -> ObjectiveOutput`` of the task loss alone (teacher training, baselines)."""
 
     def compute_loss(model: nn.Module, batch: dict) -> ObjectiveOutput:
-        loss = task.task_loss(model(*task.model_inputs(batch)), batch)
+        loss = task.task_loss(model(*task.model_inputs(batch)), batch, model.config)
         return ObjectiveOutput(total=loss, terms={"task": float(loss.detach())}, artefacts={})
 
     return compute_loss
@@ -115,7 +115,7 @@ def train_teacher(
     task.check_batch_sizes(task.split_sizes(data_dir), {"train.batch_size": params.train.batch_size})
     state = task.read_state(data_dir)
     model = build_model(task, params.teacher, state, params.seed, log)
-    preprocess = task.preprocess(params.teacher)
+    preprocess = task.preprocess(params.teacher, state)
     train_set = task.dataset(data_dir, "train", preprocess, state)
     val_set = task.dataset(data_dir, "val", preprocess, state)
 
@@ -170,7 +170,14 @@ def distill_student(
     if distill.init.strategy == "inherit":
         inherit_teacher(task, loaded.model, student, distill, train_set, runtime.device, log)
     method, pairs = _method_for(params, task, student_name, method_name, loaded.model, student)
-    objective = DistillationObjective(task, method, distill.weights, distill.output.temperature)
+    objective = DistillationObjective(
+        task,
+        method,
+        distill.weights,
+        distill.output.temperature,
+        top_k=distill.output.top_k,
+        model_config=params.student(student_name),
+    )
     cache = _teacher_cache(params, task, method, teacher, train_set, runtime, log) if method.needs.teacher else None
     step = DistillationStep(task, teacher, objective, cache)
     val_set = task.dataset(data_dir, "val", preprocess, loaded.state)
@@ -217,7 +224,7 @@ def _teacher_for(
     loaded = load_model(teacher_dir, device=runtime.device)
     if loaded.task_name != params.task:
         raise AmadError(f"{teacher_dir}: a {loaded.task_name!r} model, but params.yaml: task is {params.task!r}")
-    preprocess = task.preprocess(params.student(student_name))
+    preprocess = task.preprocess(params.student(student_name), loaded.state)
     if preprocess != loaded.preprocess:
         raise AmadError(
             f"{teacher_dir}: the saved teacher's preprocessing differs from students.{student_name}'s; "
@@ -260,6 +267,7 @@ def _teacher_cache(
         device=runtime.device,
         batch_size=params.distill.train.batch_size,
         max_mib=params.runtime.teacher_cache_mib,
+        top_k=params.distill.output.top_k,
         log=log if runtime.is_main else lambda _: None,
     )
 

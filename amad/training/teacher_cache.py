@@ -67,6 +67,7 @@ def build_teacher_cache(
     device: torch.device,
     batch_size: int,
     max_mib: float,
+    top_k: int | None = None,
     log: Callable[[str], None] = print,
 ) -> TeacherCache | None:
     """Run ``teacher`` over ``dataset`` in order, recording the task's targets of its outputs
@@ -77,6 +78,7 @@ def build_teacher_cache(
         dataset: the training set.
         open_capture: a new capture context of the teacher's distilled modules.
         task: the task (its ``model_inputs`` and ``teacher_targets``).
+        top_k: ``distill.output.top_k`` (``teacher_targets``' argument).
 
     Returns None (and says why) when the targets would take more than ``max_mib`` MiB.
     """
@@ -91,7 +93,7 @@ def build_teacher_cache(
     for batch in DataLoader(dataset, batch_size=batch_size):
         batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
         with open_capture() as capture:
-            targets = task.teacher_targets(teacher(*task.model_inputs(batch)), batch)
+            targets = task.teacher_targets(teacher(*task.model_inputs(batch)), batch, top_k)
         size = len(batch["index"])
         if cache is None:
             needed_mib = TeacherCache(targets, capture.records).nbytes / size * len(dataset) / 2**20

@@ -1,4 +1,4 @@
-"""The torch datasets over a prepared retrieval folder: image-caption pairs, and the images alone."""
+"""The torch datasets over a prepared image-caption folder (retrieval, captioning): image-caption pairs, the images alone, the captions alone."""
 
 from __future__ import annotations
 

@@ -29,7 +29,9 @@ class VocabularyConfig:
 
     def validate(self, key: str) -> None:
         require_choice(self.kind, VOCABULARY_KINDS, f"{key}.kind")
-        require(self.size >= 300, f"{key}.size", f"must be >= 300 (256 bytes, 3 special tokens, merges), got {self.size}")
+        require(
+            self.size >= 300, f"{key}.size", f"must be >= 300 (256 bytes, 3 special tokens, merges), got {self.size}"
+        )
         require(self.min_frequency >= 1, f"{key}.min_frequency", f"must be >= 1, got {self.min_frequency}")
 
 
@@ -50,7 +52,9 @@ class DataConfig(CaptionDataConfig):
         super().validate(key)
         require(self.context_length >= 4, f"{key}.context_length", f"must be >= 4, got {self.context_length}")
         require(
-            0 <= self.max_truncated <= 1, f"{key}.max_truncated", f"must be a fraction in 0..1, got {self.max_truncated}"
+            0 <= self.max_truncated <= 1,
+            f"{key}.max_truncated",
+            f"must be a fraction in 0..1, got {self.max_truncated}",
         )
 
 
@@ -98,6 +102,14 @@ class TowerConfig:
 
 
 @dataclass(frozen=True)
+class TextConfig(TowerConfig):
+    """The unimodal text tower, over captions of ``context_length`` tokens (``data.context_length``:
+    the prepared captions' length; written here too, so a model config alone says its shape)."""
+
+    context_length: int
+
+
+@dataclass(frozen=True)
 class LossConfig:
     """The task loss: ``caption * cross-entropy + contrastive * CoCa's contrastive loss``
     (open_clip's COCO fine-tune recipe: 1 and 0)."""
@@ -128,7 +140,7 @@ class ModelConfig:
     checkpoint: str | None
     embed_dim: int
     vision: VisionConfig
-    text: TowerConfig
+    text: TextConfig
     decoder: TowerConfig
     loss: LossConfig
     pretrained: str | None

@@ -45,7 +45,9 @@ def _projections(attention: nn.MultiheadAttention) -> tuple[tuple[Tensor, Tensor
     return tuple(zip(weights, biases))
 
 
-def _attend(attention: nn.MultiheadAttention, queries: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None) -> Tensor:
+def _attend(
+    attention: nn.MultiheadAttention, queries: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None
+) -> Tensor:
     """``softmax(q k^T / sqrt(d)) v`` then the output projection: ``[B, H, s, d]`` queries -> ``[B, s, W]``."""
     scores = queries @ keys.transpose(-1, -2) * queries.shape[-1] ** -0.5
     if mask is not None:

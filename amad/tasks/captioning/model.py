@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
 from open_clip.coca_model import CoCa, MultimodalCfg
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
@@ -69,7 +68,9 @@ class CaptioningModel(CoCa):
     CoCa's contrastive logits). ``special_tokens``: the vocabulary's start, end and padding ids.
     """
 
-    def __init__(self, config: ModelConfig, vocab_size: int, context_length: int, special_tokens: SpecialTokens) -> None:
+    def __init__(
+        self, config: ModelConfig, vocab_size: int, context_length: int, special_tokens: SpecialTokens
+    ) -> None:
         architecture = architecture_config(config.architecture)
         vision, text, decoder = config.vision, config.text, config.decoder
         vision_cfg = CLIPVisionCfg(
@@ -149,7 +150,9 @@ class CaptioningModel(CoCa):
     def attention_groups(self) -> dict[str, list[str]]:
         """Attention module paths per group, each list ordered by depth."""
         return {
-            "vision_self": [f"visual.transformer.resblocks.{i}.attn" for i in range(len(self.visual.transformer.resblocks))],
+            "vision_self": [
+                f"visual.transformer.resblocks.{i}.attn" for i in range(len(self.visual.transformer.resblocks))
+            ],
             "text_self": [f"text.transformer.resblocks.{i}.attn" for i in range(len(self.text.transformer.resblocks))],
             "decoder_self": [f"text_decoder.resblocks.{i}.attn" for i in range(len(self.text_decoder.resblocks))],
             "decoder_cross": [f"text_decoder.cross_attn.{i}.attn" for i in range(len(self.text_decoder.cross_attn))],
@@ -194,4 +197,3 @@ def caption_loss(logits: Tensor, tokens: Tensor) -> Tensor:
 def target_mask(tokens: Tensor) -> Tensor:
     """``[B, L-1]`` bool: the logits' positions whose target is a real token (the end token included)."""
     return tokens[:, 1:] != PAD_TOKEN_ID
-

@@ -113,7 +113,9 @@ class CaptionPredictor(Predictor):
         cached: step with the key/value cache (the default), or recompute the prefix every step.
     """
 
-    def __init__(self, graphs: dict[str, Graph], generation: GenerationConfig | None = None, cached: bool = True) -> None:
+    def __init__(
+        self, graphs: dict[str, Graph], generation: GenerationConfig | None = None, cached: bool = True
+    ) -> None:
         super().__init__(graphs)
         metadata = getattr(graphs["image"], "metadata", {}) or {}
         if DECODING_METADATA not in metadata:
@@ -132,9 +134,7 @@ class CaptionPredictor(Predictor):
 
     def with_settings(self, generation: GenerationConfig | None = None, cached: bool | None = None) -> CaptionPredictor:
         """This predictor with other decoding settings (None: keep)."""
-        return CaptionPredictor(
-            self.graphs, generation or self.generation, self.cached if cached is None else cached
-        )
+        return CaptionPredictor(self.graphs, generation or self.generation, self.cached if cached is None else cached)
 
     def generate(self, pixels: Any, keep_logits: bool = False) -> tuple[Generation, CaptionDecoderState]:
         """The decode run of a batch of images, and the state it ended in."""

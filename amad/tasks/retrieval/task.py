@@ -19,33 +19,14 @@ from typing import Any
 from amad.config.typed import require
 from amad.contracts.graph import Graph, GraphSpec, Predictor
 from amad.contracts.task import TASKS, GroupShape, Task
-from amad.errors import AmadError
-from amad.tasks.checks import check_hf_text_folder, check_pretrained, check_shared_preprocessing, read_summary
+from amad.tasks.checks import (
+    check_hf_text_folder,
+    check_open_clip_checkpoint,
+    check_pretrained,
+    check_shared_preprocessing,
+    read_summary,
+)
 from amad.tasks.retrieval.config import ATTENTION_GROUPS, DataConfig, EvaluateConfig, ModelConfig
-
-
-def check_checkpoint(config: ModelConfig, key: str) -> None:
-    """``checkpoint`` is a local file; an open_clip pretrained *tag* is refused in one line (it needs
-    the network, and amad never downloads)."""
-    path = Path(config.checkpoint)
-    if path.is_file():
-        return
-    require(
-        not path.is_dir(),
-        f"{key}.checkpoint",
-        f"{path} is a folder: name the checkpoint file inside it (open_clip_model.safetensors, open_clip_pytorch_model.bin)",
-    )
-    import open_clip
-
-    tags = open_clip.list_pretrained_tags_by_model(config.architecture)
-    if config.checkpoint in tags:
-        raise AmadError(
-            f"params.yaml: {key}.checkpoint: {config.checkpoint!r} is an open_clip pretrained tag, which needs the "
-            "network to download; amad never downloads: fetch the weights once where there is network "
-            "(open_clip.create_model_and_transforms(..., pretrained=TAG) caches the file) and set "
-            f"{key}.checkpoint to that local file"
-        )
-    require(False, f"{key}.checkpoint", f"no such file: {path}")
 
 
 @TASKS.register("retrieval")
@@ -78,7 +59,7 @@ class RetrievalTask(Task):
                 f"{key}.checkpoint",
                 f"an open_clip checkpoint holds open_clip's own text tower; set {key}.text.hf_model to null",
             )
-            check_checkpoint(config, key)
+            check_open_clip_checkpoint(config, key)
 
     def check_model(self, config: ModelConfig, key: str) -> None:
         if config.architecture is not None:
@@ -130,12 +111,12 @@ class RetrievalTask(Task):
         return {}
 
     def dataset(self, data_dir: Path, split: str, preprocess: Any, state: dict) -> Any:
-        from amad.tasks.retrieval.dataset import PairDataset
+        from amad.data.captions.pairs import PairDataset
 
         return PairDataset(data_dir, split, preprocess, classes=self._summary(data_dir).get("classes"))
 
     # -- models -----------------------------------------------------------------------------
-    def preprocess(self, config: ModelConfig) -> Any:
+    def preprocess(self, config: ModelConfig, state: dict | None = None) -> Any:
         from amad.tasks.retrieval.model import preprocess_of
 
         return preprocess_of(config)
@@ -173,7 +154,7 @@ class RetrievalTask(Task):
         return words, words
 
     # -- objective --------------------------------------------------------------------------
-    def task_loss(self, outputs: dict[str, Any], batch: dict) -> Any:
+    def task_loss(self, outputs: dict[str, Any], batch: dict, config: Any) -> Any:
         from amad.losses.contrastive import contrastive_loss
 
         return contrastive_loss(_pair_logits(outputs), batch["image"])
@@ -205,8 +186,8 @@ class RetrievalTask(Task):
     ) -> dict:
         """Recall both ways; with ``settings``, zero-shot top-1 where the images have classes
         (``breakdown.zero_shot_top1`` over the split's images, ``zero_shot_classes`` candidates)."""
+        from amad.data.captions.pairs import CaptionDataset, ImageDataset
         from amad.models.evaluation import collect
-        from amad.tasks.retrieval.dataset import CaptionDataset, ImageDataset
         from amad.tasks.retrieval.evaluation import recall_report, zero_shot_top1
 
         def run(items: Any, embedding: str):
@@ -236,7 +217,7 @@ class RetrievalTask(Task):
         pixels = torch.zeros(batch_size, 3, preprocess.image_size, preprocess.image_size)
         return pixels, preprocess.tokenize(["a"] * batch_size)
 
-    def export_specs(self, preprocess: Any, state: dict) -> dict[str, GraphSpec]:
+    def export_specs(self, preprocess: Any, state: dict, graphs: dict | None = None) -> dict[str, GraphSpec]:
         import torch
 
         metadata = preprocess.export_metadata()
@@ -251,7 +232,7 @@ class RetrievalTask(Task):
         """The first ``count`` distinct validation images, and all their captions."""
         from torch.utils.data import Subset
 
-        from amad.tasks.retrieval.dataset import CaptionDataset, ImageDataset
+        from amad.data.captions.pairs import CaptionDataset, ImageDataset
 
         images = min(count, len(dataset.records))
         captions = int((dataset.image_of_caption < images).sum())  # an image's captions are contiguous

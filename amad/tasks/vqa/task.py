@@ -124,7 +124,7 @@ class VQATask(Task):
         return VQADataset(data_dir, split, preprocess, state["answers"])
 
     # -- models -----------------------------------------------------------------------------
-    def preprocess(self, config: ModelConfig) -> Any:
+    def preprocess(self, config: ModelConfig, state: dict | None = None) -> Any:
         from amad.tasks.vqa.model import preprocess_of
 
         return preprocess_of(config)
@@ -157,7 +157,7 @@ class VQATask(Task):
         return words, (None if group == "fusion_cross" else words)  # cross-attention's keys: image tokens
 
     # -- objective --------------------------------------------------------------------------
-    def task_loss(self, outputs: dict[str, Any], batch: dict) -> Any:
+    def task_loss(self, outputs: dict[str, Any], batch: dict, config: Any) -> Any:
         from amad.losses.logit import task_loss
 
         return task_loss(outputs["logits"], batch["targets"])
@@ -199,7 +199,7 @@ class VQATask(Task):
         tokens = preprocess.tokenize(["a"] * batch_size)  # start, one word, end (the model's own tokenizer)
         return pixels, tokens
 
-    def export_specs(self, preprocess: Any, state: dict) -> dict[str, GraphSpec]:
+    def export_specs(self, preprocess: Any, state: dict, graphs: dict | None = None) -> dict[str, GraphSpec]:
         import torch
 
         pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
