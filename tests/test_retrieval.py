@@ -16,10 +16,10 @@ from PIL import Image
 from amad.cli import main as amad_main
 from amad.config.params import parse_params
 from amad.contracts.task import get_task
+from amad.data.captions.scenes import count_name, scene_captions
 from amad.data.shapes import SHAPES, ShapesGenerator
 from amad.errors import AmadError, ConfigError, DataError
 from amad.losses.contrastive import contrastive_loss, similarity_distillation
-from amad.data.captions.scenes import count_name, scene_captions
 from amad.tasks.retrieval.evaluation import recall_report, zero_shot_top1
 
 TASK = get_task("retrieval")

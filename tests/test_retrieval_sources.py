@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from amad.errors import DataError
 from amad.data.captions.sources import (
     ImageRecord,
     read_coco,
@@ -13,6 +12,7 @@ from amad.data.captions.sources import (
     read_records,
     write_records,
 )
+from amad.errors import DataError
 
 TSV = {"separator": "\t", "image_column": "filepath", "caption_column": "title"}
 

@@ -47,6 +47,8 @@ class GraphSpec:
         dynamic_axes: per input name, ``{axis: name}`` of its dynamic axes (``batch``, ``sequence``,
             ...; axes of one name share their size); inputs not named here have a dynamic batch
             axis 0 alone.
+        axis_limits: the largest size of a named axis where the graph needs one (a sequence axis
+            that indexes a table of positions); others are unbounded.
     """
 
     input_names: tuple[str, ...]
@@ -55,6 +57,7 @@ class GraphSpec:
     metadata: dict[str, str]
     batch_inputs: Callable[[dict], tuple]
     dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
+    axis_limits: dict[str, int] = field(default_factory=dict)
 
     def axes_of(self, input_name: str) -> dict[int, str]:
         """The dynamic axes of one input."""

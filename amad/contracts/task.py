@@ -234,7 +234,9 @@ class Task:
         """Inputs of a fixed dummy batch (for FLOP counts and tracing)."""
         raise NotImplementedError
 
-    def export_specs(self, preprocess: Any, state: dict, graphs: dict[str, Graph] | None = None) -> dict[str, GraphSpec]:
+    def export_specs(
+        self, preprocess: Any, state: dict, graphs: dict[str, Graph] | None = None
+    ) -> dict[str, GraphSpec]:
         """How each of :meth:`graphs` becomes an ONNX graph, by graph name. ``graphs``: the model's torch
         graphs, for a graph whose inputs are another's outputs (captioning's decoder reads the image
         graph's keys and values); None where the caller has no model (then such specs may refuse)."""

@@ -40,7 +40,12 @@ def dynamic_shapes(spec: GraphSpec) -> tuple[dict, ...]:
 
     def dim(name: str) -> torch.export.Dim:
         if name not in dims:
-            dims[name] = torch.export.Dim(name, min=1, max=MAX_BATCH) if name == "batch" else torch.export.Dim(name)
+            if name == "batch":
+                dims[name] = torch.export.Dim(name, min=1, max=MAX_BATCH)
+            elif name in spec.axis_limits:
+                dims[name] = torch.export.Dim(name, max=spec.axis_limits[name])
+            else:
+                dims[name] = torch.export.Dim(name)
         return dims[name]
 
     return tuple(

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from amad.data.captions.sources import ImageRecord, read_records
 from amad.data.preprocess import Preprocess
 from amad.errors import DataError
-from amad.data.captions.sources import ImageRecord, read_records
 
 
 class PairDataset(Dataset):

@@ -141,7 +141,7 @@ class ImageGraph(nn.Module):
             keys.append(_heads(F.linear(memory, wk, bk), attention.num_heads))
             values.append(_heads(F.linear(memory, wv, bv), attention.num_heads))
         cross = {"cross_keys": torch.stack(keys), "cross_values": torch.stack(values)}
-        start = torch.full((len(pixels), 1), self.start_token, dtype=torch.long, device=pixels.device)
+        start = torch.full_like(pixels[:, :1, 0, 0], self.start_token, dtype=torch.long)  # (B, 1); len() would fix B
         first = decode(self.model, start, cross["cross_keys"], cross["cross_values"], None)
         return {"logits": first["logits"], **cross, **{name: first[PRESENT + name] for name in CACHE_NAMES}}
 

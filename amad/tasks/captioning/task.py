@@ -263,7 +263,9 @@ class CaptioningTask(Task):
         from amad.tasks.captioning.predictor import CACHE_NAMES, CROSS_NAMES, PRESENT
 
         if graphs is None:
-            raise ValueError("the captioning export specs need the model's torch graphs (the decoder reads the image graph's outputs)")
+            raise ValueError(
+                "the captioning export specs need the model's torch graphs (the decoder reads the image graph's outputs)"
+            )
         image, decoder = graphs["image"], graphs["decoder"]
         metadata = {
             **preprocess.export_metadata(),
@@ -304,6 +306,8 @@ class CaptioningTask(Task):
                 metadata,
                 decoder_inputs,
                 axes,
+                # the positions: past + step <= context_length + 1 (the text tower's table)
+                {"step": preprocess.context_length - 1, "past": preprocess.context_length - 1},
             ),
         }
 
