@@ -72,7 +72,7 @@ def test_a_learned_tokenizer_round_trips_its_texts_and_is_saved_with_the_preproc
     ids = preprocess.token_ids(["A red circle.", "a circle above Café — 🐶"])
     assert ids[0, 0] == 1 and list(ids[0]).count(2) == 1 and ids[0, -1] == 0  # start, end, padding
     assert preprocess.decode(ids[0].tolist()) == "a red circle."  # lower-cased (NFKC + lowercase normaliser)
-    assert preprocess.decode(ids[1].tolist() + [9, 9]) == "a circle above café — 🐶"  # bytes: nothing is unknown
+    assert preprocess.decode([*ids[1].tolist(), 9, 9]) == "a circle above café — 🐶"  # bytes: nothing is unknown
     assert ids.shape == (2, 32) and preprocess.token_count("a red circle") == 5  # start, 3 words, end
     assert preprocess.token_strings([1, *ids[0, 1:3].tolist(), 2]) == ["<s>", "a", "red", "</s>"]
     again = Preprocess.from_dict(json.loads(json.dumps(preprocess.to_dict())))
