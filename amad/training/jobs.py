@@ -44,7 +44,8 @@ def ground_truth_loss(task: Task) -> Callable[[nn.Module, dict], ObjectiveOutput
     """``(model, batch) -> ObjectiveOutput`` of the task loss alone (teacher training, baselines)."""
 
     def compute_loss(model: nn.Module, batch: dict) -> ObjectiveOutput:
-        loss = task.task_loss(model(*task.model_inputs(batch)), batch, model.config)
+        inner = model.module if hasattr(model, "module") else model  # under DDP
+        loss = task.task_loss(model(*task.model_inputs(batch)), batch, inner.config)
         return ObjectiveOutput(total=loss, terms={"task": float(loss.detach())}, artefacts={})
 
     return compute_loss
