@@ -65,7 +65,7 @@ def main() -> None:
                             CaptionPredictor(sessions, cached=cached), pixels.numpy(), args.repeats
                         )
         with torch.inference_mode():
-            generation, state = CaptionPredictor(graphs).generate(torch.stack([dataset.pixels(0)]))
+            _, state = CaptionPredictor(graphs).generate(torch.stack([dataset.pixels(0)]))
         tokens = int(state.cache[0].shape[3])
         sizes = state.cache_bytes()
         entry["self_attention_cache_bytes_per_token"] = sizes["self_attention"] / tokens
