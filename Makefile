@@ -49,9 +49,10 @@ compare: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m research.compare --seeds $(SEEDS) --weights $(WEIGHTS) --temperatures $(TEMPERATURES) $(foreach s,$(SET),--set $(s))
 
 # PyTriton pins numpy<2: it gets its own venv, used by amad/serving/pytriton_server.py and the live test
+# (tokenizers: the captioning server decodes its captions)
 triton-venv:
 	test -x .triton-venv/bin/python || $(PYTHON) -m venv .triton-venv
-	.triton-venv/bin/python -m pip install -q nvidia-pytriton 'numpy<2' onnxruntime
+	.triton-venv/bin/python -m pip install -q nvidia-pytriton 'numpy<2' onnxruntime tokenizers
 
 test-triton: $(INSTALLED) triton-venv
 	$(BIN)/python -m pytest -q tests/test_triton_live.py

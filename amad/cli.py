@@ -76,8 +76,14 @@ def _serve(args: argparse.Namespace) -> None:
     from amad.serving.server import Ports, served_graphs, server_command
 
     ports = Ports(args.http_port, args.grpc_port, args.metrics_port)
+    if args.beams is not None and args.beams < 1:
+        raise AmadError(f"--beams: must be >= 1, got {args.beams}")
     command = server_command(
-        served_graphs(Path(args.export)), ports, host=args.host, dynamic_batching=not args.no_dynamic_batching
+        served_graphs(Path(args.export)),
+        ports,
+        host=args.host,
+        dynamic_batching=not args.no_dynamic_batching,
+        beams=args.beams,
     )
     print(
         "note: on a host without a GPU, Triton logs CUDA / NVML errors while it starts (no driver found): they "
@@ -151,6 +157,12 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--grpc-port", type=int, default=8001)
     serve.add_argument("--metrics-port", type=int, default=8002)
     serve.add_argument("--no-dynamic-batching", action="store_true", help="run each request alone")
+    serve.add_argument(
+        "--beams",
+        type=int,
+        default=None,
+        help="a generative model's beams (its loop runs in the server; default greedy)",
+    )
     serve.set_defaults(run=_serve)
     loadtest = commands.add_parser("loadtest", help="measure a served export under concurrent load (loopback only)")
     loadtest.add_argument("export", help="exported/NAME (served as the model repository names its graphs)")

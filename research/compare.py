@@ -88,10 +88,10 @@ def summarise(values: list[float]) -> dict:
 def student_latency(latency: dict, student: str) -> dict | None:
     """ONNX Runtime batch-1 p50 of any benchmarked ``<student>-*`` model and its speed-up over the teacher."""
     results = latency.get("results", {})
-    teacher_ms = model_latency(results, "teacher", "onnxruntime", 1)
+    teacher_ms = model_latency(latency, "teacher", "onnxruntime", 1)
     models = sorted({name.split(".")[0] for name in results if name.startswith(f"{student}-")})
     for model in models:
-        ms = model_latency(results, model, "onnxruntime", 1)
+        ms = model_latency(latency, model, "onnxruntime", 1)
         if ms is not None and teacher_ms is not None:
             return {"model": model, "ort_b1_ms": ms, "teacher_ort_b1_ms": teacher_ms, "speedup": teacher_ms / ms}
     return None

@@ -129,3 +129,37 @@ def readme_inputs(folder: Path) -> None:
         Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(folder / name)
     rows = [{"id": "q1", "image": "scene.png", "question": "what color is the circle?"}]
     (folder / "questions.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+CAPTIONING_PARAMS = yaml.safe_load((ROOT / "profiles" / "captioning.yaml").read_text())
+
+
+def tiny_coca_dict(width: int = 32, heads: int = 4, context: int = 24) -> dict:
+    return {
+        "architecture": None,
+        "checkpoint": None,
+        "embed_dim": width,
+        "vision": {
+            "image_size": 24,
+            "patch_size": 6,
+            "width": width,
+            "depth": 1,
+            "heads": heads,
+            "mlp_ratio": 2.0,
+            "pooler_queries": 5,
+            "pooler_heads": heads,
+        },
+        "text": {"context_length": context, "depth": 1, "heads": heads, "mlp_ratio": 2.0},
+        "decoder": {"depth": 1, "heads": heads, "mlp_ratio": 2.0},
+        "loss": {"caption": 1.0, "contrastive": 0.0},
+        "pretrained": None,
+    }
+
+
+def tiny_captioning_params_dict(**sections) -> dict:
+    """profiles/captioning.yaml with tiny data, a tiny CoCa teacher (width 32, 4 heads) and one student ``h2``."""
+    context = CAPTIONING_PARAMS["data"]["context_length"]
+    teacher, student = tiny_coca_dict(context=context), tiny_coca_dict(width=16, heads=2, context=context)
+    params = _tiny(CAPTIONING_PARAMS, TINY_CAPTION_SHAPES, teacher, student, sections)
+    params["evaluate"]["generation"] = {**params["evaluate"]["generation"], "max_length": 12}
+    return params

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import readme_commands, readme_inputs, tiny_params_dict, tiny_retrieval_params_dict
+from helpers import (
+    readme_commands,
+    readme_inputs,
+    tiny_captioning_params_dict,
+    tiny_params_dict,
+    tiny_retrieval_params_dict,
+)
 
 from amad.models import load_model
 from amad.serving.server import pytriton_python
@@ -110,7 +116,7 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
         repo / "reports" / "accuracy_latency.png"
     ).exists()
     assert list((repo / "reports" / "attention" / "h2-amad").glob("*.png"))
-    readme_predicts(repo, env, lambda line: "--caption" not in line)
+    readme_predicts(repo, env, lambda line: "--question" in line or "questions.jsonl" in line)
     status = run(["dvc", "status"], repo, env)
     assert "up to date" in status.stdout
     assert "Running stage" not in run(["dvc", "repro"], repo, env).stdout, "nothing changed: nothing runs"
@@ -171,3 +177,45 @@ def test_dvc_repro_on_a_tiny_retrieval_profile(tmp_path):
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     ran = re.findall(r"Running stage '([\w@-]+)'", run(["dvc", "repro"], repo, env).stdout)
     assert ran == ["check", "evaluate"], "new prompts re-score the models and nothing else"
+
+
+@pytest.mark.slow
+def test_dvc_repro_on_a_tiny_captioning_profile(tmp_path):
+    params = tiny_captioning_params_dict()
+    params["data"]["path"] = "data/source"
+    params["distill"]["methods"] = ["logit", "amad"]
+    params["export"]["models"] = ["teacher", "h2-amad"]
+    params["deploy"]["model"] = "auto"
+    params["benchmark"].update(batch_sizes=[1, 2], warmup=1, repeats=3)
+    repo, env = repository(tmp_path, params)
+    run(["dvc", "repro"], repo, env)
+    metrics = json.loads((repo / "metrics" / "eval.json").read_text())
+    assert set(metrics) == {"teacher", "h2-logit", "h2-amad"} and "cider_d" in metrics["teacher"]
+    breakdown = json.loads((repo / "metrics" / "breakdown.json").read_text())["teacher"]
+    assert {"bleu_4", "meteor", "rouge_l", "constant_caption"} <= set(breakdown), sorted(breakdown)
+    export = json.loads((repo / "exported" / "h2-amad" / "export.json").read_text())
+    assert export["graphs"] == ["image", "decoder"] and export["parity"]["agreement"] >= 0.99
+    latency = json.loads((repo / "metrics" / "latency_full.json").read_text())
+    assert {"teacher.caption", "teacher.caption_uncached", "h2-amad.image", "h2-amad.decoder"} <= set(
+        latency["results"]
+    )
+    assert all(entry["matches"] for entry in latency["decode_cache"].values()), latency["decode_cache"]
+    rows = {(r["model"], r["generation"], r["backend"], r["batch_size"]) for r in latency["generation"]}
+    assert ("h2-amad", "caption", "onnxruntime", 2) in rows and ("teacher", "caption_uncached", "torch", 1) in rows
+    speedups = json.loads((repo / "metrics" / "latency.json").read_text())["speedups"]
+    assert {"h2-amad.caption_vs_teacher_onnxruntime_b1", "teacher.caption_vs_caption_uncached_onnxruntime_b1"} <= set(
+        speedups
+    )
+    config = (repo / "deployed" / "triton" / "amad_captioning_decoder" / "config.pbtxt").read_text()
+    assert "max_batch_size: 0" in config, "the cache's batch is on axis 1: served unbatched"
+    summary = (repo / "reports" / "summary.md").read_text()
+    assert "## Whole generations" in summary and "### Key/value cache" in summary
+    serving = json.loads((repo / "metrics" / "serving.json").read_text())
+    if pytriton_python() is not None:  # the server ran the decode loop and answered every request
+        assert serving["models"] == ["amad_captioning_caption"]
+        assert all(row["failed"] == 0 for levels in serving["modes"].values() for row in levels.values())
+    readme_inputs(repo)
+    for command in readme_commands("amad predict --model deployed/model --image scene.png --beams"):
+        printed = json.loads(run(shlex.split(command), repo, env).stdout.splitlines()[0])
+        assert printed["image"] == "scene.png" and isinstance(printed["caption"], str) and printed["tokens"]
+    assert "Running stage" not in run(["dvc", "repro"], repo, env).stdout, "nothing changed: nothing runs"

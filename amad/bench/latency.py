@@ -91,10 +91,41 @@ def make_runner(backend: str, model_dir: Path, export_dir: Path, graph: str, thr
         plan = export_dir / f"{graph}.plan"
         if not plan.exists():
             return f"{plan} not found (the export stage could not build it)"
-        loaded = load_model(model_dir)
-        spec = loaded.task.export_specs(loaded.preprocess, loaded.state)[graph]
+        spec = model_specs(model_dir)[graph]
         return tensorrt.TensorRTModel(plan, spec.input_names, spec.output_names)
     raise ValueError(f"unknown backend {backend!r}")
+
+
+def backend_graphs(backend: str, model_dir: Path, export_dir: Path, names, threads: int) -> dict | str:
+    """A model's graphs on one backend for a whole-generation call (torch modules, ONNX Runtime
+    sessions fp32 or int8), or the reason the backend does not time whole generations."""
+    if backend == "torch":
+        loaded = load_model(model_dir)
+        return loaded.task.graphs(loaded.model.eval())
+    if backend in ("onnxruntime", "onnxruntime_int8"):
+        suffix = ".onnx" if backend == "onnxruntime" else ".int8.onnx"
+        files = {name: export_dir / f"{name}{suffix}" for name in names}
+        missing = [str(path) for path in files.values() if not path.exists()]
+        if missing:
+            return f"{', '.join(missing)} not found (export.int8 is none, or auto kept no int8 graph: see export.json)"
+        return {name: OnnxModel(path, threads=threads, idle_spinning=False) for name, path in files.items()}
+    return (
+        f"whole generations are timed on torch and ONNX Runtime only; {backend} times each graph "
+        "(a CUDA-graph decode loop with a static cache is not built yet)"
+    )
+
+
+def generation_runner(call, graphs: dict, backend: str) -> Runner:
+    """``call`` (a :class:`~amad.contracts.graph.GenerationCall`) built over ``graphs``, taking torch inputs."""
+    run = call.build(graphs)
+    if backend == "torch":
+
+        def run_torch(*inputs):
+            with torch.inference_mode():
+                return run(*inputs)
+
+        return run_torch
+    return lambda *inputs: run(*(x.numpy() for x in inputs))
 
 
 def _peak_mib(runner: Runner, inputs: tuple[torch.Tensor, ...], backend: str) -> float | None:
@@ -153,21 +184,30 @@ def run_benchmark(
     threads = config.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     loaded = load_model(models_dir / models[0])
-    specs = loaded.task.export_specs(loaded.preprocess, loaded.state, loaded.task.graphs(loaded.model.eval()))
-    runners, graph_of, results = _runners(models, specs, config, models_dir, exported_dir, threads)
+    # each model's own specs: a graph's inputs can be another graph's outputs (captioning's cache)
+    specs = {name: model_specs(models_dir / name) for name in models}
+    calls = loaded.task.generation_calls()
+    runners, graph_of, results = _runners(
+        models, list(specs[models[0]]), calls, config, models_dir, exported_dir, threads
+    )
     dataset = loaded.task.dataset(data_dir, "val", loaded.preprocess, loaded.state)
     largest = max(config.batch_sizes)
     batch = torch.utils.data.default_collate([dataset[i % len(dataset)] for i in range(largest)])
-    samples = {graph: spec.batch_inputs(batch) for graph, spec in specs.items()}
+    samples = {(name, graph): spec.batch_inputs(batch) for name in models for graph, spec in specs[name].items()}
+
+    def first_rows(row: str, batch_size: int) -> tuple:
+        name, graph = graph_of[row]
+        return specs[name][graph].first_rows(samples[name, graph], batch_size)
+
     for batch_size in config.batch_sizes:
-        inputs = {key: tuple(x[:batch_size].contiguous() for x in samples[graph_of[key[0]]]) for key in runners}
-        peaks = _first_calls(runners, inputs, batch_size, results, log)
+        inputs = {key: first_rows(key[0], batch_size) for key in runners}
+        peaks, firsts = _first_calls(runners, inputs, batch_size, results, log)
         timings, retimed = _steady_timings(runners, inputs, config, log, batch_size)
         for (name, backend), times in timings.items():
-            results[name].setdefault(backend, {})[str(batch_size)] = {
-                **_statistics(times, batch_size, peaks[name, backend], config.max_spread),
-                "retimed": retimed[name, backend],
-            }
+            stats = _statistics(times, batch_size, peaks[name, backend], config.max_spread)
+            if name.partition(".")[2] in calls:  # a whole generation: its tokens and steps too
+                stats.update(_generation_statistics(firsts[name, backend], times, batch_size))
+            results[name].setdefault(backend, {})[str(batch_size)] = {**stats, "retimed": retimed[name, backend]}
         log(
             f"batch {batch_size}: "
             + ", ".join(f"{n}/{b} {results[n][b][str(batch_size)]['p50_ms']:.2f}ms" for n, b in timings)
@@ -193,39 +233,113 @@ def run_benchmark(
         "results": results,
         # ONNX Runtime fp32 against the matmul peak (amad.bench.roofline)
         "roofline": _machine_use(models, specs, results, models_dir, peak),
+        **(
+            {
+                "generation_calls": {
+                    name: {"inputs_of": call.inputs_of, "baseline_of": call.baseline_of} for name, call in calls.items()
+                },
+                "decode_cache": _decode_cache(models, results, models_dir),
+            }
+            if calls
+            else {}
+        ),
     }
 
 
+def _generation_statistics(first: dict, times: list[float], batch_size: int) -> dict:
+    """A whole generation's tokens and steps (deterministic: the first call's), tokens/s at the median
+    time, and the cache sizes its run read from its tensors."""
+    median = statistics.median(times)
+    return {
+        **{key: round(float(value), 2) for key, value in first.items()},
+        "ms_per_sample": round(1e3 * median / batch_size, 4),
+        "tokens_per_s": round(first["tokens"] / median, 2),
+    }
+
+
+def _decode_cache(models: list[str], results: dict, models_dir: Path) -> dict:
+    """Per model: the cache bytes the task expects from the model config beside those its torch
+    generation read from the cache tensors, and whether they match."""
+    report = {}
+    for name in models:
+        loaded = load_model(models_dir / name)
+        expected = loaded.task.decode_cache_bytes(loaded.model.config)
+        runs = [
+            stats
+            for row, backends in results.items()
+            if row.partition(".")[0] == name
+            for stats in backends.get("torch", {}).values()
+            if "self_attention_cache_bytes_per_token" in stats
+        ]
+        measured = {
+            "self_attention_per_token": runs[0]["self_attention_cache_bytes_per_token"] if runs else None,
+            "cross_attention": runs[0]["cross_attention_cache_bytes"] if runs else None,
+        }
+        report[name] = {
+            "expected": expected,
+            "measured": measured,
+            "matches": bool(runs) and all(measured[key] == value for key, value in expected.items()),
+        }
+    return report
+
+
+def model_specs(model_dir: Path) -> dict:
+    """The export specs of the saved model in ``model_dir``, over its own torch graphs."""
+    loaded = load_model(model_dir)
+    return loaded.task.export_specs(loaded.preprocess, loaded.state, loaded.task.graphs(loaded.model.eval()))
+
+
 def _runners(
-    models: list[str], specs: dict, config: BenchmarkConfig, models_dir: Path, exported_dir: Path, threads: int
-) -> tuple[dict[tuple[str, str], Runner], dict[str, str], dict[str, dict[str, dict]]]:
-    """A runner per (row, backend), each row's graph, and the results table holding the backends
-    that cannot run here with their reason."""
+    models: list[str],
+    graph_names: list[str],
+    calls: dict,
+    config: BenchmarkConfig,
+    models_dir: Path,
+    exported_dir: Path,
+    threads: int,
+) -> tuple[dict[tuple[str, str], Runner], dict[str, tuple[str, str]], dict[str, dict[str, dict]]]:
+    """A runner per (row, backend), each row's (model, graph) whose inputs it takes, and the results table
+    holding the backends that cannot run here with their reason. Rows: each graph, then each of the
+    task's whole generations (``calls``)."""
     runners: dict[tuple[str, str], Runner] = {}
     graph_of: dict[str, str] = {}
     results: dict[str, dict[str, dict]] = {}
     for name in models:
-        for graph in specs:
+        for graph in graph_names:
             row = row_name(name, graph)
-            graph_of[row], results[row] = graph, {}
+            graph_of[row], results[row] = (name, graph), {}
             for backend in config.backends:
                 runner = make_runner(backend, models_dir / name, exported_dir / name, graph, threads)
                 if isinstance(runner, str):
                     results[row][backend] = {"skipped": runner}
                 else:
                     runners[row, backend] = runner
+        for call_name, call in calls.items():
+            row = f"{name}.{call_name}"
+            graph_of[row], results[row] = (name, call.inputs_of), {}
+            for backend in config.backends:
+                graphs = (
+                    "timed with the cache only (the uncached loop is the fp32 baseline)"
+                    if backend == "onnxruntime_int8" and not call.int8
+                    else backend_graphs(backend, models_dir / name, exported_dir / name, graph_names, threads)
+                )
+                if isinstance(graphs, str):
+                    results[row][backend] = {"skipped": graphs}
+                else:
+                    runners[row, backend] = generation_runner(call, graphs, backend)
     return runners, graph_of, results
 
 
 def _first_calls(
     runners: dict[tuple[str, str], Runner], inputs: dict, batch_size: int, results: dict, log
-) -> dict[tuple[str, str], float | None]:
+) -> tuple[dict[tuple[str, str], float | None], dict[tuple[str, str], object]]:
     """Call every runner once (CUDA graphs are captured, torch.compile compiles) and take its peak
-    memory; a GPU backend that fails is recorded with its reason and dropped, any other raises."""
-    peaks = {}
+    memory and what that first call returned; a GPU backend that fails is recorded with its reason
+    and dropped, any other raises."""
+    peaks, firsts = {}, {}
     for key, runner in list(runners.items()):
         try:
-            runner(*inputs[key])
+            firsts[key] = runner(*inputs[key])
         except Exception as error:
             if key[1] not in MAY_FAIL:
                 raise
@@ -237,7 +351,7 @@ def _first_calls(
             log(f"{key[0]}/{key[1]}: {reason}")
             continue
         peaks[key] = _peak_mib(runner, inputs[key], key[1])
-    return peaks
+    return peaks, firsts
 
 
 def spread(times: list[float]) -> float:
@@ -285,10 +399,10 @@ def _machine_use(models: list[str], specs: dict, results: dict, models_dir: Path
     for name in models:
         loaded_model = load_model(models_dir / name)
         graphs = loaded_model.task.graphs(loaded_model.model.eval())
-        for graph, spec in specs.items():
+        for graph, spec in specs[name].items():
             stats = results[row_name(name, graph)].get("onnxruntime", {})
             if stats and "skipped" not in stats:
-                example = tuple(x[:1] for x in spec.example_inputs)
+                example = spec.first_rows(spec.example_inputs, 1)
                 machine_use[row_name(name, graph)] = roofline(stats, graph_gflops(graphs[graph], example), peak)
     return machine_use
 
@@ -298,9 +412,57 @@ def p50(report: dict, model: str, backend: str, batch_size: int) -> float | None
     return entry.get(str(batch_size), {}).get("p50_ms")
 
 
+def generation_table(report: dict) -> list[dict]:
+    """One row per model x whole generation x backend x batch size: time per sample, the first
+    token's time (the ``inputs_of`` graph's call: it returns the first step's logits, as
+    :class:`~amad.contracts.graph.GenerationCall` has it), the time per later decoder step
+    ((generation - first token) / (steps - 1)), tokens/s, and the speed-up of the cache where the
+    call has an uncached baseline."""
+    table = []
+    for call_name, call in report.get("generation_calls", {}).items():
+        for row, backends in report["results"].items():
+            model, _, name = row.partition(".")
+            if name != call_name:
+                continue
+            for backend, batches in backends.items():
+                for size, stats in batches.items():
+                    if "p50_ms" not in stats:
+                        continue
+                    first = p50(report, f"{model}.{call['inputs_of']}", backend, int(size))
+                    later = (stats["p50_ms"] - first) / (stats["steps"] - 1) if first and stats["steps"] > 1 else None
+                    entry = {
+                        "model": model,
+                        "generation": call_name,
+                        "backend": backend,
+                        "batch_size": int(size),
+                        "ms_per_sample": stats["ms_per_sample"],
+                        "first_token_ms": first,
+                        "ms_per_step": None if later is None else round(later, 4),
+                        "tokens_per_s": stats["tokens_per_s"],
+                        "steps": stats["steps"],
+                    }
+                    baselines = [n for n, c in report["generation_calls"].items() if c["baseline_of"] == call_name]
+                    for baseline in baselines:
+                        slow = p50(report, f"{model}.{baseline}", backend, int(size))
+                        entry[f"vs_{baseline}"] = round(slow / stats["p50_ms"], 3) if slow else None
+                    table.append(entry)
+    return table
+
+
 def speedups(report: dict, teacher: str = "teacher") -> dict[str, float]:
-    """Ratios at batch 1: each row vs the teacher's same graph (ONNX Runtime), ORT vs torch, int8 vs fp32."""
+    """Ratios at batch 1: each row vs the teacher's same graph (ONNX Runtime), ORT vs torch, int8 vs fp32;
+    a whole generation vs its uncached baseline (``<row>_vs_<baseline>_<backend>_b1``)."""
     ratios = {}
+    calls = report.get("generation_calls", {})
+    for model in report["results"]:
+        name = model.partition(".")[2]
+        for baseline, call in calls.items():
+            if call["baseline_of"] == name and name:
+                for backend in ("torch", "onnxruntime"):
+                    fast = p50(report, model, backend, 1)
+                    slow = p50(report, f"{model.partition('.')[0]}.{baseline}", backend, 1)
+                    if fast and slow:
+                        ratios[f"{model}_vs_{baseline}_{backend}_b1"] = round(slow / fast, 3)
     for model in report["results"]:
         graph = model.partition(".")[2]
         teacher_row = f"{teacher}.{graph}" if graph else teacher

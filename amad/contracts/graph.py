@@ -24,14 +24,17 @@ Graph = Callable[..., dict[str, Any]]  # (*inputs) -> {output name: tensor}
 
 def outputs_like_inputs(inputs: tuple, outputs: dict[str, Any]) -> dict[str, Any]:
     """A runtime's numpy ``outputs`` as the kind its graph was called with: numpy arrays for numpy
-    ``inputs`` (torch is not imported), torch tensors otherwise."""
+    ``inputs`` (torch is not imported), torch tensors otherwise (numbers only: text stays numpy)."""
     import numpy as np
 
     if all(isinstance(x, np.ndarray) for x in inputs):
         return outputs
     import torch
 
-    return {name: torch.from_numpy(np.asarray(value)) for name, value in outputs.items()}
+    return {  # text outputs (a served captioner's captions) stay numpy
+        name: torch.from_numpy(np.asarray(value)) if np.asarray(value).dtype.kind in "biufc" else value
+        for name, value in outputs.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,36 @@ class GraphSpec:
     def axes_of(self, input_name: str) -> dict[int, str]:
         """The dynamic axes of one input."""
         return self.dynamic_axes.get(input_name, {0: BATCH_AXIS})
+
+    def first_rows(self, inputs: tuple, count: int) -> tuple:
+        """The first ``count`` samples of a batch of this graph's (torch) inputs, each input cut on its
+        own batch axis (a key/value cache's is not the first)."""
+        rows = []
+        for name, value in zip(self.input_names, inputs, strict=True):
+            axis = next(axis for axis, axis_name in self.axes_of(name).items() if axis_name == BATCH_AXIS)
+            rows.append(value.narrow(axis, 0, count).contiguous())
+        return tuple(rows)
+
+
+@dataclass(frozen=True)
+class GenerationCall:
+    """A whole generation that the benchmark times as one call (captioning: image to last token).
+
+    Attributes:
+        inputs_of: the graph whose batch inputs the call takes (captioning: ``image``'s pixels).
+        build: ``build(graphs)`` -> the call ``(*inputs) -> stats``, over one backend's graphs (torch
+            modules or ONNX Runtime sessions); ``stats`` holds ``tokens`` (generated, end tokens
+            included, all rows), ``steps`` (decoder calls) and what else the task measures (its cache
+            bytes per generated token, read from the cache tensors).
+        int8: whether the int8 graphs are timed too.
+        baseline_of: the generation this one is the slow baseline of (captioning's uncached loop),
+            whose speed-up over it is reported; None: none.
+    """
+
+    inputs_of: str
+    build: Callable[[dict[str, Graph]], Callable[..., dict[str, float]]]
+    int8: bool = True
+    baseline_of: str | None = None
 
 
 @dataclass

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from amad.config.typed import require
-from amad.contracts.graph import Graph, GraphSpec, Predictor
+from amad.contracts.graph import GenerationCall, Graph, GraphSpec, Predictor
 from amad.contracts.registry import Registry
 
 
@@ -67,6 +67,10 @@ class Task:
         attention_groups: names of the attention groups ``distill.attention.modules`` may select.
         primary_metric: the key of the one number that ranks models in ``metrics/eval.json``.
         graph_names: the names :meth:`graphs` returns, in order.
+        serving_loop: ``module:Class`` of what a server runs as one model for a generative task (the
+            decode loop server-side: captioning's :class:`~amad.tasks.captioning.serving.Captioner`,
+            built from the export folder), None: each graph is served as its own model.
+        served_graph: the graph name clients see for that one model (its ``amad.graph``).
     """
 
     name: ClassVar[str]
@@ -76,6 +80,8 @@ class Task:
     attention_groups: ClassVar[tuple[str, ...]]
     primary_metric: ClassVar[str]
     graph_names: ClassVar[tuple[str, ...]] = ("model",)
+    serving_loop: ClassVar[str | None] = None
+    served_graph: ClassVar[str | None] = None
 
     # -- configuration (no model is built) -------------------------------------------------
     def group_shapes(self, config: Any, key: str) -> dict[str, GroupShape]:
@@ -241,6 +247,17 @@ class Task:
         graphs, for a graph whose inputs are another's outputs (captioning's decoder reads the image
         graph's keys and values); None where the caller has no model (then such specs may refuse)."""
         raise NotImplementedError
+
+    def generation_calls(self) -> dict[str, GenerationCall]:
+        """Whole generations the benchmark times besides each graph's single call, by row name
+        (``<model>.<name>``); default none (one call is the whole prediction)."""
+        return {}
+
+    def decode_cache_bytes(self, config: Any) -> dict[str, int]:
+        """Bytes per caption row of a decoder's key/value caches from the model config alone
+        (``self_attention_per_token``, ``cross_attention``), which the benchmark checks against the
+        cache tensors; default none (no decode loop)."""
+        return {}
 
     def parity_inputs(self, dataset: Any, count: int) -> dict[str, Any]:
         """The validation samples each graph's parity is measured on (default: the first ``count``)."""

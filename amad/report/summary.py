@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from amad.bench.results import model_latency, noisy_rows
+from amad.bench.results import model_latency, noisy_rows, primary_generation
 from amad.distill.capture import capture_attention
 from amad.models import load_model
 from amad.models.io import read_model_spec
@@ -151,8 +151,14 @@ def summary(
     }
     if skipped:
         text += "Backends not measured here: " + "; ".join(sorted(skipped)) + ".\n\n"
-    graphs = sorted({name.partition(".")[2] for name in results} - {""})
-    if graphs:
+    generation = primary_generation(latency)
+    graphs = sorted({name.partition(".")[2] for name in results} - {"", *latency.get("generation_calls", {})})
+    if generation is not None:
+        text += (
+            f"Latencies are of whole greedy generations (`{generation}`: the graphs {', '.join(graphs)} in amad's "
+            "decode loop, one batch); per graph in metrics/latency_full.json.\n"
+        )
+    elif graphs:
         text += (
             f"Latencies are the sums over the exported graphs ({', '.join(graphs)}: one input each); "
             "per graph in metrics/latency_full.json.\n"
@@ -160,7 +166,54 @@ def summary(
     text += _noise_line(latency)
     text += f"\nLatency measured on {machine_line(latency)}, all models interleaved in one run.\n"
     text += machine_use(latency)
+    text += generation_tables(latency)
     return text, [r for r in rows if r["latency_ms"] is not None]
+
+
+def generation_tables(latency: dict) -> str:
+    """Whole generations (``latency_full.json``'s ``generation``: per sample, first token, per later
+    step, tokens/s, the cache's speed-up) and the decode caches' bytes, expected against measured."""
+    rows = latency.get("generation", [])
+    if not rows:
+        return ""
+    baselines = sorted({key for row in rows for key in row if key.startswith("vs_")})
+    head = ["model", "generation", "backend", "batch", "ms per sample", "first token ms", "ms per step", "tokens/s"]
+    head += [f"{key.replace('_', ' ')} (x)" for key in baselines]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["model"], row["generation"], row["backend"], str(row["batch_size"])]
+        cells += [_fmt(row["ms_per_sample"], 3), _fmt(row["first_token_ms"], 3), _fmt(row["ms_per_step"], 3)]
+        cells += [f"{row['tokens_per_s']:.0f}", *(_fmt(row.get(key), 2) for key in baselines)]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = (
+        "\n## Whole generations (greedy, up to the longest caption)\n\n"
+        + "\n".join(lines)
+        + "\n\nFirst token: the first graph's call (it returns the first step's logits), per batch; per step: the"
+        " rest of the batch's time over its later decoder steps; tokens/s: the batch's generated tokens (end tokens"
+        " included) over its time.\n"
+    )
+    cache = latency.get("decode_cache", {})
+    if cache:
+        lines = [
+            "| model | self-attention bytes per token (expected) | measured | cross-attention bytes per caption "
+            "(expected) | measured | match |",
+            "|---|---|---|---|---|---|",
+        ]
+        for model, entry in cache.items():
+            expected, measured = entry["expected"], entry["measured"]
+            lines.append(
+                f"| {model} | {expected['self_attention_per_token']} | {_fmt(measured['self_attention_per_token'], 0)} "
+                f"| {expected['cross_attention']} | {_fmt(measured['cross_attention'], 0)} "
+                f"| {'yes' if entry['matches'] else '**no**'} |"
+            )
+        text += (
+            "\n### Key/value cache (fp32, per caption)\n\n"
+            + "\n".join(lines)
+            + "\n\nExpected: 2 x layers x heads x head width x 4 bytes per token (self-attention, text tower and"
+            " decoder), 2 x decoder layers x image tokens x width x 4 once per image (cross-attention); measured: read"
+            " from the cache tensors a torch generation ended with.\n"
+        )
+    return text
 
 
 def _tables(
@@ -171,7 +224,7 @@ def _tables(
     batch_sizes = latency.get("settings", {}).get("batch_sizes", [])
     backends = sorted({b for m in results.values() for b, v in m.items() if "skipped" not in v})
     teacher = eval_metrics["teacher"]
-    teacher_ms = model_latency(results, "teacher", "onnxruntime", 1)
+    teacher_ms = model_latency(latency, "teacher", "onnxruntime", 1)
     short = ["model", "heads", "params (M)", metric, "vs teacher", "ORT b1 ms", "speed-up", f"int8 {metric}"]
     full = ["model", "GFLOPs", f"{metric} torch", "ONNX", "int8"]
     full += [f"{b} b{s} p50 ms" for b in backends for s in batch_sizes]
@@ -181,10 +234,10 @@ def _tables(
     for name, metrics in eval_metrics.items():
         export_path = exported / name / "export.json"
         accuracy = json.loads(export_path.read_text())["accuracy"] if export_path.exists() else {}
-        ort_ms = model_latency(results, name, "onnxruntime", 1)
+        ort_ms = model_latency(latency, name, "onnxruntime", 1)
         speedup = teacher_ms / ort_ms if teacher_ms and ort_ms else None
-        noisy = NOISY if noisy_rows(results, name, "onnxruntime", 1) else ""
-        noisy_ratio = NOISY if noisy or noisy_rows(results, "teacher", "onnxruntime", 1) else ""
+        noisy = NOISY if noisy_rows(latency, name, "onnxruntime", 1) else ""
+        noisy_ratio = NOISY if noisy or noisy_rows(latency, "teacher", "onnxruntime", 1) else ""
         gap = "—" if name == "teacher" else f"{(metrics[metric] - teacher[metric]) * 100:+.1f} pt"
         cells = [
             name,
@@ -205,7 +258,7 @@ def _tables(
             _fmt(accuracy.get("onnx_int8")),
         ]
         cells += [
-            _fmt(model_latency(results, name, b, size), 2) + (NOISY if noisy_rows(results, name, b, size) else "")
+            _fmt(model_latency(latency, name, b, size), 2) + (NOISY if noisy_rows(latency, name, b, size) else "")
             for b in backends
             for size in batch_sizes
         ]

@@ -2,8 +2,8 @@
 
 The rule (``deploy.model: auto``): among the exported students, take the best primary metric
 (``metrics/eval.json``); of the students within ``deploy.tolerance`` of it, deploy the fastest on
-ONNX Runtime at batch 1 (``metrics/latency_full.json``; a multi-graph model's graphs summed); a
-tie in latency goes to the higher metric. With no benchmarked student, the teacher. The report,
+ONNX Runtime at batch 1 (``metrics/latency_full.json``; a multi-graph model's graphs summed, a
+generative model's whole generation); a tie in latency goes to the higher metric. With no benchmarked student, the teacher. The report,
 ``deployed/`` and the README's commands all name the model written to ``deployed/choice.json``.
 """
 
@@ -21,7 +21,6 @@ RULE = (
 
 def candidates(eval_metrics: dict, latency: dict, metric: str, exported: list[str]) -> list[dict]:
     """One row per exported model: its metric, batch-1 ONNX Runtime latency and whether that was noisy."""
-    results = latency.get("results", {})
     rows = []
     for name in exported:
         if name not in eval_metrics:
@@ -30,8 +29,8 @@ def candidates(eval_metrics: dict, latency: dict, metric: str, exported: list[st
             {
                 "model": name,
                 metric: eval_metrics[name][metric],
-                "latency_ms": model_latency(results, name, "onnxruntime", 1),
-                "noisy": bool(noisy_rows(results, name, "onnxruntime", 1)),
+                "latency_ms": model_latency(latency, name, "onnxruntime", 1),
+                "noisy": bool(noisy_rows(latency, name, "onnxruntime", 1)),
             }
         )
     return rows

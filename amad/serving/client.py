@@ -119,8 +119,8 @@ def _published_metadata(client: Any, url: str) -> dict[str, dict[str, str]] | No
 
 
 def _exported_on_server(client: Any, url: str, export_dir: Path, tensorrt: bool) -> ModelSource:
-    from amad.export.onnx_runtime import read_metadata
-    from amad.serving.server import served_graphs
+    from amad.contracts.task import get_task
+    from amad.serving.server import served_graphs, served_metadata
 
     graphs, metadata = {}, {}
     for name, path in served_graphs(export_dir).items():
@@ -132,6 +132,7 @@ def _exported_on_server(client: Any, url: str, export_dir: Path, tensorrt: bool)
                 f"--server {url}: does not serve {name}, the graph {path} of --export {export_dir} "
                 f"({str(error).splitlines()[0][:200]})"
             ) from None
-        metadata = metadata or read_metadata(path)
-        graphs[path.name.split(".")[0]] = TritonGraph(client, name, config)
+        metadata = metadata or served_metadata(path)
+        graph = get_task(metadata["amad.task"]).served_graph if path.is_dir() else path.name.split(".")[0]
+        graphs[graph] = TritonGraph(client, name, config)
     return source_from_metadata(metadata, graphs, url)

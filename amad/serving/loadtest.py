@@ -45,10 +45,9 @@ def validation_requests(export_dir: Path, data_dir: Path, count: int = 32) -> li
     from torch.utils.data import default_collate
 
     from amad.contracts.task import get_task
-    from amad.export.onnx_runtime import read_metadata
-    from amad.serving.server import served_graphs
+    from amad.serving.server import served_graphs, served_metadata
 
-    metadata = read_metadata(next(iter(served_graphs(export_dir).values())))
+    metadata = served_metadata(next(iter(served_graphs(export_dir).values())))
     task = get_task(metadata["amad.task"], f"{export_dir}: amad.task")
     preprocess = task.preprocess_from_dict(json.loads(metadata["amad.data.preprocess"]))
     dataset = task.dataset(Path(data_dir), "val", preprocess, task.read_state(Path(data_dir)))

@@ -9,6 +9,15 @@ in its own virtual environment (``make triton-venv`` creates ``.triton-venv``)::
         amad_retrieval_image=exported/h2-amad/image.onnx amad_retrieval_text=exported/h2-amad/text.onnx
 
 (``amad serve exported/NAME`` writes this command: it names each graph as the model repository does.)
+A generative export is served as one model whose decode loop runs here, ``NAME=FOLDER`` with
+``--loop NAME=module:Class`` (``amad serve`` adds it from the task's ``serving_loop``)::
+
+    .triton-venv/bin/python amad/serving/pytriton_server.py amad_captioning_caption=exported/h2-amad \
+        --loop amad_captioning_caption=amad.tasks.captioning.serving:Captioner [--generation '{"beams": 3, ...}']
+
+The loop class is amad's own numpy code: it is loaded from the amad package this file is part of
+(that package alone, not the environment it is installed in), and needs numpy, onnxruntime and
+``tokenizers`` (``make triton-venv`` installs them).
 
 It listens on the loopback address unless ``--host`` names another one (``--host 0.0.0.0`` for
 every interface). Its Python backend stub must find the interpreter's own libpython: this script re-executes itself
@@ -25,6 +34,7 @@ and needs only the address.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -56,7 +66,17 @@ def _listen(config_class: type, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", metavar="NAME=FILE", help="a Triton model name and its exported graph")
+    parser.add_argument(
+        "models", nargs="+", metavar="NAME=FILE", help="a Triton model name and its exported graph (or folder: --loop)"
+    )
+    parser.add_argument(
+        "--loop",
+        action="append",
+        default=[],
+        metavar="NAME=MODULE:CLASS",
+        help="serve NAME's export folder as one model, through this amad class (a generative task's decode loop)",
+    )
+    parser.add_argument("--generation", default=None, help="the loop's decoding settings, as JSON (default: greedy)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
@@ -74,9 +94,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     models = [entry.partition("=")[::2] for entry in args.models]
+    loops = dict(entry.partition("=")[::2] for entry in args.loop)
     for name, path in models:
-        if not name or not path or not os.path.isfile(path):
+        if name in loops:
+            if not os.path.isdir(path):
+                parser.error(f"{name}={path}: --loop {name} serves an export folder; {path} is not one")
+        elif not name or not path or not os.path.isfile(path):
             parser.error(f"{name}={path}: expected NAME=FILE naming an existing .onnx file")
+    for name in set(loops) - {name for name, _ in models}:
+        parser.error(f"--loop {name}: no model of that name")
     _ensure_libpython_path()
 
     import onnxruntime as ort
@@ -90,19 +116,35 @@ def main() -> None:
     # $PYTRITON_HOME, ~/.cache/pytriton) behind at every start: exit through the `with` instead
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with Triton(config=config) as triton:
-        sessions = {name: ort.InferenceSession(path, providers=["CPUExecutionProvider"]) for name, path in models}
+        generation = None if args.generation is None else json.loads(args.generation)
+        loaded = {name: _loop(loops[name], path, generation) for name, path in models if name in loops}
+        sessions = {
+            name: ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+            for name, path in models
+            if name not in loops
+        }
         published = {
             name: {k: v for k, v in session.get_modelmeta().custom_metadata_map.items() if k.startswith("amad.")}
             for name, session in sessions.items()
         }
+        published.update({name: loop.metadata for name, loop in loaded.items()})
         _bind_metadata(triton, published, ModelConfig, Tensor)  # first: ready before the graphs it describes
         for name, path in models:
-            session = sessions[name]
+            if name in loaded:
+                loop = loaded[name]
+                infer = _loop_function(loop, batch)
+                inputs = [Tensor(name=n, dtype=dtype, shape=shape) for n, dtype, shape in loop.inputs]
+                outputs = [Tensor(name=n, dtype=dtype, shape=shape) for n, dtype, shape in loop.outputs]
+            else:
+                session = sessions[name]
+                infer = _infer_function(session, batch)
+                inputs = [_tensor(Tensor, value) for value in session.get_inputs()]
+                outputs = [_tensor(Tensor, value) for value in session.get_outputs()]
             triton.bind(
                 model_name=name,
-                infer_func=_infer_function(session, batch),
-                inputs=[_tensor(Tensor, value) for value in session.get_inputs()],
-                outputs=[_tensor(Tensor, value) for value in session.get_outputs()],
+                infer_func=infer,
+                inputs=inputs,
+                outputs=outputs,
                 # without a DynamicBatcher each request runs alone (the batch axis stays)
                 config=ModelConfig(
                     max_batch_size=args.max_batch,
@@ -136,6 +178,50 @@ def _bind_metadata(triton, published: dict[str, dict[str, str]], config_class: t
         outputs=[tensor_class(name="metadata", dtype=np.bytes_, shape=(1,))],
         config=config_class(batching=False),
     )
+
+
+def _amad_package():
+    """The amad package this file is part of, imported alone: its folder becomes package ``amad``
+    without the environment it sits in on the path (that one may hold numpy 2, which PyTriton's
+    numpy < 2 cannot share a process with)."""
+    import importlib.util
+
+    if "amad" in sys.modules:
+        return sys.modules["amad"]
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "amad", os.path.join(folder, "__init__.py"), submodule_search_locations=[folder]
+    )
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["amad"] = package
+    spec.loader.exec_module(package)
+    return package
+
+
+def _loop(target: str, folder: str, generation: dict | None):
+    """An instance of ``module:Class`` (an amad module) built from the export ``folder``."""
+    import importlib
+
+    module_name, _, class_name = target.partition(":")
+    if not module_name.startswith("amad.") or not class_name:
+        sys.exit(f"error: --loop {target}: expected amad.<module>:<Class>")
+    _amad_package()
+    try:
+        loop_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        sys.exit(f"error: --loop {target}: {error}")
+    return loop_class(folder, generation)
+
+
+def _loop_function(loop, batch):
+    """A batched PyTriton inference function running ``loop`` on the request's first input."""
+    ((name, _, _),) = loop.inputs
+
+    @batch
+    def infer(**tensors):
+        return loop(tensors[name])
+
+    return infer
 
 
 def _tensor(tensor_class: type, value):

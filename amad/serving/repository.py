@@ -15,6 +15,14 @@ One Triton model per exported graph; inputs and outputs are read from the ONNX g
       amad_retrieval_text/   1/model.onnx, config.pbtxt   (tokens -> text_embedding)
       amad_retrieval_image_trt/, amad_retrieval_text_trt/  where export built the .plan files
 
+    exported/triton/                     captioning (graphs `image` and `decoder`)
+      amad_captioning_image/, amad_captioning_decoder/    unbatched (max_batch_size 0, every axis in
+                                         dims): their key/value caches have the batch on axis 1
+
+A native Triton runs no Python decode loop here: the client steps the decoder (one request per
+token). ``amad serve`` (PyTriton) serves a captioning export as one model instead, the loop in the
+server with dynamic batching (:mod:`amad.tasks.captioning.serving`).
+
 Preprocessing and the task's procedure run in the client (``amad predict --server``,
 :mod:`amad.serving.client`): each config's ``parameters`` hold its graph's ``amad.*`` metadata
 (task, graph name, preprocessing, and what the task adds, such as VQA's answer vocabulary), so a
@@ -35,6 +43,7 @@ from pathlib import Path
 import onnx
 
 from amad.atomic import atomic_dir
+from amad.contracts.graph import BATCH_AXIS
 from amad.errors import AmadError
 from amad.export.onnx_runtime import read_metadata
 from amad.serving.names import triton_model_name
@@ -52,13 +61,28 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def graph_tensors(path: Path) -> tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]:
-    """``(inputs, outputs)`` of an ONNX graph as ``(name, Triton type, dims without the batch axis)``."""
+def batched_first(path: Path) -> bool:
+    """Whether every input and output of an ONNX graph has its batch on axis 0, as Triton's batching
+    needs (a captioning decoder's key/value cache has it on axis 1: that graph is served unbatched)."""
     graph = onnx.load(str(path), load_external_data=False).graph
+    for value in [*graph.input, *graph.output]:
+        names = [d.dim_param for d in value.type.tensor_type.shape.dim]
+        if BATCH_AXIS in names[1:]:
+            return False
+    return True
+
+
+def graph_tensors(
+    path: Path, batched: bool = True
+) -> tuple[list[tuple[str, str, list[int]]], list[tuple[str, str, list[int]]]]:
+    """``(inputs, outputs)`` of an ONNX graph as ``(name, Triton type, dims)``: without the batch
+    axis where ``batched`` (Triton's ``max_batch_size`` > 0), else every axis."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    first = 1 if batched else 0
 
     def describe(value: onnx.ValueInfoProto) -> tuple[str, str, list[int]]:
         tensor = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim[1:]]
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim[first:]]
         return value.name, TRITON_TYPES[tensor.elem_type], dims
 
     return [describe(v) for v in graph.input], [describe(v) for v in graph.output]
@@ -79,6 +103,13 @@ def model_config(
     platform = 'platform: "tensorrt_plan"' if backend == "tensorrt_plan" else 'backend: "onnxruntime"'
     preferred = sorted({size for size in (8, max_batch_size) if size <= max_batch_size})
     label = f' label_filename: "{label_file}"' if label_file else ""
+    batching = (
+        "dynamic_batching {\n"
+        f"  preferred_batch_size: [ {', '.join(str(s) for s in preferred)} ]\n"
+        "  max_queue_delay_microseconds: 2000\n}\n"
+        if max_batch_size > 0
+        else ""  # unbatched: every request's tensors as they come, axis for axis
+    )
 
     def tensors(entries, extra=""):
         return ",\n".join(
@@ -98,11 +129,7 @@ input [
 output [
 {tensors(outputs, label)}
 ]
-dynamic_batching {{
-  preferred_batch_size: [ {", ".join(str(s) for s in preferred)} ]
-  max_queue_delay_microseconds: 2000
-}}
-instance_group [ {{ count: 1 kind: {instance_kind} }} ]
+{batching}instance_group [ {{ count: 1 kind: {instance_kind} }} ]
 {params}"""
 
 
@@ -126,7 +153,8 @@ def write_model_repository(export_dir: Path, out: Path, *, max_batch: int, gpu: 
             models.append((f"{base}_trt", "tensorrt_plan", f"{graph}.plan", "KIND_GPU", graph, parameters))
     with atomic_dir(out) as staging:
         for name, backend, artefact, kind, graph, parameters in models:
-            inputs, outputs = graph_tensors(export_dir / f"{graph}.onnx")
+            batched = batched_first(export_dir / f"{graph}.onnx")
+            inputs, outputs = graph_tensors(export_dir / f"{graph}.onnx", batched)
             target = "model.plan" if backend == "tensorrt_plan" else "model.onnx"
             (staging / name / "1").mkdir(parents=True)
             shutil.copy2(export_dir / artefact, staging / name / "1" / target)
@@ -138,7 +166,7 @@ def write_model_repository(export_dir: Path, out: Path, *, max_batch: int, gpu: 
                 backend,
                 inputs=inputs,
                 outputs=outputs,
-                max_batch_size=max_batch,
+                max_batch_size=max_batch if batched else 0,
                 instance_kind=kind,
                 parameters=parameters,
                 label_file="answers.txt" if labels is not None else None,

@@ -11,6 +11,7 @@ address unless a host is given, and stops on SIGTERM. (A native Triton serves
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from amad.contracts.task import get_task
 from amad.errors import AmadError
 from amad.export.onnx_runtime import read_metadata
 from amad.serving.client import METADATA_MODEL
@@ -68,7 +70,9 @@ def free_port() -> int:
 
 
 def served_graphs(export_dir: Path) -> dict[str, Path]:
-    """The fp32 ONNX graphs of an export folder by their Triton model names."""
+    """The fp32 ONNX graphs of an export folder by their Triton model names; for a task with a
+    ``serving_loop`` (captioning), the folder itself under one name (``amad_captioning_caption``):
+    the server runs the loop over its graphs."""
     export_dir = Path(export_dir)
     files = {graph: export_dir / f"{graph}.onnx" for graph in export_graph_names(export_dir)}
     if not files or not all(path.is_file() for path in files.values()):
@@ -78,8 +82,22 @@ def served_graphs(export_dir: Path) -> dict[str, Path]:
         task = read_metadata(path).get("amad.task")
         if task is None:
             raise AmadError(f"{path}: not an amad export (no amad.task metadata)")
+        if get_task(task, f"{path}: amad.task").serving_loop is not None:  # one model: the folder, its loop
+            return {triton_model_name(task, get_task(task).served_graph): export_dir.resolve()}
         served[triton_model_name(task, graph)] = path.resolve()
     return served
+
+
+def served_metadata(path: Path) -> dict[str, str]:
+    """The ``amad.*`` metadata of what :func:`served_graphs` names: a graph file's, or a served export
+    folder's first graph's."""
+    path = Path(path)
+    return read_metadata(path / f"{export_graph_names(path)[0]}.onnx" if path.is_dir() else path)
+
+
+def serving_loop(path: Path) -> str | None:
+    """``module:Class`` that serves an export folder as one model (None for a graph file)."""
+    return get_task(served_metadata(path)["amad.task"]).serving_loop if Path(path).is_dir() else None
 
 
 @dataclass(frozen=True)
@@ -100,9 +118,11 @@ def server_command(
     host: str = LOOPBACK,
     dynamic_batching: bool = True,
     max_batch: int = 32,
+    beams: int | None = None,
 ) -> list[str]:
-    """The command that serves ``graphs`` (Triton model name -> ONNX file) with PyTriton, from any
-    folder (AmadError where no PyTriton interpreter exists)."""
+    """The command that serves ``graphs`` (Triton model name -> ONNX file, or export folder of a task
+    with a serving loop) with PyTriton, from any folder (AmadError where no PyTriton interpreter
+    exists); ``beams``: the loop's beam search (None: greedy)."""
     problem = pytriton_problem()
     if problem is not None:
         raise AmadError(
@@ -111,6 +131,14 @@ def server_command(
         )
     python = pytriton_python()
     command = [str(python), str(SERVER_SCRIPT), *(f"{name}={Path(path).resolve()}" for name, path in graphs.items())]
+    loops = {name: serving_loop(path) for name, path in graphs.items()}
+    for name, loop in loops.items():
+        if loop is not None:
+            command += ["--loop", f"{name}={loop}"]
+    if beams is not None:
+        if not any(loops.values()):
+            raise AmadError("--beams: this export has no decode loop (only generative models search beams)")
+        command += ["--generation", json.dumps({"beams": beams})]
     command += ["--host", host]
     command += ["--http-port", str(ports.http), "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics)]
     command += ["--max-batch", str(max_batch)]

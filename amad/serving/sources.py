@@ -28,7 +28,7 @@ def source_from_metadata(metadata: dict[str, str], graphs: dict, origin: str) ->
         raise AmadError(f"{origin}: not an amad export (no amad.task / amad.data.preprocess metadata)")
     task = get_task(metadata["amad.task"], f"{origin}: amad.task")
     missing = [graph for graph in task.graph_names if graph not in graphs]
-    if missing:
+    if missing and not (task.served_graph is not None and set(graphs) == {task.served_graph}):
         raise AmadError(
             f"{origin}: a {task.name} model predicts with its graphs {', '.join(task.graph_names)}; "
             f"{', '.join(missing)} missing"
@@ -43,6 +43,7 @@ class _NumpyGraph:
 
     def __init__(self, graph) -> None:
         self.graph = graph
+        self.metadata = getattr(graph, "metadata", {})  # what a predictor reads of it (captioning's decoding)
 
     def __call__(self, *inputs):
         import torch

@@ -23,6 +23,7 @@ CACHE_NAMES = ("text_keys", "text_values", "self_keys", "self_values")
 CROSS_NAMES = ("cross_keys", "cross_values")
 PRESENT = "present_"
 DECODING_METADATA = "amad.decoding"  # {"start", "end", "pad", "max_length"}
+SERVED_GRAPH = "caption"  # a served captioner's graph name (its amad.graph): amad.tasks.captioning.serving
 
 
 def decoding_metadata(start: int, end: int, pad: int, max_length: int) -> dict[str, str]:
@@ -158,3 +159,35 @@ class CaptionPredictor(Predictor):
     @staticmethod
     def numpy_batch(pixels: Any) -> bool:
         return isinstance(pixels, np.ndarray)
+
+
+def timed_caption(graphs: dict[str, Graph], cached: bool) -> Any:
+    """The benchmark's call (:meth:`CaptioningTask.generation_calls
+    <amad.tasks.captioning.task.CaptioningTask.generation_calls>`): greedy captions of a batch of
+    pixels up to the model's longest caption -> tokens generated (end tokens included), decoder
+    steps, and the self-attention cache bytes per generated token and cross-attention bytes per
+    caption, read from the tensors the run ended with."""
+    predictor = CaptionPredictor(graphs, cached=cached)
+
+    def run(pixels: Any) -> dict[str, float]:
+        generation, state = predictor.generate(pixels)
+        limit = predictor.generation.max_length
+        tokens = sum(len(ids) + (len(ids) < limit) for ids in generation.tokens)
+        sizes = state.cache_bytes()
+        held = int(state.cache[0].shape[3])  # positions the cache holds: start token + fed tokens
+        return {
+            "tokens": tokens,
+            "steps": generation.steps,
+            "self_attention_cache_bytes_per_token": sizes["self_attention"] / held,
+            "cross_attention_cache_bytes": sizes["cross_attention"],
+        }
+
+    return run
+
+
+class ServedCaptionPredictor(Predictor):
+    """``{"pixels"} -> {"tokens"}`` over a served :class:`~amad.tasks.captioning.serving.Captioner`
+    (graphs ``{"caption": ...}``): one call per batch, the loop and its settings in the server."""
+
+    def __call__(self, batch: dict) -> dict[str, Any]:
+        return {"tokens": self.graphs[SERVED_GRAPH](batch["pixels"])["tokens"]}

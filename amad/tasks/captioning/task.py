@@ -35,6 +35,8 @@ class CaptioningTask(Task):
     attention_groups = ATTENTION_GROUPS
     primary_metric = "cider_d"
     graph_names = ("image", "decoder")
+    serving_loop = "amad.tasks.captioning.serving:Captioner"
+    served_graph = "caption"  # predictor.SERVED_GRAPH
 
     def group_shapes(self, config: ModelConfig, key: str) -> dict[str, GroupShape]:
         vision, text, decoder = config.vision, config.text, config.decoder
@@ -221,8 +223,12 @@ class CaptioningTask(Task):
         return {"image": ImageGraph(model), "decoder": DecoderGraph(model)}
 
     def predictor(self, graphs: dict[str, Graph]) -> Predictor:
-        from amad.tasks.captioning.predictor import CaptionPredictor
+        """amad's decode loop over the ``image`` and ``decoder`` graphs; over a served captioner
+        (``{"caption"}``: the loop in the server), one call per batch."""
+        from amad.tasks.captioning.predictor import SERVED_GRAPH, CaptionPredictor, ServedCaptionPredictor
 
+        if set(graphs) == {SERVED_GRAPH}:
+            return ServedCaptionPredictor(graphs)
         return CaptionPredictor(graphs)
 
     def evaluate(
@@ -311,6 +317,30 @@ class CaptioningTask(Task):
             ),
         }
 
+    def generation_calls(self) -> dict[str, Any]:
+        """``caption``: a greedy caption with the key/value cache, from the pixels to the last token;
+        ``caption_uncached``: the same caption recomputing the prefix at every step (fp32 only)."""
+        from amad.contracts.graph import GenerationCall
+        from amad.tasks.captioning.predictor import timed_caption
+
+        return {
+            "caption": GenerationCall("image", lambda graphs: timed_caption(graphs, cached=True)),
+            "caption_uncached": GenerationCall(
+                "image", lambda graphs: timed_caption(graphs, cached=False), int8=False, baseline_of="caption"
+            ),
+        }
+
+    def decode_cache_bytes(self, config: ModelConfig) -> dict[str, int]:
+        """fp32 keys and values: per generated token, 2 x (text + decoder layers) x heads x head width x 4
+        bytes (heads x head width is ``embed_dim``); the cross-attention's, set once per image by the
+        ``pooler_queries - 1`` image tokens, 2 x decoder layers x image tokens x ``embed_dim`` x 4."""
+        layers = config.text.depth + config.decoder.depth
+        image_tokens = config.vision.pooler_queries - 1
+        return {
+            "self_attention_per_token": 2 * layers * config.embed_dim * 4,
+            "cross_attention": 2 * config.decoder.depth * image_tokens * config.embed_dim * 4,
+        }
+
     def parity_inputs(self, dataset: Any, count: int) -> dict[str, Any]:
         """The first ``count`` distinct validation images (each graph's parity runs on a decode of them)."""
         from torch.utils.data import Subset
@@ -324,6 +354,16 @@ class CaptioningTask(Task):
         """Share of images whose caption tokens are identical."""
         first, second = reference["image"]["tokens"], candidate["image"]["tokens"]
         return float((first == second).all(1).float().mean())
+
+    def predict_arguments(self, parser: Any) -> None:
+        from amad.tasks.captioning import predict
+
+        predict.predict_arguments(parser)
+
+    def predict(self, source: Any, args: Any) -> None:
+        from amad.tasks.captioning import predict
+
+        predict.predict(source, args)
 
     def state_from_metadata(self, metadata: dict[str, str]) -> dict:
         return json.loads(metadata["amad.state"]) if "amad.state" in metadata else {}
