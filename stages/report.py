@@ -29,7 +29,6 @@ def main(params: Params) -> None:
         text, rows = summary(eval_metrics, latency, paths.EXPORTED, paths.MODELS, metric, choice)
         text += training_lines(json.loads(paths.TRAINING.read_text()))
         text += serving_table(json.loads(paths.SERVING.read_text()))
-        (out / "summary.md").write_text(text)
         (out / "accuracy_latency.json").write_text(json.dumps(rows, indent=2) + "\n")
         if rows:
             tradeoff_picture(rows, metric, machine_line(latency), out / "accuracy_latency.png", choice["model"])
@@ -42,8 +41,14 @@ def main(params: Params) -> None:
                     continue
                 alignment_pictures(model_dir / artefact, out / "alignment" / f"{name}.png")
                 pictured.append(name)
-        for name in dict.fromkeys(pictured):  # the deployed model's maps, and every AMAD student's
+        pictured = list(dict.fromkeys(pictured))
+        for name in pictured:  # the deployed model's maps, and every AMAD student's
             attention_pictures(paths.TEACHER, paths.model_dir(name), paths.PREPARED, out / "attention" / name)
+        students = {name: paths.model_dir(name) for name in params.model_names() if name != "teacher"}
+        text += params.task_plugin().report_pages(
+            paths.TEACHER, students, pictured, paths.PREPARED, params.evaluate, out
+        )  # fmt: skip
+        (out / "summary.md").write_text(text)
     print(text)
 
 

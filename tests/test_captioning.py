@@ -232,3 +232,51 @@ def test_the_onnx_graphs_caption_as_torch_does_cached_or_not(tmp_path):
     np.testing.assert_array_equal(beam_onnx, beam_torch.numpy())
     outputs = sessions["decoder"](*[x.numpy() for x in specs["decoder"].batch_inputs({"pixels": pixels})])
     assert outputs["present_text_keys"].shape[3] == 4, "3 cached tokens and the new one"
+
+
+def test_sequence_targets_are_the_teachers_captions_of_every_training_image_and_replace_or_add_to_the_references(
+    tmp_path,
+):
+    from amad.data.captions.pairs import PairDataset
+
+    params = parse_params(tiny_params_dict(), models=False)
+    TASK.prepare(params.data, 0, tmp_path, log=lambda _: None)
+    state = TASK.read_state(tmp_path)
+    preprocess = TASK.preprocess(params.teacher, state)
+    train = TASK.dataset(tmp_path, "train", preprocess, state)
+    teacher = TASK.build_model(params.teacher, state).eval()
+    generation = GenerationConfig(beams=2, max_length=6, min_length=1, length_penalty=1.0, no_repeat_ngram=0)
+    rows = TASK.sequence_targets(TASK.predictor(TASK.graphs(teacher)), train, generation, "cpu")
+    assert [row["id"] for row in rows] == [record.id for record in train.records]
+    assert all(len(preprocess.token_ids([row["caption"]])[0].nonzero()) <= 8 for row in rows), (
+        "max_length 6 + start/end"
+    )
+    rows[1]["caption"] = "  "  # an empty teacher caption: the image keeps its references
+    replaced = TASK.with_sequence_targets(train, rows, "replace", "rows.jsonl")
+    assert len(replaced) == len(train), "one teacher caption per reference: an epoch as long"
+    assert set(replaced.records[0].captions) == {rows[0]["caption"].strip()}
+    assert replaced.records[1].captions == train.records[1].captions
+    torch.testing.assert_close(replaced.tokens[0], preprocess.tokenize([rows[0]["caption"].strip()])[0])
+    added = TASK.with_sequence_targets(train, rows, "add", "rows.jsonl")
+    assert added.records[0].captions == (*train.records[0].captions, rows[0]["caption"].strip())
+    assert len(added) == len(train) + len(train.records) - 1
+    assert isinstance(added, PairDataset) and train.records[0].captions != added.records[0].captions
+    with pytest.raises(DataError, match=r"rows.jsonl:2: expected \{'id': "):
+        TASK.with_sequence_targets(
+            train, [rows[0], {"id": "elsewhere", "caption": "x"}, *rows[2:]], "add", "rows.jsonl"
+        )
+    with pytest.raises(DataError, match=r"rows.jsonl: 1 teacher captions for 24 training images"):
+        TASK.with_sequence_targets(train, rows[:1], "add", "rows.jsonl")
+
+
+def test_the_sequence_method_needs_a_generative_task():
+    vqa = yaml.safe_load((ROOT / "profiles" / "vqa.yaml").read_text())
+    vqa["distill"]["methods"] = ["logit", "sequence"]
+    with pytest.raises(
+        Exception, match=r"distill.methods\[1\]: 'sequence' learns from the teacher's generated outputs"
+    ):
+        parse_params(vqa, models=False)
+    params = tiny_params_dict()
+    params["distill"]["sequence"]["generation"]["max_length"] = 36
+    with pytest.raises(Exception, match=r"distill.sequence.generation.max_length: 36 is longer"):
+        parse_params(params, models=False)

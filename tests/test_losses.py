@@ -1,5 +1,7 @@
 """Golden values and properties of the attention distillation losses (DESIGN.md, "The method")."""
 
+import math
+
 import pytest
 import reference
 import torch
@@ -504,3 +506,44 @@ def test_relation_loss_with_masks_runs_under_autocast(dtype):
     low.float().backward()
     assert torch.isfinite(low) and float(low.detach()) == pytest.approx(float(exact.detach()), rel=2e-2)
     assert all(torch.isfinite(s.grad).all() for s in student)
+
+
+def test_a2d_loss_golden_value_and_the_aligner_it_learns():
+    from amad.losses.a2d import HeadAligner, a2d_loss
+
+    teacher = torch.tensor([[[[0.75, 0.25]]]])  # [B=1, Ht=1, q=1, k=2]
+    student = torch.tensor([[[[0.5, 0.5]]]])
+    aligner = HeadAligner(1, 1)
+    with torch.no_grad():
+        aligner.conv.weight.fill_(2.0)
+        aligner.conv.bias.zero_()
+    # softmax over the map of the teacher's probabilities: [sigmoid(0.5), 1 - sigmoid(0.5)]; aligned: uniform
+    p = 1 / (1 + math.exp(-0.5))
+    golden = p * math.log(2 * p) + (1 - p) * math.log(2 * (1 - p))
+    assert a2d_loss(teacher, student, aligner).item() == pytest.approx(golden, rel=1e-6)
+    assert golden == pytest.approx(0.0302999, rel=1e-5)
+    loss = a2d_loss(teacher, student, aligner)
+    loss.backward()
+    assert aligner.conv.weight.grad is not None and aligner.conv.weight.grad.abs().sum() > 0
+
+
+def test_a2d_loss_leaves_padding_out_and_is_zero_for_an_aligned_copy():
+    from amad.losses.a2d import HeadAligner, a2d_loss
+
+    torch.manual_seed(0)
+    teacher = torch.softmax(torch.randn(2, 4, 5, 6), -1)
+    aligner = HeadAligner(4, 4)
+    with torch.no_grad():  # identity: the aligned student is the student
+        aligner.conv.weight.copy_(torch.eye(4)[:, :, None, None])
+        aligner.conv.bias.zero_()
+    assert a2d_loss(teacher, teacher.clone(), aligner).item() == pytest.approx(0.0, abs=1e-7)
+    student = torch.softmax(torch.randn(2, 2, 5, 6), -1)
+    two_heads = HeadAligner(2, 4)
+    query_mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    key_mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    base = a2d_loss(teacher, student, two_heads, query_mask=query_mask, key_mask=key_mask)
+    changed_teacher, changed_student = teacher.clone(), student.clone()
+    changed_teacher[1, :, 3:] = torch.rand(4, 2, 6)  # padding rows
+    changed_student[1, :, :, 4:] = 5.0  # padding keys
+    again = a2d_loss(changed_teacher, changed_student, two_heads, query_mask=query_mask, key_mask=key_mask)
+    assert torch.isfinite(base) and again.item() == pytest.approx(base.item(), rel=1e-6)

@@ -12,6 +12,7 @@ from amad.contracts.task import GroupShape
 from amad.distill.capture import capture_attention
 from amad.distill.layer_mapping import map_layers, pair_modules
 from amad.distill.objective import DistillationObjective
+from amad.generation.config import GenerationConfig
 from amad.losses.logit import logit_kd_loss
 from amad.losses.temperature import AlignmentTemperature
 from amad.methods.amad import AmadSettings
@@ -51,6 +52,8 @@ SETTINGS = {
     "minilm": {"relation_heads": 4, "relations": ("qq", "kk", "vv")},
     "hidden": {"projection": "learned"},
     "amad": {"variant": "kl", "temperature": 1.0, "temperature_schedule": "constant", "final_temperature": None},
+    "a2d": {},
+    "sequence": {"targets": "replace", "generation": GenerationConfig(3, 10, 1, 1.0, 0)},
 }
 
 
@@ -107,6 +110,9 @@ def test_every_registered_method_gives_the_weighted_sum_of_its_terms(method, per
         assert terms["temperature"] == 1.0
     if method == "hidden":
         assert method_module.projections[0].linear.weight.grad is not None  # widths 16 -> 32: learned
+    if method == "a2d":  # each pair's aligner (2 student heads -> 4 teacher heads) trains with the student
+        assert [tuple(a.conv.weight.shape) for a in method_module.aligners] == [(4, 2, 1, 1)] * 2
+        assert method_module.aligners[1].conv.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("variant", ["kl", "mse", "token", "projection"])

@@ -151,7 +151,7 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
 def test_dvc_repro_on_a_tiny_retrieval_profile(tmp_path):
     params = tiny_retrieval_params_dict()
     params["data"]["path"] = "data/source"
-    params["distill"]["methods"] = ["logit", "amad"]
+    params["distill"]["methods"] = ["logit", "sequence", "amad"]
     params["export"]["models"] = ["teacher", "h2-amad"]
     params["deploy"]["model"] = "auto"
     params["benchmark"].update(batch_sizes=[1, 4], warmup=1, repeats=3)
@@ -183,14 +183,17 @@ def test_dvc_repro_on_a_tiny_retrieval_profile(tmp_path):
 def test_dvc_repro_on_a_tiny_captioning_profile(tmp_path):
     params = tiny_captioning_params_dict()
     params["data"]["path"] = "data/source"
-    params["distill"]["methods"] = ["logit", "amad"]
+    params["distill"]["methods"] = ["logit", "sequence", "amad"]
     params["export"]["models"] = ["teacher", "h2-amad"]
     params["deploy"]["model"] = "auto"
     params["benchmark"].update(batch_sizes=[1, 2], warmup=1, repeats=3)
     repo, env = repository(tmp_path, params)
     run(["dvc", "repro"], repo, env)
     metrics = json.loads((repo / "metrics" / "eval.json").read_text())
-    assert set(metrics) == {"teacher", "h2-logit", "h2-amad"} and "cider_d" in metrics["teacher"]
+    assert set(metrics) == {"teacher", "h2-logit", "h2-sequence", "h2-amad"} and "cider_d" in metrics["teacher"]
+    sequences = json.loads((repo / "data" / "teacher_sequences" / "summary.json").read_text())
+    train_images = len((repo / "data" / "prepared" / "train.jsonl").read_text().splitlines())
+    assert sequences["generative"] and sequences["inputs"] == train_images
     breakdown = json.loads((repo / "metrics" / "breakdown.json").read_text())["teacher"]
     assert {"bleu_4", "meteor", "rouge_l", "constant_caption"} <= set(breakdown), sorted(breakdown)
     export = json.loads((repo / "exported" / "h2-amad" / "export.json").read_text())

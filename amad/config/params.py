@@ -340,6 +340,12 @@ def check_structure(params: Params, task: Task) -> None:
     for index, group in enumerate(params.distill.attention.modules):
         require_choice(group, task.attention_groups, child("distill.attention.modules", index))
     task.check_sections(params)
+    for index, name in enumerate(params.distill.methods):
+        require(
+            task.generative or not METHODS.get(name, "distill.methods").needs.sequences,
+            child("distill.methods", index),
+            f"{name!r} learns from the teacher's generated outputs; task {params.task!r} is not generative",
+        )
     task.check_files(params.teacher, "teacher")
     for name, student in params.students.items():
         key = f"students.{name}"

@@ -38,6 +38,8 @@ class Needs:
         maps: attention probabilities of the paired modules.
         qkv: per-head q, k, v of the paired modules.
         hidden: the hidden state after each paired module's block.
+        sequences: the teacher's own outputs of the training inputs as training targets (stage
+            ``teacher_sequences``; a generative task's, see ``Task.generative``).
     """
 
     teacher: bool = True
@@ -45,6 +47,7 @@ class Needs:
     maps: bool = False
     qkv: bool = False
     hidden: bool = False
+    sequences: bool = False
 
     @property
     def layers(self) -> bool:
@@ -121,6 +124,8 @@ METHODS: Registry[Method] = Registry(
         "minilm": "amad.methods.minilm",
         "hidden": "amad.methods.hidden",
         "amad": "amad.methods.amad",
+        "a2d": "amad.methods.a2d",
+        "sequence": "amad.methods.sequence",
     },
 )
 """``distill.methods`` names -> their declarations. A new method is a :class:`Method` subclass

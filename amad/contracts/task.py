@@ -71,6 +71,8 @@ class Task:
             decode loop server-side: captioning's :class:`~amad.tasks.captioning.serving.Captioner`,
             built from the export folder), None: each graph is served as its own model.
         served_graph: the graph name clients see for that one model (its ``amad.graph``).
+        generative: the model writes sequences (captions, translations): it implements
+            :meth:`sequence_targets` and :meth:`with_sequence_targets` (sequence-level distillation).
     """
 
     name: ClassVar[str]
@@ -82,6 +84,7 @@ class Task:
     graph_names: ClassVar[tuple[str, ...]] = ("model",)
     serving_loop: ClassVar[str | None] = None
     served_graph: ClassVar[str | None] = None
+    generative: ClassVar[bool] = False
 
     # -- configuration (no model is built) -------------------------------------------------
     def group_shapes(self, config: Any, key: str) -> dict[str, GroupShape]:
@@ -259,11 +262,39 @@ class Task:
         cache tensors; default none (no decode loop)."""
         return {}
 
+    def sequence_targets(self, predictor: Predictor, dataset: Any, generation: Any, device: Any) -> list[dict]:
+        """A generative task's outputs of ``predictor`` (the teacher's) for every input of ``dataset``
+        (the training split) decoded with ``generation``: JSON-able rows, one per input, that
+        :meth:`with_sequence_targets` reads back (stage ``teacher_sequences``)."""
+        raise NotImplementedError(f"task {self.name!r} is not generative: it has no sequence-level targets")
+
+    def with_sequence_targets(self, dataset: Any, rows: list[dict], targets: str, source: str) -> Any:
+        """``dataset`` (the training split) with the teacher's outputs ``rows`` as its targets:
+        ``replace`` puts a row's output in place of each of its input's references, ``add`` adds it
+        as one more; DataError naming ``source`` (the rows' file) when the rows do not fit the split."""
+        raise NotImplementedError(f"task {self.name!r} is not generative: it has no sequence-level targets")
+
     def parity_inputs(self, dataset: Any, count: int) -> dict[str, Any]:
         """The validation samples each graph's parity is measured on (default: the first ``count``)."""
         from torch.utils.data import Subset
 
         return {graph: Subset(dataset, range(min(count, len(dataset)))) for graph in self.graph_names}
+
+    # -- report -------------------------------------------------------------------------------
+    def report_pages(
+        self,
+        teacher_dir: Path,
+        student_dirs: dict[str, Path],
+        attention_models: list[str],
+        data_dir: Path,
+        settings: Any,
+        out: Path,
+    ) -> str:
+        """The task's own report pages: pictures written under ``out`` (``reports/``) and markdown for
+        ``summary.md``. ``student_dirs``: every student's model folder by name; ``attention_models``:
+        the students whose attention the report draws; ``settings``: the ``evaluate`` section.
+        Default: none."""
+        return ""
 
     # -- prediction and serving --------------------------------------------------------------
     def state_from_metadata(self, metadata: dict[str, str]) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PREPARED = Path("data/prepared")  # prepare's out: the task's prepared splits
+TEACHER_SEQUENCES = Path("data/teacher_sequences")  # the teacher's outputs of the training inputs (sequence KD)
 MODELS = Path("models")  # one folder per trained model
 TEACHER = MODELS / "teacher"
 EXPORTED = Path("exported")  # one export folder per exported model

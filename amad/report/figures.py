@@ -96,6 +96,7 @@ def attention_figure(
     samples: Sequence[tuple],
     *,
     vision: bool,
+    what: str | None = None,
 ) -> Figure:
     """Teacher (first row of each sample) and student (second) heads of one layer pair.
 
@@ -103,7 +104,8 @@ def attention_figure(
     student maps [Hs, q, k], query labels or None, key labels or None)`` (labels: the text piece of
     each query / key token). With ``vision`` and a square patch grid the maps are drawn over the
     image; otherwise as query x key maps, with the tokens' words on the axes where given. Teacher
-    and student of one sample share one colour scale.
+    and student of one sample share one colour scale. ``what``: the title's account of the maps
+    (default: the class token's attention over the patches, or query x key attention).
     """
     heads = max(max(sample[2].shape[0], sample[3].shape[0]) for sample in samples)
     grid = patch_grid(samples[0][2].shape[-1]) if vision else None
@@ -147,7 +149,7 @@ def attention_figure(
                 where = f"sample {index + 1} · " if head == 0 else ""
                 ax.set_title(f"{where}{who} head {head}", fontsize=7)
             figure.colorbar(picture, ax=list(row), fraction=0.02, pad=0.01, label="attention")
-    what = "class-token attention over the patches" if grid else "query x key attention"
+    what = what or ("class-token attention over the patches" if grid else "query x key attention")
     names = "; ".join(f"sample {i + 1}: {description[:70]}" for i, (description, *_) in enumerate(samples))
     figure.suptitle(f"{model}: {teacher_layer} (teacher) vs {student_layer} (student), {what}\n{names}", fontsize=8)
     return figure

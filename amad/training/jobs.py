@@ -21,9 +21,11 @@ from amad.errors import AmadError
 from amad.models import LoadedModel, load_model, save_model
 from amad.models.evaluation import evaluate_model
 from amad.models.io import load_pretrained
+from amad.pipeline.paths import TEACHER_SEQUENCES
 from amad.training.checkpoint import fingerprint
 from amad.training.distillation import DistillationStep, FrozenTeacher, capture_for, layer_pairs, mean_artefacts
 from amad.training.distributed import Runtime
+from amad.training.sequences import sequence_training_set
 from amad.training.teacher_cache import TeacherCache, build_teacher_cache
 from amad.training.trainer import FitResult, fit
 
@@ -156,9 +158,11 @@ def distill_student(
     *,
     checkpoint_dir: Path,
     log_dir: Path | None,
+    sequences_dir: Path = TEACHER_SEQUENCES,
     log: Callable[[str], None] = print,
 ) -> FitResult:
-    """Distil ``students.<student_name>`` from the teacher with ``method_name``; save it to ``out_dir``."""
+    """Distil ``students.<student_name>`` from the teacher with ``method_name``; save it to ``out_dir``
+    (``sequences_dir``: the teacher's outputs, for the ``sequence`` method)."""
     distill = params.distill
     if method_name not in distill.methods:
         raise AmadError(f"params.yaml: distill.methods: {method_name!r} is not listed ({', '.join(distill.methods)})")
@@ -168,6 +172,8 @@ def distill_student(
     teacher = FrozenTeacher(loaded.model)
     student = build_model(task, params.student(student_name), loaded.state, params.distill_seed, log)
     train_set = task.dataset(data_dir, "train", preprocess, loaded.state)
+    if METHODS.get(method_name, "distill.methods").needs.sequences:
+        train_set = sequence_training_set(task, train_set, distill.settings[method_name].targets, sequences_dir)
     if distill.init.strategy == "inherit":
         inherit_teacher(task, loaded.model, student, distill, train_set, runtime.device, log)
     method, pairs = _method_for(params, task, student_name, method_name, loaded.model, student)
@@ -198,7 +204,7 @@ def distill_student(
         evaluate=_validation(task, val_set, runtime.device),
         description=name,
         log=log,
-        fingerprint=_distillation_fingerprint(params, student_name, method_name, data_dir, teacher_dir),
+        fingerprint=_distillation_fingerprint(params, student_name, method_name, data_dir, teacher_dir, sequences_dir),
     )
     if runtime.is_main:
         files = {}
@@ -274,10 +280,14 @@ def _teacher_cache(
 
 
 def _distillation_fingerprint(
-    params: Params, student_name: str, method_name: str, data_dir: Path, teacher_dir: Path
+    params: Params, student_name: str, method_name: str, data_dir: Path, teacher_dir: Path, sequences_dir: Path
 ) -> str:
-    """What a checkpoint must match to be resumed: every setting of this distillation, its data and teacher."""
+    """What a checkpoint must match to be resumed: every setting of this distillation, its data and
+    teacher (and the teacher's outputs it learns from)."""
     distill = params.distill
+    sequences = ""
+    if METHODS.get(method_name, "distill.methods").needs.sequences:
+        sequences = _data_fingerprint(sequences_dir)
     return fingerprint(
         to_dict(params.student(student_name)),
         to_dict(distill.init),
@@ -290,4 +300,5 @@ def _distillation_fingerprint(
         params.distill_seed,
         _data_fingerprint(data_dir),
         (teacher_dir / "config.json").read_text(),
+        sequences,
     )

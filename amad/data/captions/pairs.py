@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +66,19 @@ class PairDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.captions)
+
+    def with_captions(self, captions: list[tuple[str, ...]]) -> PairDataset:
+        """The same images (and image cache) with other captions: ``captions[i]`` for image ``i``."""
+        if len(captions) != len(self.records):
+            raise ValueError(f"{len(captions)} caption lists for {len(self.records)} images")
+        other = copy.copy(self)
+        other.records = [dataclasses.replace(r, captions=tuple(c)) for r, c in zip(self.records, captions)]
+        other.captions = [caption for record in other.records for caption in record.captions]
+        other.image_of_caption = torch.tensor(
+            [image for image, record in enumerate(other.records) for _ in record.captions], dtype=torch.long
+        )
+        other.tokens = self.preprocess.tokenize(other.captions)
+        return other
 
     def pixels(self, image: int) -> torch.Tensor:
         """The preprocessed image ``[3, H, W]`` of image ``image``."""

@@ -37,6 +37,7 @@ class CaptioningTask(Task):
     graph_names = ("image", "decoder")
     serving_loop = "amad.tasks.captioning.serving:Captioner"
     served_graph = "caption"  # predictor.SERVED_GRAPH
+    generative = True
 
     def group_shapes(self, config: ModelConfig, key: str) -> dict[str, GroupShape]:
         vision, text, decoder = config.vision, config.text, config.decoder
@@ -65,13 +66,17 @@ class CaptioningTask(Task):
                 "data.vocabulary.kind",
                 f"{key}.checkpoint is an open_clip CoCa, whose token embedding is open_clip's vocabulary: set open_clip",
             )
-        generation = params.evaluate.generation
-        require(
-            generation.max_length <= data.context_length - 1,
-            "evaluate.generation.max_length",
-            f"{generation.max_length} is longer than the models' captions ({data.context_length - 1} tokens, "
-            "data.context_length - 1, the end token included)",
-        )
+        sequence = params.distill.settings.get("sequence")
+        for key, generation in [
+            ("evaluate.generation", params.evaluate.generation),
+            *([("distill.sequence.generation", sequence.generation)] if sequence is not None else []),
+        ]:
+            require(
+                generation.max_length <= data.context_length - 1,
+                f"{key}.max_length",
+                f"{generation.max_length} is longer than the models' captions ({data.context_length - 1} tokens, "
+                "data.context_length - 1, the end token included)",
+            )
 
     def check_files(self, config: ModelConfig, key: str) -> None:
         check_pretrained(config, key)
@@ -341,6 +346,17 @@ class CaptioningTask(Task):
             "cross_attention": 2 * config.decoder.depth * image_tokens * config.embed_dim * 4,
         }
 
+    def sequence_targets(self, predictor: Predictor, dataset: Any, generation: Any, device: Any) -> list[dict]:
+        """``{"id", "caption"}`` per training image: the predictor's caption, decoded with ``generation``."""
+        from amad.tasks.captioning.sequences import teacher_captions
+
+        return teacher_captions(predictor, dataset, generation, device)
+
+    def with_sequence_targets(self, dataset: Any, rows: list[dict], targets: str, source: str) -> Any:
+        from amad.tasks.captioning.sequences import with_teacher_captions
+
+        return with_teacher_captions(dataset, rows, targets, source)
+
     def parity_inputs(self, dataset: Any, count: int) -> dict[str, Any]:
         """The first ``count`` distinct validation images (each graph's parity runs on a decode of them)."""
         from torch.utils.data import Subset
@@ -354,6 +370,25 @@ class CaptioningTask(Task):
         """Share of images whose caption tokens are identical."""
         first, second = reference["image"]["tokens"], candidate["image"]["tokens"]
         return float((first == second).all(1).float().mean())
+
+    def report_pages(
+        self,
+        teacher_dir: Path,
+        student_dirs: dict[str, Path],
+        attention_models: list[str],
+        data_dir: Path,
+        settings: EvaluateConfig,
+        out: Path,
+    ) -> str:
+        """``captions.png`` (validation images with every model's caption) and
+        ``cross_attention/<model>.png`` (chosen words, teacher heads beside student heads)."""
+        from amad.models import load_model
+        from amad.tasks.captioning.report import report_pages
+
+        teacher = load_model(teacher_dir)
+        students = {name: load_model(folder) for name, folder in student_dirs.items()}
+        dataset = self.dataset(data_dir, "val", teacher.preprocess, teacher.state)
+        return report_pages(teacher, students, attention_models, dataset, settings.generation, out)
 
     def predict_arguments(self, parser: Any) -> None:
         from amad.tasks.captioning import predict

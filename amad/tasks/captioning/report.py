@@ -1,0 +1,184 @@
+"""The captioning report's own pages: validation images with every model's caption, and the decoder's
+cross-attention of chosen words over the image, teacher heads beside student heads.
+
+* ``reports/captions.png``: each validation image beside the teacher's caption, every student's
+  and the first reference (decoded with ``evaluate.generation``); ``summary.md`` gets the same as
+  a table.
+* ``reports/cross_attention/<model>.png``: the teacher's caption of one validation image,
+  teacher-forced through teacher and student; for each chosen word, the last decoder layer's
+  cross-attention of the step that writes it. The decoder attends to the attentional pooler's
+  outputs, not to patches, so a head's map over the image is its attention over the pooler's
+  tokens times the pooler's (head-mean) attention over the patches.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+EXAMPLE_IMAGES = 6  # validation images in the captions page
+CHOSEN_WORDS = 3  # words whose cross-attention is drawn
+STOP_WORDS = frozenset(
+    ["a", "an", "and", "are", "at", "by", "for", "from", "in", "is", "its", "of", "on", "or", "the", "to", "with"]
+)
+POOLER = "visual.attn_pool.attn"
+
+
+def _spread(count: int, total: int) -> list[int]:
+    """``count`` indices spread evenly over ``range(total)`` (all of them when there are fewer)."""
+    if total <= count:
+        return list(range(total))
+    return sorted({round(i * (total - 1) / (count - 1)) for i in range(count)}) if count > 1 else [0]
+
+
+def _pixels(dataset: Any, images: list[int]) -> torch.Tensor:
+    return torch.stack([dataset.pixels(image) for image in images])
+
+
+def _shown(dataset: Any, image: int) -> np.ndarray:
+    """The preprocessed image ``[H, W, 3]`` in [0, 1] (normalisation undone)."""
+    preprocess = dataset.preprocess
+    pixels = dataset.pixels(image).float().numpy().transpose(1, 2, 0)
+    return np.clip(pixels * np.asarray(preprocess.std) + np.asarray(preprocess.mean), 0, 1)
+
+
+@torch.no_grad()
+def example_captions(models: dict[str, Any], dataset: Any, generation: Any, count: int = EXAMPLE_IMAGES) -> list[dict]:
+    """``{"index", "id", "references", "captions": {model: caption}}`` for ``count`` validation images
+    spread over the split, each model (a LoadedModel, teacher first) decoding with ``generation``."""
+    images = _spread(count, len(dataset.records))
+    pixels = _pixels(dataset, images)
+    rows = [
+        {"index": image, "id": dataset.records[image].id, "references": list(dataset.records[image].captions)}
+        for image in images
+    ]
+    for row in rows:
+        row["captions"] = {}
+    for name, loaded in models.items():
+        task, model = loaded.task, loaded.model.eval()
+        predictor = task.predictor(task.graphs(model)).with_settings(generation=generation)
+        tokens = predictor({"pixels": pixels})["tokens"]
+        for row, ids in zip(rows, tokens.tolist()):
+            row["captions"][name] = loaded.preprocess.decode(ids)
+    return rows
+
+
+def captions_table(rows: list[dict]) -> str:
+    """Markdown: one line per image, one column per model, then the first reference."""
+    names = list(rows[0]["captions"]) if rows else []
+    lines = [
+        "## Captions of validation images",
+        "",
+        "| image | " + " | ".join(names) + " | first reference |",
+        "|---|" + "---|" * (len(names) + 1),
+    ]
+    for row in rows:
+        cells = [row["captions"][name] or "(empty)" for name in names] + [row["references"][0]]
+        lines.append(f"| {row['id']} | " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
+    return "\n".join(lines) + "\n\n"
+
+
+def captions_figure(rows: list[dict], dataset: Any):
+    """Each image beside every model's caption and its first reference."""
+    import matplotlib.pyplot as plt
+
+    names = list(rows[0]["captions"])
+    height = 0.32 * (len(names) + 2) + 0.3
+    figure, axes = plt.subplots(
+        len(rows), 2, figsize=(9.5, height * len(rows) + 0.5), squeeze=False, width_ratios=(1, 4), layout="constrained"
+    )
+    for row, (image_ax, text_ax) in zip(rows, axes):
+        image_ax.imshow(_shown(dataset, row["index"]))
+        image_ax.set_axis_off()
+        image_ax.set_title(str(row["id"])[:28], fontsize=7)
+        lines = [(name, row["captions"][name] or "(empty)") for name in names]
+        lines.append(("reference", row["references"][0]))
+        text = "\n".join(
+            textwrap.shorten(f"{name}: {caption}", 110, placeholder=" ...") for name, caption in lines
+        )  # fmt: skip
+        text_ax.text(0, 0.5, text, va="center", ha="left", fontsize=7, family="monospace", wrap=True)
+        text_ax.set_axis_off()
+    figure.suptitle(
+        f"captions of {len(rows)} validation images (test-time decoding; reference: the first of each image's)",
+        fontsize=9,
+    )
+    return figure
+
+
+def chosen_words(pieces: list[str], count: int = CHOSEN_WORDS) -> list[int]:
+    """Token positions of the first ``count`` content words (letters only, 3 or more, not a stop
+    word); the first tokens of the caption where it has fewer."""
+    content = [
+        position
+        for position, piece in enumerate(pieces)
+        if piece.isalpha() and len(piece) >= 3 and piece.lower() not in STOP_WORDS
+    ]
+    fallback = [position for position, piece in enumerate(pieces) if piece not in ("<s>", "</s>")]
+    return (content or fallback)[:count]
+
+
+@torch.no_grad()
+def word_attention(loaded: Any, pixels: torch.Tensor, tokens: torch.Tensor, positions: list[int]) -> np.ndarray:
+    """``[words, heads, 1, keys]``: for the token at each position, the last decoder layer's cross-
+    attention of the step that writes it (query ``position - 1``) times the pooler's head-mean
+    attention over the vision tokens (class token first), per head."""
+    from amad.distill.capture import capture_attention
+
+    model = loaded.model.eval()
+    cross = loaded.task.module_groups(model)["decoder_cross"][-1]
+    with capture_attention(model, [cross, POOLER]) as capture:
+        model(pixels, tokens)
+    words = capture.probs(cross)[0].float()  # (H, L-1, image tokens)
+    pooler = capture.probs(POOLER)[0].float().mean(0)  # (pooler queries, vision tokens)
+    over_vision = torch.einsum("hqi,ik->hqk", words, pooler[1:])  # the decoder reads pooler outputs 1..
+    return torch.stack([over_vision[:, position - 1 : position] for position in positions]).numpy()
+
+
+def cross_attention_figure(teacher: Any, student: Any, student_name: str, dataset: Any, caption: str, image: int = 0):
+    """Teacher and student cross-attention over the image for the chosen words of ``caption`` (the
+    teacher's caption of validation image ``image``), both teacher-forced on it."""
+    from amad.report.figures import attention_figure
+
+    pixels = _pixels(dataset, [image])
+    tokens = teacher.preprocess.tokenize([caption])
+    real = [i for i in tokens[0].tolist() if i != 0]
+    pieces = teacher.preprocess.token_strings(real)
+    positions = [p for p in chosen_words(pieces) if p >= 1]
+    teacher_maps = word_attention(teacher, pixels, tokens, positions)
+    student_maps = word_attention(student, pixels, tokens, positions)
+    shown = _shown(dataset, image)
+    samples = [
+        (f'"{pieces[p]}"', shown, t, s) for p, t, s in zip(positions, teacher_maps, student_maps)
+    ]  # fmt: skip
+    return attention_figure(
+        student_name,
+        teacher.task.module_groups(teacher.model)["decoder_cross"][-1],
+        student.task.module_groups(student.model)["decoder_cross"][-1],
+        samples,
+        vision=True,
+        what=(
+            "cross-attention of the step that writes each word, over the image through the attentional pooler\n"
+            f"(image {dataset.records[image].id}; the teacher's caption, teacher-forced in both: {caption[:80]!r})"
+        ),
+    )
+
+
+def report_pages(
+    teacher: Any, students: dict[str, Any], attention_models: list[str], dataset: Any, generation: Any, out: Path
+) -> str:
+    """Write ``captions.png`` and ``cross_attention/<model>.png`` under ``out``; the captions table (markdown)."""
+    from amad.report.figures import save
+
+    rows = example_captions({"teacher": teacher, **students}, dataset, generation)
+    (out / "cross_attention").mkdir(parents=True, exist_ok=True)
+    save(captions_figure(rows, dataset), out / "captions.png")
+    caption = rows[0]["captions"]["teacher"]
+    if caption.strip():
+        for name in attention_models:
+            figure = cross_attention_figure(teacher, students[name], name, dataset, caption, rows[0]["index"])
+            save(figure, out / "cross_attention" / f"{name}.png")
+    return captions_table(rows)
