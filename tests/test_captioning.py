@@ -280,3 +280,37 @@ def test_the_sequence_method_needs_a_generative_task():
     params["distill"]["sequence"]["generation"]["max_length"] = 36
     with pytest.raises(Exception, match=r"distill.sequence.generation.max_length: 36 is longer"):
         parse_params(params, models=False)
+
+
+def test_the_report_pages_show_every_models_caption_and_the_cross_attention_of_chosen_words(tmp_path):
+    from helpers import tiny_captioning_params_dict
+    from PIL import Image
+
+    from amad.models import save_model
+
+    params = parse_params(tiny_captioning_params_dict())
+    TASK.prepare(params.data, 0, tmp_path / "prepared", log=lambda _: None)
+    state = TASK.read_state(tmp_path / "prepared")
+    preprocess = TASK.preprocess(params.teacher, state)
+    folders = {}
+    for name, config in (("teacher", params.teacher), ("h2-amad", params.students["h2"])):
+        torch.manual_seed(0)
+        folders[name] = tmp_path / "models" / name
+        save_model(folders[name], TASK, TASK.build_model(config, state), state, preprocess)
+    teacher_dir = folders.pop("teacher")
+    markdown = TASK.report_pages(teacher_dir, folders, ["h2-amad"], tmp_path / "prepared", params.evaluate, tmp_path)
+    val_images = len((tmp_path / "prepared" / "val.jsonl").read_text().splitlines())
+    lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert lines[0] == "| image | teacher | h2-amad | first reference |"
+    assert len(lines) == 1 + min(6, val_images)
+    assert Image.open(tmp_path / "captions.png").size[0] > 500
+    pictures = list((tmp_path / "cross_attention").glob("*.png"))
+    # a random-init teacher may write no word at all; with one, the student's page is drawn
+    assert [p.name for p in pictures] in (["h2-amad.png"], [])
+
+
+def test_chosen_words_are_content_words_and_the_map_goes_through_the_pooler():
+    from amad.tasks.captioning.report import chosen_words
+
+    assert chosen_words(["<s>", "a", "red", "circle", "and", "two", "squares", "</s>"]) == [2, 3, 5]
+    assert chosen_words(["<s>", "a", "of", "</s>"]) == [1, 2]

@@ -28,6 +28,11 @@ STOP_WORDS = frozenset(
 POOLER = "visual.attn_pool.attn"
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (an untrained model writes any byte) shown as ``·``."""
+    return "".join(c if c.isprintable() else "·" for c in text)
+
+
 def _spread(count: int, total: int) -> list[int]:
     """``count`` indices spread evenly over ``range(total)`` (all of them when there are fewer)."""
     if total <= count:
@@ -78,7 +83,7 @@ def captions_table(rows: list[dict]) -> str:
     ]
     for row in rows:
         cells = [row["captions"][name] or "(empty)" for name in names] + [row["references"][0]]
-        lines.append(f"| {row['id']} | " + " | ".join(cell.replace("|", "/") for cell in cells) + " |")
+        lines.append(f"| {row['id']} | " + " | ".join(printable(cell).replace("|", "/") for cell in cells) + " |")
     return "\n".join(lines) + "\n\n"
 
 
@@ -98,7 +103,7 @@ def captions_figure(rows: list[dict], dataset: Any):
         lines = [(name, row["captions"][name] or "(empty)") for name in names]
         lines.append(("reference", row["references"][0]))
         text = "\n".join(
-            textwrap.shorten(f"{name}: {caption}", 110, placeholder=" ...") for name, caption in lines
+            textwrap.shorten(printable(f"{name}: {caption}"), 110, placeholder=" ...") for name, caption in lines
         )  # fmt: skip
         text_ax.text(0, 0.5, text, va="center", ha="left", fontsize=7, family="monospace", wrap=True)
         text_ax.set_axis_off()
@@ -152,7 +157,7 @@ def cross_attention_figure(teacher: Any, student: Any, student_name: str, datase
     student_maps = word_attention(student, pixels, tokens, positions)
     shown = _shown(dataset, image)
     samples = [
-        (f'"{pieces[p]}"', shown, t, s) for p, t, s in zip(positions, teacher_maps, student_maps)
+        (f'"{printable(pieces[p])}"', shown, t, s) for p, t, s in zip(positions, teacher_maps, student_maps)
     ]  # fmt: skip
     return attention_figure(
         student_name,
@@ -162,7 +167,7 @@ def cross_attention_figure(teacher: Any, student: Any, student_name: str, datase
         vision=True,
         what=(
             "cross-attention of the step that writes each word, over the image through the attentional pooler\n"
-            f"(image {dataset.records[image].id}; the teacher's caption, teacher-forced in both: {caption[:80]!r})"
+            f"(image {dataset.records[image].id}; the teacher's caption, teacher-forced in both: {printable(caption)[:80]!r})"
         ),
     )
 
