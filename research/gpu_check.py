@@ -92,8 +92,9 @@ def _reload_check(task: Any, model_dir: Path, data_dir: Path, device: torch.devi
     tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     try:
-        specs = task.export_specs(on_cpu.preprocess, on_cpu.state)
-        cpu = parity_run(task, task.graphs(on_cpu.model), specs, parity_sets)
+        cpu_graphs = task.graphs(on_cpu.model)
+        specs = task.export_specs(on_cpu.preprocess, on_cpu.state, cpu_graphs)
+        cpu = parity_run(task, cpu_graphs, specs, parity_sets)
         gpu = parity_run(task, task.graphs(on_gpu.model), specs, parity_sets, device=device)
         comparison = compare_runs(task, cpu, gpu)
         result["max_abs_diff"] = comparison["max_abs_diff"]
@@ -256,7 +257,7 @@ def fp16_agreement(models: list[str], work: Path, samples: int = 512) -> dict:
         loaded = load_model(work / "models" / name)
         val = loaded.task.dataset(work / "data" / "prepared", "val", loaded.preprocess, loaded.state)
         parity_sets = loaded.task.parity_inputs(val, samples)
-        specs = loaded.task.export_specs(loaded.preprocess, loaded.state)
+        specs = loaded.task.export_specs(loaded.preprocess, loaded.state, loaded.task.graphs(loaded.model))
         runs = {}
         for dtype in (torch.float32, torch.float16):
             graphs = loaded.task.graphs(load_model(work / "models" / name, device="cuda").model.to(dtype))

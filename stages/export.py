@@ -1,5 +1,6 @@
 """DVC stage `export`: models listed in params `export.models` -> exported/<name>/ (ONNX, int8, fp16,
-TensorRT where it can run, export.json); stage deploy picks the one to serve."""
+TensorRT where it can run, export.json: test metrics measured with params `evaluate`, as stage
+evaluate measures the torch models); stage deploy picks the one to serve."""
 
 from amad.config.params import Params
 from amad.export.pipeline import export_model
@@ -9,7 +10,9 @@ from amad.pipeline.stage import run_stage
 
 def main(params: Params) -> None:
     for name in params.export.models:
-        report = export_model(name, paths.model_dir(name), paths.export_dir(name), paths.PREPARED, params.export)
+        report = export_model(
+            name, paths.model_dir(name), paths.export_dir(name), paths.PREPARED, params.export, params.evaluate
+        )
         accuracy = ", ".join(f"{k} {v:.4f}" for k, v in report["accuracy"].items())
         print(f"{name}: {accuracy}; tensorrt: {report['tensorrt'].get('skipped', 'built')}")
 

@@ -183,6 +183,7 @@ def test_prepare_learns_a_vocabulary_counts_long_captions_and_refuses_above_the_
     for student in short["students"].values():
         student["text"]["context_length"] = 8
     short["evaluate"]["generation"]["max_length"] = 7
+    short["distill"]["sequence"]["generation"]["max_length"] = 7
     with pytest.raises(DataError, match=r"data.max_truncated: \d+ of 72 train captions .* longest \(\d+ tokens\)"):
         TASK.prepare(parse_params(short, models=False).data, 0, tmp_path / "refused", log=lambda _: None)
     assert not (tmp_path / "refused").exists()

@@ -24,8 +24,13 @@ from amad.models import load_model
 from amad.models.evaluation import collect, graph_outputs
 
 
-def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, config: ExportConfig, log=print) -> dict:
-    """Write ``out_dir`` (atomically) and return its ``export.json`` content.
+def export_model(
+    name: str, model_dir: Path, out_dir: Path, data_dir: Path, config: ExportConfig, settings: Any = None, log=print
+) -> dict:
+    """Write ``out_dir`` (atomically) and return its ``export.json`` content. ``settings``: the
+    ``evaluate`` section, so that the test metrics of the exported graphs are measured as stage
+    ``evaluate`` measures the torch model's (captioning: its beam search); the int8 choice compares
+    int8 and fp32 on validation as training's validation does (greedy).
 
     Raises:
         AmadError: fp32 parity with PyTorch fails on validation inputs (nothing is written).
@@ -56,7 +61,7 @@ def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, conf
         torch_run = parity_run(task, graphs, specs, parity_sets)
         report["parity"] = _parity_gate(name, task, torch_run, fp32, specs, parity_sets, config, log)
         report["metric"] = metric
-        report["accuracy"] = {"onnx_fp32": task.evaluate(task.predictor(fp32), test_set)[metric]}
+        report["accuracy"] = {"onnx_fp32": task.evaluate(task.predictor(fp32), test_set, settings=settings)[metric]}
         report["int8"] = build_int8(
             staging,
             list(specs),
@@ -69,11 +74,11 @@ def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, conf
         log(f"{name}: int8 {report['int8']['reason']}")
         if all((staging / f"{g}.int8.onnx").exists() for g in specs):
             int8 = sessions(".int8.onnx")
-            report["accuracy"]["onnx_int8"] = task.evaluate(task.predictor(int8), test_set)[metric]
+            report["accuracy"]["onnx_int8"] = task.evaluate(task.predictor(int8), test_set, settings=settings)[metric]
             report["int8_vs_fp32"] = compare_runs(task, torch_run, parity_run(task, int8, specs, parity_sets))
         for graph in specs:
             convert_fp16(staging / f"{graph}.onnx", staging / f"{graph}.fp16.onnx")
-        report["tensorrt"] = _tensorrt(staging, task, specs, config, test_set, report)
+        report["tensorrt"] = _tensorrt(staging, task, specs, config, test_set, report, settings)
         report["files"] = {p.name: p.stat().st_size for p in sorted(staging.iterdir())}
         write_json(staging / "export.json", report)
     return report
@@ -141,7 +146,9 @@ def _first_input(dataset: Any, spec: Any) -> tuple:
     return spec.batch_inputs(default_collate([dataset[0]]))
 
 
-def _tensorrt(staging: Path, task: Any, specs: dict, config: ExportConfig, test_set: Any, report: dict) -> dict:
+def _tensorrt(
+    staging: Path, task: Any, specs: dict, config: ExportConfig, test_set: Any, report: dict, settings: Any = None
+) -> dict:
     if not config.tensorrt.enabled:
         return {"skipped": "disabled in params (export.tensorrt.enabled: false)"}
     reason = tensorrt.unavailable_reason()
@@ -159,6 +166,6 @@ def _tensorrt(staging: Path, task: Any, specs: dict, config: ExportConfig, test_
         engines[graph] = tensorrt.TensorRTModel(staging / f"{graph}.plan", spec.input_names, spec.output_names)
     metric = task.primary_metric
     report["accuracy"]["tensorrt_fp16"] = task.evaluate(
-        task.predictor(engines), test_set, device="cuda", batch_size=config.tensorrt.max_batch
+        task.predictor(engines), test_set, settings=settings, device="cuda", batch_size=config.tensorrt.max_batch
     )[metric]
     return built

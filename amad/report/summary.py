@@ -186,7 +186,7 @@ def generation_tables(latency: dict) -> str:
         cells += [f"{row['tokens_per_s']:.0f}", *(_fmt(row.get(key), 2) for key in baselines)]
         lines.append("| " + " | ".join(cells) + " |")
     text = (
-        "\n## Whole generations (greedy, up to the longest caption)\n\n"
+        "\n## Whole generations (greedy, every caption as long as the longest: the same work for every model)\n\n"
         + "\n".join(lines)
         + "\n\nFirst token: the first graph's call (it returns the first step's logits), per batch; per step: the"
         " rest of the batch's time over its later decoder steps; tokens/s: the batch's generated tokens (end tokens"

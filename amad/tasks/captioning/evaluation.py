@@ -60,6 +60,8 @@ def caption_report(predictor: Any, dataset: Any, settings: Any, *, device: Any =
     primary = breakdown.pop("cider_d")
     breakdown["images"], breakdown["references"] = scores["images"], scores["references"]
     breakdown["empty_captions"] = sum(not caption.strip() for caption in captions)
+    tokens = [dataset.preprocess.token_count(caption) - 1 for caption in captions]  # the end token, not the start
+    breakdown["mean_caption_tokens"] = round(sum(tokens) / len(tokens), 2)
     if settings is not None:
         breakdown["constant_caption"] = constant_caption_floor(dataset, references, settings.constant_candidates)
         breakdown["examples"] = [

@@ -164,10 +164,13 @@ class CaptionPredictor(Predictor):
 def timed_caption(graphs: dict[str, Graph], cached: bool) -> Any:
     """The benchmark's call (:meth:`CaptioningTask.generation_calls
     <amad.tasks.captioning.task.CaptioningTask.generation_calls>`): greedy captions of a batch of
-    pixels up to the model's longest caption -> tokens generated (end tokens included), decoder
-    steps, and the self-attention cache bytes per generated token and cross-attention bytes per
-    caption, read from the tensors the run ended with."""
-    predictor = CaptionPredictor(graphs, cached=cached)
+    pixels, each the model's longest caption long (the end token is held back to the last step, so
+    every model does the same work whatever it would write for these images) -> tokens generated
+    (end tokens included), decoder steps, and the self-attention cache bytes per generated token and
+    cross-attention bytes per caption, read from the tensors the run ended with."""
+    longest = CaptionPredictor(graphs).max_length
+    fixed = GenerationConfig(beams=1, max_length=longest, min_length=longest - 1, length_penalty=0.0, no_repeat_ngram=0)
+    predictor = CaptionPredictor(graphs, fixed, cached=cached)
 
     def run(pixels: Any) -> dict[str, float]:
         generation, state = predictor.generate(pixels)
