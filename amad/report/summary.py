@@ -226,7 +226,7 @@ def _tables(
     teacher = eval_metrics["teacher"]
     teacher_ms = model_latency(latency, "teacher", "onnxruntime", 1)
     short = ["model", "heads", "params (M)", metric, "vs teacher", "ORT b1 ms", "speed-up", f"int8 {metric}"]
-    full = ["model", "GFLOPs", f"{metric} torch", "ONNX", "int8"]
+    full = ["model", "GFLOPs", f"{metric} torch", "ONNX", "int8", "fp16 (ORT CPU)"]
     full += [f"{b} b{s} p50 ms" for b in backends for s in batch_sizes]
     short_lines = ["| " + " | ".join(short) + " |", "|" + "---|" * len(short)]
     full_lines = ["| " + " | ".join(full) + " |", "|" + "---|" * len(full)]
@@ -256,6 +256,7 @@ def _tables(
             f"{metrics[metric]:.4f}",
             _fmt(accuracy.get("onnx_fp32")),
             _fmt(accuracy.get("onnx_int8")),
+            _fmt(accuracy.get("onnx_fp16")),
         ]
         cells += [
             _fmt(model_latency(latency, name, b, size), 2) + (NOISY if noisy_rows(latency, name, b, size) else "")

@@ -76,6 +76,7 @@ def captions_table(rows: list[dict]) -> str:
     """Markdown: one line per image, one column per model, then the first reference."""
     names = list(rows[0]["captions"]) if rows else []
     lines = [
+        "",
         "## Captions of validation images",
         "",
         "| image | " + " | ".join(names) + " | first reference |",
@@ -92,7 +93,7 @@ def captions_figure(rows: list[dict], dataset: Any):
     import matplotlib.pyplot as plt
 
     names = list(rows[0]["captions"])
-    height = 0.32 * (len(names) + 2) + 0.3
+    height = max(1.5, 0.14 * (len(names) + 1) + 0.35)  # inches per image: its text lines at 7 pt
     figure, axes = plt.subplots(
         len(rows), 2, figsize=(9.5, height * len(rows) + 0.5), squeeze=False, width_ratios=(1, 4), layout="constrained"
     )
