@@ -151,7 +151,7 @@ def test_dvc_repro_on_a_tiny_profile(tmp_path):
 def test_dvc_repro_on_a_tiny_retrieval_profile(tmp_path):
     params = tiny_retrieval_params_dict()
     params["data"]["path"] = "data/source"
-    params["distill"]["methods"] = ["logit", "sequence", "amad"]
+    params["distill"]["methods"] = ["logit", "amad"]
     params["export"]["models"] = ["teacher", "h2-amad"]
     params["deploy"]["model"] = "auto"
     params["benchmark"].update(batch_sizes=[1, 4], warmup=1, repeats=3)
@@ -160,6 +160,8 @@ def test_dvc_repro_on_a_tiny_retrieval_profile(tmp_path):
     metrics = json.loads((repo / "metrics" / "eval.json").read_text())
     assert set(metrics) == {"teacher", "h2-logit", "h2-amad"}
     assert set(metrics["teacher"]) == {"mean_recall"}
+    sequences = json.loads((repo / "data" / "teacher_sequences" / "summary.json").read_text())
+    assert not sequences["generative"] and not (repo / "data" / "teacher_sequences" / "train.jsonl").exists()
     breakdown = json.loads((repo / "metrics" / "breakdown.json").read_text())
     recalls = {"i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"}
     assert recalls | {"zero_shot_top1", "zero_shot_classes"} == set(breakdown["h2-amad"])
