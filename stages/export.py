@@ -1,6 +1,6 @@
 """DVC stage `export`: models listed in params `export.models` -> exported/<name>/ (ONNX, int8, fp16,
-TensorRT where it can run, export.json: test metrics measured with params `evaluate`, as stage
-evaluate measures the torch models); stage deploy picks the one to serve."""
+TensorRT where it can run, export.json with the graphs' and the torch model's test metrics by the
+task's default evaluation); stage deploy picks the one to serve."""
 
 from amad.config.params import Params
 from amad.export.pipeline import export_model

@@ -46,7 +46,7 @@ def main(params: Params) -> None:
             attention_pictures(paths.TEACHER, paths.model_dir(name), paths.PREPARED, out / "attention" / name)
         students = {name: paths.model_dir(name) for name in params.model_names() if name != "teacher"}
         text += params.task_plugin().report_pages(
-            paths.TEACHER, students, pictured, paths.PREPARED, params.evaluate, out
+            paths.TEACHER, students, pictured, paths.PREPARED, out
         )  # fmt: skip
         (out / "summary.md").write_text(text)
     print(text)

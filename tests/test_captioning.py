@@ -299,7 +299,7 @@ def test_the_report_pages_show_every_models_caption_and_the_cross_attention_of_c
         folders[name] = tmp_path / "models" / name
         save_model(folders[name], TASK, TASK.build_model(config, state), state, preprocess)
     teacher_dir = folders.pop("teacher")
-    markdown = TASK.report_pages(teacher_dir, folders, ["h2-amad"], tmp_path / "prepared", params.evaluate, tmp_path)
+    markdown = TASK.report_pages(teacher_dir, folders, ["h2-amad"], tmp_path / "prepared", tmp_path)
     val_images = len((tmp_path / "prepared" / "val.jsonl").read_text().splitlines())
     lines = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert lines[0] == "| image | teacher | h2-amad | first reference |"

@@ -70,6 +70,7 @@ def test_export_writes_a_self_describing_onnx_with_parity_and_int8_accuracy(work
     assert report == json.loads(json.dumps(reports["teacher"]))
     assert report["parity"]["max_abs_diff"] <= 1e-4 and report["parity"]["agreement"] >= 0.995
     assert 0 <= report["accuracy"]["onnx_fp32"] <= 1 and 0 <= report["accuracy"]["onnx_int8"] <= 1
+    assert abs(report["accuracy"]["torch_fp32"] - report["accuracy"]["onnx_fp32"]) <= 0.01, "same protocol, beside"
     # the fp16 graphs run on ONNX Runtime's CPU provider here: their metric is recorded, near fp32's
     assert report["fp16"] == {"measured_on": "onnxruntime CPUExecutionProvider"}
     assert abs(report["accuracy"]["onnx_fp16"] - report["accuracy"]["onnx_fp32"]) <= 0.05

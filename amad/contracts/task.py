@@ -287,13 +287,11 @@ class Task:
         student_dirs: dict[str, Path],
         attention_models: list[str],
         data_dir: Path,
-        settings: Any,
         out: Path,
     ) -> str:
         """The task's own report pages: pictures written under ``out`` (``reports/``) and markdown for
         ``summary.md``. ``student_dirs``: every student's model folder by name; ``attention_models``:
-        the students whose attention the report draws; ``settings``: the ``evaluate`` section.
-        Default: none."""
+        the students whose attention the report draws. Default: none."""
         return ""
 
     # -- prediction and serving --------------------------------------------------------------

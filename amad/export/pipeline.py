@@ -24,13 +24,11 @@ from amad.models import load_model
 from amad.models.evaluation import collect, graph_outputs
 
 
-def export_model(
-    name: str, model_dir: Path, out_dir: Path, data_dir: Path, config: ExportConfig, settings: Any = None, log=print
-) -> dict:
-    """Write ``out_dir`` (atomically) and return its ``export.json`` content. ``settings``: the
-    ``evaluate`` section, so that the test metrics of the exported graphs are measured as stage
-    ``evaluate`` measures the torch model's (captioning: its beam search); the int8 choice compares
-    int8 and fp32 on validation as training's validation does (greedy).
+def export_model(name: str, model_dir: Path, out_dir: Path, data_dir: Path, config: ExportConfig, log=print) -> dict:
+    """Write ``out_dir`` (atomically) and return its ``export.json`` content. Its test metrics
+    (``accuracy``) follow the task's default evaluation (captioning: greedy captions, not
+    ``evaluate.generation``, so that the export does not depend on the ``evaluate`` section), with
+    the torch model's (``torch_fp32``) measured the same way beside them.
 
     Raises:
         AmadError: fp32 parity with PyTorch fails on validation inputs (nothing is written).
@@ -61,7 +59,10 @@ def export_model(
         torch_run = parity_run(task, graphs, specs, parity_sets)
         report["parity"] = _parity_gate(name, task, torch_run, fp32, specs, parity_sets, config, log)
         report["metric"] = metric
-        report["accuracy"] = {"onnx_fp32": task.evaluate(task.predictor(fp32), test_set, settings=settings)[metric]}
+        report["accuracy"] = {
+            "torch_fp32": task.evaluate(task.predictor(graphs), test_set)[metric],
+            "onnx_fp32": task.evaluate(task.predictor(fp32), test_set)[metric],
+        }
         report["int8"] = build_int8(
             staging,
             list(specs),
@@ -74,12 +75,12 @@ def export_model(
         log(f"{name}: int8 {report['int8']['reason']}")
         if all((staging / f"{g}.int8.onnx").exists() for g in specs):
             int8 = sessions(".int8.onnx")
-            report["accuracy"]["onnx_int8"] = task.evaluate(task.predictor(int8), test_set, settings=settings)[metric]
+            report["accuracy"]["onnx_int8"] = task.evaluate(task.predictor(int8), test_set)[metric]
             report["int8_vs_fp32"] = compare_runs(task, torch_run, parity_run(task, int8, specs, parity_sets))
         for graph in specs:
             convert_fp16(staging / f"{graph}.onnx", staging / f"{graph}.fp16.onnx")
-        report["fp16"] = _fp16_metric(task, sessions, test_set, settings, report)
-        report["tensorrt"] = _tensorrt(staging, task, specs, config, test_set, report, settings)
+        report["fp16"] = _fp16_metric(task, sessions, test_set, report)
+        report["tensorrt"] = _tensorrt(staging, task, specs, config, test_set, report)
         report["files"] = {p.name: p.stat().st_size for p in sorted(staging.iterdir())}
         write_json(staging / "export.json", report)
     return report
@@ -147,22 +148,18 @@ def _first_input(dataset: Any, spec: Any) -> tuple:
     return spec.batch_inputs(default_collate([dataset[0]]))
 
 
-def _fp16_metric(task: Any, sessions: Any, test_set: Any, settings: Any, report: dict) -> dict:
+def _fp16_metric(task: Any, sessions: Any, test_set: Any, report: dict) -> dict:
     """The fp16 graphs' test metric on ONNX Runtime's CPU provider (``accuracy.onnx_fp16``), or why
     it could not run there (the fp16 files are for GPU providers; CPU kernels cover most ops)."""
     try:
         fp16 = sessions(".fp16.onnx")
-        report["accuracy"]["onnx_fp16"] = task.evaluate(task.predictor(fp16), test_set, settings=settings)[
-            task.primary_metric
-        ]
+        report["accuracy"]["onnx_fp16"] = task.evaluate(task.predictor(fp16), test_set)[task.primary_metric]
     except Exception as error:  # an op without a CPU fp16 kernel: the files stay, the metric is skipped
         return {"skipped": f"ONNX Runtime CPU cannot run the fp16 graphs: {str(error).splitlines()[0][:200]}"}
     return {"measured_on": "onnxruntime CPUExecutionProvider"}
 
 
-def _tensorrt(
-    staging: Path, task: Any, specs: dict, config: ExportConfig, test_set: Any, report: dict, settings: Any = None
-) -> dict:
+def _tensorrt(staging: Path, task: Any, specs: dict, config: ExportConfig, test_set: Any, report: dict) -> dict:
     if not config.tensorrt.enabled:
         return {"skipped": "disabled in params (export.tensorrt.enabled: false)"}
     reason = tensorrt.unavailable_reason()
@@ -180,6 +177,6 @@ def _tensorrt(
         engines[graph] = tensorrt.TensorRTModel(staging / f"{graph}.plan", spec.input_names, spec.output_names)
     metric = task.primary_metric
     report["accuracy"]["tensorrt_fp16"] = task.evaluate(
-        task.predictor(engines), test_set, settings=settings, device="cuda", batch_size=config.tensorrt.max_batch
+        task.predictor(engines), test_set, device="cuda", batch_size=config.tensorrt.max_batch
     )[metric]
     return built

@@ -1,8 +1,8 @@
 """The captioning report's own pages: validation images with every model's caption, and the decoder's
 cross-attention of chosen words over the image, teacher heads beside student heads.
 
-* ``reports/captions.png``: each validation image beside the teacher's caption, every student's
-  and the first reference (decoded with ``evaluate.generation``); ``summary.md`` gets the same as
+* ``reports/captions.png``: each validation image beside the teacher's greedy caption, every
+  student's and the first reference; ``summary.md`` gets the same as
   a table.
 * ``reports/cross_attention/<model>.png``: the teacher's caption of one validation image,
   teacher-forced through teacher and student; for each chosen word, the last decoder layer's
@@ -173,13 +173,13 @@ def cross_attention_figure(teacher: Any, student: Any, student_name: str, datase
     )
 
 
-def report_pages(
-    teacher: Any, students: dict[str, Any], attention_models: list[str], dataset: Any, generation: Any, out: Path
-) -> str:
-    """Write ``captions.png`` and ``cross_attention/<model>.png`` under ``out``; the captions table (markdown)."""
+def report_pages(teacher: Any, students: dict[str, Any], attention_models: list[str], dataset: Any, out: Path) -> str:
+    """Write ``captions.png`` and ``cross_attention/<model>.png`` under ``out``; the captions table
+    (markdown). Captions are greedy, as validation decodes (the report does not depend on ``evaluate``)."""
     from amad.report.figures import save
+    from amad.tasks.captioning.predictor import greedy
 
-    rows = example_captions({"teacher": teacher, **students}, dataset, generation)
+    rows = example_captions({"teacher": teacher, **students}, dataset, greedy(teacher.preprocess.context_length - 1))
     (out / "cross_attention").mkdir(parents=True, exist_ok=True)
     save(captions_figure(rows, dataset), out / "captions.png")
     caption = rows[0]["captions"]["teacher"]

@@ -377,10 +377,9 @@ class CaptioningTask(Task):
         student_dirs: dict[str, Path],
         attention_models: list[str],
         data_dir: Path,
-        settings: EvaluateConfig,
         out: Path,
     ) -> str:
-        """``captions.png`` (validation images with every model's caption) and
+        """``captions.png`` (validation images with every model's greedy caption) and
         ``cross_attention/<model>.png`` (chosen words, teacher heads beside student heads)."""
         from amad.models import load_model
         from amad.tasks.captioning.report import report_pages
@@ -388,7 +387,7 @@ class CaptioningTask(Task):
         teacher = load_model(teacher_dir)
         students = {name: load_model(folder) for name, folder in student_dirs.items()}
         dataset = self.dataset(data_dir, "val", teacher.preprocess, teacher.state)
-        return report_pages(teacher, students, attention_models, dataset, settings.generation, out)
+        return report_pages(teacher, students, attention_models, dataset, out)
 
     def predict_arguments(self, parser: Any) -> None:
         from amad.tasks.captioning import predict
