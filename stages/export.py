@@ -10,9 +10,7 @@ from amad.pipeline.stage import run_stage
 
 def main(params: Params) -> None:
     for name in params.export.models:
-        report = export_model(
-            name, paths.model_dir(name), paths.export_dir(name), paths.PREPARED, params.export, params.evaluate
-        )
+        report = export_model(name, paths.model_dir(name), paths.export_dir(name), paths.PREPARED, params.export)
         accuracy = ", ".join(f"{k} {v:.4f}" for k, v in report["accuracy"].items())
         print(f"{name}: {accuracy}; tensorrt: {report['tensorrt'].get('skipped', 'built')}")
 
