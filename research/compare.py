@@ -24,8 +24,10 @@ Writes ``studies/compare.json`` and ``studies/compare.md`` (outside ``reports/``
 from __future__ import annotations
 
 import argparse
+import csv
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +42,16 @@ from research.experiments import PARAMS, read_json, run_experiment, workspace_re
 def validation_score(model: str, metric: str, logs: Path = paths.LOGS) -> float:
     """The last epoch's validation ``metric`` of ``model`` (its dvclive ``metrics.json``)."""
     return float(read_json(logs / model / "metrics.json")["val"][metric])
+
+
+def training_seconds(model: str, logs: Path = paths.LOGS) -> float | None:
+    """``model``'s training time over all its epochs, validation excluded (the ``train_seconds``
+    series in its dvclive folder); None for a log written before amad recorded it."""
+    series = logs / model / "plots" / "metrics" / "train_seconds.tsv"
+    if not series.exists():
+        return None
+    with series.open(newline="") as stream:
+        return sum(float(row["train_seconds"]) for row in csv.DictReader(stream, delimiter="\t"))
 
 
 def best(scores: dict[float, float]) -> float:
@@ -106,8 +118,8 @@ def format_report(result: dict) -> str:
         f"{teacher['mean']:.4f} ± {teacher['std']:.4f}.",
         "",
         f"| student | method | chosen settings | val {metric} at choice | test {metric} (mean ± std) | gap to teacher "
-        "| ORT b1 ms | speed-up |",
-        "|---|---|---|---|---|---|---|---|",
+        "| training s | ORT b1 ms | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for student, rows in result["table"].items():
         speed = result["latency"].get(student)
@@ -116,10 +128,15 @@ def format_report(result: dict) -> str:
         for method, row in rows.items():
             chosen = ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in result["choices"][method].items()) or "-"
             val = result["validation"].get(method)
+            took = result.get("training_seconds", {}).get(student, {}).get(method)
             lines.append(
                 f"| {student} | {method} | {chosen} | {'-' if val is None else f'{val:.4f}'} | "
-                f"{row['mean']:.4f} ± {row['std']:.4f} | {row['mean'] - teacher['mean']:+.4f} | {ms} | {ratio} |"
+                f"{row['mean']:.4f} ± {row['std']:.4f} | {row['mean'] - teacher['mean']:+.4f} | "
+                f"{'n/a' if took is None else f'{took:.0f}'} | {ms} | {ratio} |"
             )
+    if "wall_seconds" in result:
+        lines += ["", f"Wall time of the comparison: {result['wall_seconds'] / 60:.1f} min. Training s: one "
+                  "student's training passes, mean over seeds (validation excluded)."]
     lines += [
         "",
         "Validation grid (mean over students):",
@@ -174,6 +191,7 @@ def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = ru
         validation["amad"] = temperatures[choices["amad"][setting]]
 
     tests: dict[str, dict[str, list[float]]] = {s: {m: [] for m in methods} for s in students}
+    seconds: dict[str, dict[str, list[float]]] = {s: {m: [] for m in methods} for s in students}
     teacher: list[float] = []
     for seed in range(args.seeds):
         for chosen, group in settings_groups(choices).items():
@@ -183,6 +201,9 @@ def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = ru
             for student in students:
                 for method in group:
                     tests[student][method].append(metrics[f"{student}-{method}"][metric])
+                    took = training_seconds(f"{student}-{method}")
+                    if took is not None:
+                        seconds[student][method].append(took)
         teacher.append(metrics["teacher"][metric])
     return {
         "metric": metric,
@@ -193,6 +214,9 @@ def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = ru
         "choices": choices,
         "validation": validation,
         "table": {s: {m: summarise(v) for m, v in rows.items()} for s, rows in tests.items()},
+        "training_seconds": {
+            s: {m: statistics.fmean(v) if v else None for m, v in rows.items()} for s, rows in seconds.items()
+        },
         "latency": {s: student_latency(latency, s) for s in students},
     }
 
@@ -219,8 +243,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("error: --seeds must be >= 1")
     if not args.weights:
         sys.exit("error: --weights needs at least one value")
+    started = time.perf_counter()
     with workspace_restored():
         result = compare(args)
+    result["wall_seconds"] = time.perf_counter() - started
     write_json(f"{args.out}.json", result)
     report = format_report(result)
     with atomic_file(Path(f"{args.out}.md"), "w") as stream:

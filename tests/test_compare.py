@@ -72,6 +72,10 @@ def fake_run(calls):
                 log = Path("logs") / f"{student}-{method}"
                 log.mkdir(parents=True, exist_ok=True)
                 (log / "metrics.json").write_text(json.dumps({"val": {"accuracy": val}, "step": 2}))
+                series = log / "plots" / "metrics"
+                series.mkdir(parents=True, exist_ok=True)
+                took = 10.0 + seed + (20.0 if method == "amad" else 0.0)  # two epochs: 2 x this
+                (series / "train_seconds.tsv").write_text(f"step\ttrain_seconds\n0\t{took}\n1\t{took}\n")
         if target == "evaluate":
             metrics = {"teacher": {"accuracy": 0.9}}
             for student in ("h2", "h4"):
@@ -109,8 +113,10 @@ def test_each_method_keeps_its_best_validation_weight_and_is_tested_over_seeds(w
     assert result["latency"]["h2"]["speedup"] == pytest.approx(3.0) and result["latency"]["h4"] is None
     report = compare.format_report(result)
     assert (
-        "| h2 | amad | attention=0.1, temperature=0.25 | 0.6600 | 0.6050 ± 0.0071 | -0.2950 | 1.000 | 3.00x |" in report
+        "| h2 | amad | attention=0.1, temperature=0.25 | 0.6600 | 0.6050 ± 0.0071 | -0.2950 | 61 | 1.000 | 3.00x |"
+        in report
     )
+    assert result["training_seconds"]["h2"] == {"none": 21.0, "one2one": 21.0, "amad": 61.0}  # sum of epochs, mean of seeds
     assert "| h4 | none | - | - |" in report
 
 

@@ -10,6 +10,7 @@ the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -289,6 +290,7 @@ def fit(
             break
         sampler.set_epoch(epoch)
         loader = DataLoader(train_set, batch_sampler=sampler, num_workers=loader_workers)
+        started = time.perf_counter()
         record = _train_epoch(
             wrapped,
             compute_loss,
@@ -301,6 +303,7 @@ def fit(
             runtime=runtime,
             description=f"{description} {epoch + 1}/{optim.epochs}",
         )
+        record["train_seconds"] = time.perf_counter() - started  # the training pass, validation excluded
         record["lr"] = scheduler.get_last_lr()[0]
         if runtime.is_main and evaluate is not None:
             record.update({f"val/{k}": v for k, v in evaluate(model).items()})
