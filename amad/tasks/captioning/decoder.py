@@ -27,58 +27,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
+from amad.generation.cached_attention import causal_step, cross_memory, cross_step, mlp
 from amad.tasks.captioning.predictor import CACHE_NAMES, PRESENT, decoding_metadata
-
-
-def _heads(x: Tensor, heads: int) -> Tensor:
-    """``[B, n, W]`` -> ``[B, H, n, W / H]``."""
-    batch, length, width = x.shape
-    return x.view(batch, length, heads, width // heads).transpose(1, 2)
-
-
-def _projections(attention: nn.MultiheadAttention) -> tuple[tuple[Tensor, Tensor | None], ...]:
-    """The query, key and value projections ``(weight, bias)`` of an ``nn.MultiheadAttention``."""
-    weights = attention.in_proj_weight.chunk(3)
-    biases = attention.in_proj_bias.chunk(3) if attention.in_proj_bias is not None else (None,) * 3
-    return tuple(zip(weights, biases))
-
-
-def _attend(
-    attention: nn.MultiheadAttention, queries: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None
-) -> Tensor:
-    """``softmax(q k^T / sqrt(d)) v`` then the output projection: ``[B, H, s, d]`` queries -> ``[B, s, W]``."""
-    scores = queries @ keys.transpose(-1, -2) * queries.shape[-1] ** -0.5
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    mixed = scores.softmax(-1) @ values  # (B, H, s, d)
-    batch, heads, steps, width = mixed.shape
-    return attention.out_proj(mixed.transpose(1, 2).reshape(batch, steps, heads * width))
-
-
-def _causal_step(
-    block: nn.Module, x: Tensor, past_keys: Tensor | None, past_values: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One open_clip ``ResidualAttentionBlock``'s causal self-attention on the newest tokens ``x
-    [B, s, W]`` after ``t`` cached ones (``past_* [B, H, t, d]``): ``(x after the attention, keys,
-    values of all t + s tokens)``. The block's MLP is left to the caller."""
-    attention = block.attn
-    heads = attention.num_heads
-    (wq, bq), (wk, bk), (wv, bv) = _projections(attention)
-    h = block.ln_1(x)
-    keys, values = _heads(F.linear(h, wk, bk), heads), _heads(F.linear(h, wv, bv), heads)
-    if past_keys is not None:
-        keys, values = torch.cat([past_keys, keys], dim=2), torch.cat([past_values, values], dim=2)
-    steps, total = x.shape[1], keys.shape[2]
-    positions = torch.arange(total - steps, total, device=x.device)
-    mask = torch.arange(total, device=x.device)[None, :] <= positions[:, None]  # (s, t + s): causal
-    x = x + block.ls_1(_attend(attention, _heads(F.linear(h, wq, bq), heads), keys, values, mask))
-    return x, keys, values
-
-
-def _mlp(block: nn.Module, x: Tensor) -> Tensor:
-    return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
 def decode(
@@ -96,23 +47,19 @@ def decode(
         return (None, None) if keys is None else (keys[layer], values[layer])
 
     for layer, block in enumerate(text.transformer.resblocks):
-        x, keys, values = _causal_step(block, x, *layer_cache(text_keys, text_values, layer))
-        x = _mlp(block, x)
+        x, keys, values = causal_step(block, x, *layer_cache(text_keys, text_values, layer))
+        x = mlp(block, x)
         present["text_keys"].append(keys)
         present["text_values"].append(values)
     last_layer = len(decoder.resblocks) - 1
     for layer, (block, cross) in enumerate(zip(decoder.resblocks, decoder.cross_attn)):
-        x, keys, values = _causal_step(block, x, *layer_cache(self_keys, self_values, layer))
-        x = _mlp(block, x)
+        x, keys, values = causal_step(block, x, *layer_cache(self_keys, self_values, layer))
+        x = mlp(block, x)
         present["self_keys"].append(keys)
         present["self_values"].append(values)
         if layer == last_layer:  # from here on only the newest token's state is read
             x = x[:, -1:]
-        attention = cross.attn
-        (wq, bq), _, _ = _projections(attention)
-        queries = _heads(F.linear(cross.ln_1(x), wq, bq), attention.num_heads)
-        x = x + cross.ls_1(_attend(attention, queries, cross_keys[layer], cross_values[layer], None))
-        x = _mlp(cross, x)
+        x = mlp(cross, cross_step(cross, x, cross_keys[layer], cross_values[layer]))
     logits = decoder.ln_final(x[:, -1]) @ decoder.text_projection
     return {"logits": logits, **{PRESENT + name: torch.stack(value) for name, value in present.items()}}
 
@@ -133,13 +80,7 @@ class ImageGraph(nn.Module):
 
     def forward(self, pixels: Tensor) -> dict[str, Tensor]:
         _, image_tokens = self.model.encode_image_tokens(pixels)
-        keys, values = [], []
-        for block in self.model.text_decoder.cross_attn:
-            attention = block.attn
-            _, (wk, bk), (wv, bv) = _projections(attention)
-            memory = block.ln_1_kv(image_tokens)
-            keys.append(_heads(F.linear(memory, wk, bk), attention.num_heads))
-            values.append(_heads(F.linear(memory, wv, bv), attention.num_heads))
+        keys, values = zip(*(cross_memory(block, image_tokens) for block in self.model.text_decoder.cross_attn))
         cross = {"cross_keys": torch.stack(keys), "cross_values": torch.stack(values)}
         start = torch.full_like(pixels[:, :1, 0, 0], self.start_token, dtype=torch.long)  # (B, 1); len() would fix B
         first = decode(self.model, start, cross["cross_keys"], cross["cross_values"], None)

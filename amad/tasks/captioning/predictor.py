@@ -17,11 +17,11 @@ import numpy as np
 from amad.contracts.graph import Graph, Predictor
 from amad.errors import AmadError
 from amad.generation.config import GenerationConfig
+from amad.generation.decoder_state import PRESENT, EncodedDecoderState
 from amad.generation.search import Generation, SpecialTokens, generate
 
 CACHE_NAMES = ("text_keys", "text_values", "self_keys", "self_values")
 CROSS_NAMES = ("cross_keys", "cross_values")
-PRESENT = "present_"
 DECODING_METADATA = "amad.decoding"  # {"start", "end", "pad", "max_length"}
 SERVED_GRAPH = "caption"  # a served captioner's graph name (its amad.graph): amad.tasks.captioning.serving
 
@@ -36,72 +36,22 @@ def greedy(max_length: int) -> GenerationConfig:
     return GenerationConfig(beams=1, max_length=max_length, min_length=0, length_penalty=0.0, no_repeat_ngram=0)
 
 
-class CaptionDecoderState:
-    """A batch of images encoded by the ``image`` graph, stepped through the ``decoder`` graph.
-
-    ``cached``: each step feeds the newest token and the key/value cache (and keeps the cache the
-    graph returns); otherwise each step feeds the whole prefix after the start token with the start
-    token's cache, recomputing every token (the baseline the cache is measured against).
-    """
+class CaptionDecoderState(EncodedDecoderState):
+    """A batch of images encoded by the ``image`` graph, stepped through the ``decoder`` graph
+    (``cached``: with the key/value cache; otherwise recomputing the prefix every step)."""
 
     def __init__(self, graphs: dict[str, Graph], pixels: Any, cached: bool = True) -> None:
-        first = graphs["image"](pixels)
-        self.decoder = graphs["decoder"]
-        self.cached = cached
-        self.first_logits = first["logits"]
-        self.cross = tuple(first[name] for name in CROSS_NAMES)
-        self.start_cache = tuple(first[name] for name in CACHE_NAMES)
-        self.cache = self.start_cache
-        self.numpy = isinstance(pixels, np.ndarray)
-        self.device = None if self.numpy else pixels.device
-
-    def _tokens(self, tokens: np.ndarray) -> Any:
-        if self.numpy:
-            return np.ascontiguousarray(tokens, dtype=np.int64)
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).to(self.device)
-
-    @staticmethod
-    def _logits(logits: Any) -> np.ndarray:
-        return logits if isinstance(logits, np.ndarray) else logits.float().cpu().numpy()
-
-    def step(self, prefixes: np.ndarray) -> np.ndarray:
-        if prefixes.shape[1] == 1:  # the start token: the image graph's first step
-            return self._logits(self.first_logits)
-        if self.cached:
-            outputs = self.decoder(self._tokens(prefixes[:, -1:]), *self.cross, *self.cache)
-            self.cache = tuple(outputs[PRESENT + name] for name in CACHE_NAMES)
-        else:
-            outputs = self.decoder(self._tokens(prefixes[:, 1:]), *self.cross, *self.start_cache)
-        return self._logits(outputs["logits"])
-
-    def _take(self, value: Any, rows: np.ndarray, axis: int) -> Any:
-        if self.numpy:
-            return np.take(value, rows, axis=axis)
-        import torch
-
-        return value.index_select(axis, torch.as_tensor(rows, device=value.device))
-
-    def select(self, rows: np.ndarray) -> None:
-        self.first_logits = self._take(self.first_logits, rows, 0)
-        self.cross = tuple(self._take(value, rows, 1) for value in self.cross)
-        self.start_cache = tuple(self._take(value, rows, 1) for value in self.start_cache)
-        self.cache = tuple(self._take(value, rows, 1) for value in self.cache)
-
-    def cache_bytes(self) -> dict[str, int]:
-        """Bytes per row (one caption) of the self-attention caches now held, and of the cross keys and
-        values, read from the tensors themselves."""
-        rows = int(self.cross[0].shape[1])
-        sizes = {
-            "self_attention": sum(_nbytes(value) for value in self.cache),
-            "cross_attention": sum(_nbytes(value) for value in self.cross),
-        }
-        return {name: size // rows for name, size in sizes.items()}
-
-
-def _nbytes(value: Any) -> int:
-    return int(value.nbytes) if isinstance(value, np.ndarray) else value.numel() * value.element_size()
+        numpy = isinstance(pixels, np.ndarray)
+        super().__init__(
+            graphs["decoder"],
+            graphs["image"](pixels),
+            dict.fromkeys(CROSS_NAMES, 1),
+            CACHE_NAMES,
+            CROSS_NAMES,
+            numpy=numpy,
+            device=None if numpy else pixels.device,
+            cached=cached,
+        )
 
 
 class CaptionPredictor(Predictor):
@@ -177,7 +127,7 @@ def timed_caption(graphs: dict[str, Graph], cached: bool) -> Any:
         limit = predictor.generation.max_length
         tokens = sum(len(ids) + (len(ids) < limit) for ids in generation.tokens)
         sizes = state.cache_bytes()
-        held = int(state.cache[0].shape[3])  # positions the cache holds: start token + fed tokens
+        held = state.cached_positions()
         return {
             "tokens": tokens,
             "steps": generation.steps,
