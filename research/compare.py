@@ -135,8 +135,11 @@ def format_report(result: dict) -> str:
                 f"{'n/a' if took is None else f'{took:.0f}'} | {ms} | {ratio} |"
             )
     if "wall_seconds" in result:
-        lines += ["", f"Wall time of the comparison: {result['wall_seconds'] / 60:.1f} min. Training s: one "
-                  "student's training passes, mean over seeds (validation excluded)."]
+        lines += [
+            "",
+            f"Wall time of the comparison: {result['wall_seconds'] / 60:.1f} min. Training s: one "
+            "student's training passes, mean over seeds (validation excluded).",
+        ]
     lines += [
         "",
         "Validation grid (mean over students):",

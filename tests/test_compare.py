@@ -116,7 +116,11 @@ def test_each_method_keeps_its_best_validation_weight_and_is_tested_over_seeds(w
         "| h2 | amad | attention=0.1, temperature=0.25 | 0.6600 | 0.6050 ± 0.0071 | -0.2950 | 61 | 1.000 | 3.00x |"
         in report
     )
-    assert result["training_seconds"]["h2"] == {"none": 21.0, "one2one": 21.0, "amad": 61.0}  # sum of epochs, mean of seeds
+    assert result["training_seconds"]["h2"] == {
+        "none": 21.0,
+        "one2one": 21.0,
+        "amad": 61.0,
+    }  # sum of epochs, mean of seeds
     assert "| h4 | none | - | - |" in report
 
 

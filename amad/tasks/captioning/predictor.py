@@ -17,7 +17,7 @@ import numpy as np
 from amad.contracts.graph import Graph, Predictor
 from amad.errors import AmadError
 from amad.generation.config import GenerationConfig
-from amad.generation.decoder_state import PRESENT, EncodedDecoderState
+from amad.generation.decoder_state import EncodedDecoderState
 from amad.generation.search import Generation, SpecialTokens, generate
 
 CACHE_NAMES = ("text_keys", "text_values", "self_keys", "self_values")
