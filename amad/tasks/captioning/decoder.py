@@ -29,7 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from amad.generation.cached_attention import causal_step, cross_memory, cross_step, mlp
-from amad.tasks.captioning.predictor import CACHE_NAMES, PRESENT, decoding_metadata
+from amad.generation.decoder_state import PRESENT
+from amad.tasks.captioning.predictor import CACHE_NAMES, decoding_metadata
 
 
 def decode(

@@ -271,7 +271,8 @@ class CaptioningTask(Task):
         import torch
 
         from amad.contracts.graph import BATCH_AXIS, GraphSpec
-        from amad.tasks.captioning.predictor import CACHE_NAMES, CROSS_NAMES, PRESENT
+        from amad.generation.decoder_state import PRESENT
+        from amad.tasks.captioning.predictor import CACHE_NAMES, CROSS_NAMES
 
         if graphs is None:
             raise ValueError(
