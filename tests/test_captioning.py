@@ -17,12 +17,12 @@ from amad.config.params import parse_params
 from amad.distill.capture import capture_attention
 from amad.errors import DataError
 from amad.generation.config import GenerationConfig
+from amad.generation.decoder_state import PRESENT
 from amad.generation.search import SpecialTokens
 from amad.losses.logit import logit_kd_loss
 from amad.losses.topk_kd import top_k_kd_loss, top_k_logits
 from amad.tasks.captioning.config import LossConfig, ModelConfig, TextConfig, TowerConfig, VisionConfig
 from amad.tasks.captioning.model import CaptioningModel
-from amad.generation.decoder_state import PRESENT
 from amad.tasks.captioning.predictor import CACHE_NAMES, CaptionPredictor
 from amad.tasks.captioning.task import CaptioningTask
 
