@@ -185,15 +185,3 @@ def load_open_clip_checkpoint(model: CaptioningModel, path: str | Path, key: str
         ]
         raise AmadError(f"{key}: {path} does not fit the configured model ({'; '.join(problems)})")
     model.load_state_dict(state)
-
-
-def caption_loss(logits: Tensor, tokens: Tensor) -> Tensor:
-    """Mean next-token cross-entropy of ``logits [B, L-1, V]`` on ``tokens [B, L]`` (targets
-    ``tokens[:, 1:]``; padding targets left out)."""
-    targets = tokens[:, 1:]
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_TOKEN_ID)
-
-
-def target_mask(tokens: Tensor) -> Tensor:
-    """``[B, L-1]`` bool: the logits' positions whose target is a real token (the end token included)."""
-    return tokens[:, 1:] != PAD_TOKEN_ID

@@ -25,10 +25,11 @@ from amad.contracts.graph import Graph, Predictor
 from amad.contracts.task import TASKS, GroupShape, Task
 from amad.tasks.captioning.config import ATTENTION_GROUPS, DataConfig, EvaluateConfig, ModelConfig
 from amad.tasks.checks import check_open_clip_checkpoint, check_pretrained, read_summary
+from amad.tasks.token_outputs import TokenOutputDistillation
 
 
 @TASKS.register("captioning")
-class CaptioningTask(Task):
+class CaptioningTask(TokenOutputDistillation, Task):
     data_config = DataConfig
     evaluate_config = EvaluateConfig
     model_config = ModelConfig
@@ -38,6 +39,7 @@ class CaptioningTask(Task):
     serving_loop = "amad.tasks.captioning.serving:Captioner"
     served_graph = "caption"  # predictor.SERVED_GRAPH
     generative = True
+    target_key = "tokens"
 
     def group_shapes(self, config: ModelConfig, key: str) -> dict[str, GroupShape]:
         vision, text, decoder = config.vision, config.text, config.decoder
@@ -192,34 +194,13 @@ class CaptioningTask(Task):
     # -- objective --------------------------------------------------------------------------
     def task_loss(self, outputs: dict[str, Any], batch: dict, config: ModelConfig) -> Any:
         from amad.losses.contrastive import contrastive_loss, pair_logits
-        from amad.tasks.captioning.model import caption_loss
+        from amad.losses.next_token import next_token_loss
 
-        loss = config.loss.caption * caption_loss(outputs["logits"], batch["tokens"])
+        loss = config.loss.caption * next_token_loss(outputs["logits"], batch["tokens"])
         if config.loss.contrastive > 0:
             logits = pair_logits(outputs["scaled_image_embedding"], outputs["scaled_text_embedding"])
             loss = loss + config.loss.contrastive * contrastive_loss(logits, batch["image"])
         return loss
-
-    def teacher_targets(self, outputs: dict[str, Any], batch: dict, top_k: int | None) -> dict[str, Any]:
-        """The teacher's ``top_k`` logits and their ids per caption position (None or >= V: the logits)."""
-        logits = outputs["logits"]
-        if top_k is None or top_k >= logits.shape[-1]:
-            return {"logits": logits}
-        values, ids = logits.topk(top_k, dim=-1)
-        return {"top_logits": values, "top_ids": ids}
-
-    def output_distillation(
-        self, student_outputs: dict[str, Any], teacher_targets: dict[str, Any], batch: dict, temperature: float
-    ) -> Any:
-        from amad.losses.topk_kd import top_k_kd_loss, top_k_logits
-        from amad.tasks.captioning.model import target_mask
-
-        if "logits" in teacher_targets:
-            values, ids = top_k_logits(teacher_targets["logits"], None)
-        else:
-            values, ids = teacher_targets["top_logits"], teacher_targets["top_ids"]
-        mask = target_mask(batch["tokens"])
-        return top_k_kd_loss(student_outputs["logits"], values, ids, mask, temperature=temperature)
 
     # -- evaluation and export ----------------------------------------------------------------
     def graphs(self, model: Any) -> dict[str, Graph]:
