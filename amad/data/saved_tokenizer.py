@@ -57,13 +57,14 @@ def tokenizer_payload(preprocess: Any) -> str:
     )
 
 
-def learn_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int) -> str:
+def learn_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int, lowercase: bool = True) -> str:
     """The payload of a byte-level BPE learned from ``texts`` (at most ``vocab_size`` tokens: the
-    256 bytes, the 3 special tokens and merges seen at least ``min_frequency`` times)."""
+    256 bytes, the 3 special tokens and merges seen at least ``min_frequency`` times); NFKC, and
+    lower case where ``lowercase`` (captioning; translation keeps the case, for cased BLEU)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), *([normalizers.Lowercase()] if lowercase else [])])
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(

@@ -16,7 +16,12 @@ def read_utf8(path: Path) -> str:
     dropped); DataError names the file, and the line of the first byte that is not UTF-8."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    data = path.read_bytes()
+    return decode_utf8(path.read_bytes(), path)
+
+
+def decode_utf8(data: bytes, path: Path | str) -> str:
+    """``data`` (the contents of ``path``, decompressed where it is compressed) decoded as
+    :func:`read_utf8` decodes a file."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
