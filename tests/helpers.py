@@ -163,3 +163,42 @@ def tiny_captioning_params_dict(**sections) -> dict:
     params = _tiny(CAPTIONING_PARAMS, TINY_CAPTION_SHAPES, teacher, student, sections)
     params["evaluate"]["generation"] = {**params["evaluate"]["generation"], "max_length": 12}
     return params
+
+
+TRANSLATION_PARAMS = yaml.safe_load((ROOT / "profiles" / "translation.yaml").read_text())
+TINY_TRANSLATION_SHAPES = {**TINY_SHAPES, "train": 48, "val": 8, "test": 8, "max_objects": 3, "hypernym": 0.5}
+
+
+def tiny_translation_model_dict(width: int = 32, heads: int = 4, context: int = 40, image: bool = True) -> dict:
+    vision = {
+        "patch_size": 6,
+        "width": width,
+        "depth": 1,
+        "heads": heads,
+        "mlp_ratio": 2.0,
+        "pooler_queries": 5,
+        "pooler_heads": heads,
+    }
+    return {
+        "embed_dim": width,
+        "context_length": context,
+        "image_size": 24,
+        "vision": vision if image else None,
+        "source": {"depth": 1, "heads": heads, "mlp_ratio": 2.0},
+        "decoder": {"depth": 1, "heads": heads, "mlp_ratio": 2.0},
+        "pretrained": None,
+    }
+
+
+def tiny_translation_params_dict(**sections) -> dict:
+    """profiles/translation.yaml with tiny data, a tiny teacher (width 32, 4 heads), a student ``h2`` and
+    the text-only student ``textonly``."""
+    context = TRANSLATION_PARAMS["data"]["context_length"]
+    teacher = tiny_translation_model_dict(context=context)
+    student = tiny_translation_model_dict(width=16, heads=2, context=context)
+    params = _tiny(TRANSLATION_PARAMS, TINY_TRANSLATION_SHAPES, teacher, student, sections)
+    params["students"]["textonly"] = tiny_translation_model_dict(width=16, heads=2, context=context, image=False)
+    params["data"]["vocabulary"] = {**params["data"]["vocabulary"], "size": 300}
+    params["data"]["max_truncated"] = 1.0  # 48 sentences learn few merges: many are cut, as they may be
+    params["evaluate"]["generation"] = {**params["evaluate"]["generation"], "max_length": 12}
+    return params

@@ -263,7 +263,7 @@ def _decode_cache(models: list[str], results: dict, models_dir: Path) -> dict:
     report = {}
     for name in models:
         loaded = load_model(models_dir / name)
-        expected = loaded.task.decode_cache_bytes(loaded.model.config)
+        expected = loaded.task.decode_cache_bytes(loaded.model.config, loaded.state)
         runs = [
             stats
             for row, backends in results.items()

@@ -329,10 +329,24 @@ def parse_params(raw: Any, *, models: bool = True) -> Params:
 
 
 def distilled_groups(task: Task, teacher: Any, student: Any, student_key: str, groups: tuple[str, ...]) -> dict:
-    """``{group: (teacher shape, student shape)}`` of the distilled groups."""
+    """``{group: (teacher shape, student shape)}`` of the distilled groups. A group the student does not
+    have (a text-only translation student's image groups) is left out for it; ConfigError where the
+    teacher lacks one, or where the student has none of them."""
     teacher_shapes: dict[str, GroupShape] = task.group_shapes(teacher, "teacher")
     student_shapes: dict[str, GroupShape] = task.group_shapes(student, student_key)
-    return {group: (teacher_shapes[group], student_shapes[group]) for group in groups}
+    for index, group in enumerate(groups):
+        require(
+            group in teacher_shapes,
+            child("distill.attention.modules", index),
+            f"the teacher has no {group} attention (its groups: {', '.join(teacher_shapes)})",
+        )
+    kept = {group: (teacher_shapes[group], student_shapes[group]) for group in groups if group in student_shapes}
+    require(
+        bool(kept),
+        "distill.attention.modules",
+        f"{student_key} has none of the groups listed ({', '.join(groups)}); its groups: {', '.join(student_shapes)}",
+    )
+    return kept
 
 
 def check_structure(params: Params, task: Task) -> None:
@@ -389,6 +403,12 @@ def _check_inheritance(params: Params, task: Task, student: Any, key: str) -> No
     teacher_shapes = task.group_shapes(params.teacher, "teacher")
     student_shapes = task.group_shapes(student, key)
     for group, teacher_shape in teacher_shapes.items():
+        require(
+            group in student_shapes,
+            "distill.init.strategy",
+            f"inherit builds every attention group from the teacher's, and {key} has no {group} (a text-only "
+            "student): use random",
+        )
         student_shape = student_shapes[group]
         try:
             map_layers(teacher_shape.depth, student_shape.depth, params.distill.attention.layer_mapping)

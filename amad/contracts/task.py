@@ -256,9 +256,9 @@ class Task:
         (``<model>.<name>``); default none (one call is the whole prediction)."""
         return {}
 
-    def decode_cache_bytes(self, config: Any) -> dict[str, int]:
-        """Bytes per caption row of a decoder's key/value caches from the model config alone
-        (``self_attention_per_token``, ``cross_attention``), which the benchmark checks against the
+    def decode_cache_bytes(self, config: Any, state: dict) -> dict[str, int]:
+        """Bytes per output row of a decoder's key/value caches from the model config and the data's
+        state (``self_attention_per_token``, ``cross_attention``), which the benchmark checks against the
         cache tensors; default none (no decode loop)."""
         return {}
 
@@ -320,6 +320,7 @@ TASKS: Registry[Task] = Registry(
     {
         "captioning": "amad.tasks.captioning.task",
         "retrieval": "amad.tasks.retrieval.task",
+        "translation": "amad.tasks.translation.task",
         "vqa": "amad.tasks.vqa.task",
     },
 )

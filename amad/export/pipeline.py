@@ -117,7 +117,7 @@ def compare_runs(task: Any, reference: tuple[dict, dict], candidate: tuple[dict,
     """``max_abs_diff`` (largest over every output of every graph, and per ``<graph>.<output>``) and
     ``agreement`` (the task's share of identical predictions)."""
     per_output = {
-        f"{graph}.{output}": float((values - candidate[0][graph][output].to(values.dtype)).abs().max())
+        f"{graph}.{output}": float((values.float() - candidate[0][graph][output].float()).abs().max())
         for graph, outputs in reference[0].items()
         for output, values in outputs.items()
     }

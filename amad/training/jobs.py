@@ -252,7 +252,7 @@ def _method_for(
         shapes = distilled_groups(
             task, params.teacher, params.student(student_name), student_key, distill.attention.modules
         )
-        pairs = layer_pairs(task, teacher, student, distill.attention.modules, distill.attention.layer_mapping, shapes)
+        pairs = layer_pairs(task, teacher, student, tuple(shapes), distill.attention.layer_mapping, shapes)
     return method_class.build(distill.settings[method_name], pairs), pairs
 
 

@@ -317,7 +317,7 @@ class CaptioningTask(TokenOutputDistillation, Task):
             ),
         }
 
-    def decode_cache_bytes(self, config: ModelConfig) -> dict[str, int]:
+    def decode_cache_bytes(self, config: ModelConfig, state: dict) -> dict[str, int]:
         """fp32 keys and values: per generated token, 2 x (text + decoder layers) x heads x head width x 4
         bytes (heads x head width is ``embed_dim``); the cross-attention's, set once per image by the
         ``pooler_queries - 1`` image tokens, 2 x decoder layers x image tokens x ``embed_dim`` x 4."""

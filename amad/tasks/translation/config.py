@@ -131,9 +131,9 @@ def _check_tower(config, key: str, width: int, width_key: str) -> None:
 class VisionConfig:
     """open_clip ``VisionTransformer`` with CoCa's attentional pooler: ``pooler_queries`` learned
     queries attend over the patches; the last ``pooler_queries - 1`` are the image tokens the decoder's
-    image cross-attention reads (they, not the patch count, set its key/value cache)."""
+    image cross-attention reads (they, not the patch count, set its key/value cache). Its input is the
+    model's ``image_size``."""
 
-    image_size: int
     patch_size: int
     width: int
     depth: int
@@ -144,11 +144,7 @@ class VisionConfig:
 
     def validate(self, key: str) -> None:
         _check_tower(self, key, self.width, f"{key}.width")
-        require(
-            self.patch_size >= 1 and self.image_size >= 1 and self.image_size % self.patch_size == 0,
-            f"{key}.patch_size",
-            f"{self.patch_size} does not divide {key}.image_size {self.image_size}",
-        )
+        require(self.patch_size >= 1, f"{key}.patch_size", f"must be >= 1, got {self.patch_size}")
         require(self.pooler_queries >= 2, f"{key}.pooler_queries", f"must be >= 2, got {self.pooler_queries}")
         require(self.pooler_heads >= 1, f"{key}.pooler_heads", f"must be >= 1, got {self.pooler_heads}")
 
@@ -173,6 +169,8 @@ class ModelConfig:
     initialise the model."""
 
     embed_dim: int
+    context_length: int  # the sentences' tokens (data.context_length, here too: a config alone says its shape)
+    image_size: int  # the side images are resized to (a text-only model receives them too, and reads none)
     vision: VisionConfig | None
     source: TowerConfig
     decoder: TowerConfig
@@ -180,9 +178,16 @@ class ModelConfig:
 
     def validate(self, key: str) -> None:
         require(self.embed_dim >= 1, f"{key}.embed_dim", f"must be >= 1, got {self.embed_dim}")
+        require(self.context_length >= 4, f"{key}.context_length", f"must be >= 4, got {self.context_length}")
         _check_tower(self.source, f"{key}.source", self.embed_dim, f"{key}.embed_dim")
         _check_tower(self.decoder, f"{key}.decoder", self.embed_dim, f"{key}.embed_dim")
+        require(self.image_size >= 1, f"{key}.image_size", f"must be >= 1, got {self.image_size}")
         if self.vision is not None:
+            require(
+                self.image_size % self.vision.patch_size == 0,
+                f"{key}.vision.patch_size",
+                f"{self.vision.patch_size} does not divide {key}.image_size {self.image_size}",
+            )
             require(
                 self.embed_dim % self.vision.pooler_heads == 0,
                 f"{key}.vision.pooler_heads",

@@ -31,14 +31,18 @@ class TranslationDataset(Dataset):
         folder: a prepared folder (``data/prepared``).
         split: ``train``, ``val`` or ``test``; or a path to any manifest.
         preprocess: the model's preprocessing (its tokenizer is the joint vocabulary).
+        target_language: the target side's language code (sacreBLEU's ``trg_lang``).
         cache_mib: memory for decoded images; the split is cached only if all of it fits.
     """
 
-    def __init__(self, folder: str | Path, split: str, preprocess: Preprocess, *, cache_mib: int = 2048) -> None:
+    def __init__(
+        self, folder: str | Path, split: str, preprocess: Preprocess, *, target_language: str, cache_mib: int = 2048
+    ) -> None:
         path = Path(split) if split.endswith(".jsonl") else Path(folder) / f"{split}.jsonl"
         self.root = path.parent
         self.pairs: list[SentencePair] = read_manifest(path)
         self.preprocess = preprocess
+        self.target_language = target_language  # how the metrics tokenise the references
         self.source = preprocess.tokenize([pair.source for pair in self.pairs])
         self.target = preprocess.tokenize([pair.target for pair in self.pairs])
         self.images = [pair.image for pair in self.pairs]  # the split's images, one per pair of the file

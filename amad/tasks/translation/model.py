@@ -41,8 +41,9 @@ from amad.tasks.translation.config import ModelConfig
 def preprocess_of(config: ModelConfig, context_length: int, vocabulary: str) -> Preprocess:
     """The preprocessing of a model built from ``config``: the joint vocabulary learned at ``prepare``,
     the sentences' context, the image size (a text-only model still reads images: the data has them)."""
-    image_size = config.vision.image_size if config.vision is not None else 1
-    return Preprocess(image_size=image_size, context_length=context_length, tokenizer="learned", vocabulary=vocabulary)
+    return Preprocess(
+        image_size=config.image_size, context_length=context_length, tokenizer="learned", vocabulary=vocabulary
+    )
 
 
 def padding_bias(real: Tensor, heads: int, queries: int) -> Tensor:
@@ -123,7 +124,7 @@ class TranslationModel(nn.Module):
         self.visual = None
         if vision is not None:
             vision_cfg = CLIPVisionCfg(
-                image_size=vision.image_size,
+                image_size=config.image_size,
                 patch_size=vision.patch_size,
                 width=vision.width,
                 layers=vision.depth,

@@ -125,7 +125,8 @@ def timed_translation(graphs: dict[str, Graph], cached: bool) -> Any:
     fixed = GenerationConfig(beams=1, max_length=longest, min_length=longest - 1, length_penalty=0.0, no_repeat_ngram=0)
     predictor = TranslationPredictor(graphs, fixed, cached=cached)
 
-    def run(pixels: Any, source: Any) -> dict[str, float]:
+    def run(*inputs: Any) -> dict[str, float]:  # the encoder graph's inputs: (pixels, source), or (source,)
+        pixels, source = inputs if predictor.image else (None, inputs[0])
         generation, state = predictor.generate(pixels, source)
         limit = predictor.generation.max_length
         tokens = sum(len(ids) + (len(ids) < limit) for ids in generation.tokens)
