@@ -170,11 +170,11 @@ def test_a_text_only_student_has_no_image_groups_and_is_distilled_on_the_others(
     assert set(groups) == {"source_self", "decoder_self", "decoder_cross_text"}
     raw = tiny_translation_params_dict()
     raw["distill"]["init"] = {**raw["distill"]["init"], "strategy": "inherit"}
-    with pytest.raises(ConfigError, match="students.textonly has no vision_self"):
+    with pytest.raises(ConfigError, match=r"students\.textonly has no vision_self"):
         parse_params(raw)
     raw = tiny_translation_params_dict()
     raw["teacher"]["vision"] = None
-    with pytest.raises(ConfigError, match="teacher.vision"):
+    with pytest.raises(ConfigError, match=r"teacher\.vision"):
         parse_params(raw)
 
 
