@@ -17,6 +17,7 @@ from helpers import (
     tiny_captioning_params_dict,
     tiny_params_dict,
     tiny_retrieval_params_dict,
+    tiny_translation_params_dict,
 )
 
 from amad.models import load_model
@@ -223,4 +224,39 @@ def test_dvc_repro_on_a_tiny_captioning_profile(tmp_path):
     for command in readme_commands("amad predict --model deployed/model --image scene.png --beams"):
         printed = json.loads(run(shlex.split(command), repo, env).stdout.splitlines()[0])
         assert printed["image"] == "scene.png" and isinstance(printed["caption"], str) and printed["tokens"]
+    assert "Running stage" not in run(["dvc", "repro"], repo, env).stdout, "nothing changed: nothing runs"
+
+
+@pytest.mark.slow
+def test_dvc_repro_on_a_tiny_translation_profile(tmp_path):
+    params = tiny_translation_params_dict()
+    params["data"]["path"] = "data/source"
+    params["distill"]["methods"] = ["logit", "sequence", "amad"]
+    params["export"]["models"] = ["teacher", "h2-amad", "textonly-amad"]
+    params["benchmark"].update(batch_sizes=[1, 2], warmup=1, repeats=3)
+    repo, env = repository(tmp_path, params)
+    run(["dvc", "repro"], repo, env)
+    metrics = json.loads((repo / "metrics" / "eval.json").read_text())
+    students = {f"{s}-{m}" for s in ("h2", "textonly") for m in ("logit", "sequence", "amad")}
+    assert set(metrics) == {"teacher", *students} and "bleu" in metrics["teacher"]
+    breakdown = json.loads((repo / "metrics" / "breakdown.json").read_text())
+    teacher = breakdown["teacher"]
+    assert {"bleu_lowercase", "chrf", "chrf_lowercase", "signatures", "meteor_skipped"} <= set(teacher)
+    assert teacher["signatures"]["bleu"].startswith("nrefs:1|case:mixed")
+    assert set(teacher["shuffled_images"]) >= {"bleu", "image_drop", "seed"}
+    assert breakdown["textonly-amad"]["shuffled_images"]["image_drop"] == 0.0
+    assert not breakdown["textonly-amad"]["reads_image"]
+    sequences = json.loads((repo / "data" / "teacher_sequences" / "summary.json").read_text())
+    assert sequences["generative"] and sequences["inputs"] == params["data"]["shapes"]["train"]
+    prepared = json.loads((repo / "data" / "prepared" / "summary.json").read_text())
+    assert {"truncated", "longest_tokens"} <= set(prepared["splits"]["test"]["target"])
+    for model in ("h2-amad", "textonly-amad"):
+        export = json.loads((repo / "exported" / model / "export.json").read_text())
+        assert export["graphs"] == ["encoder", "decoder"] and export["parity"]["agreement"] >= 0.99
+    latency = json.loads((repo / "metrics" / "latency_full.json").read_text())
+    assert {"teacher.translation", "teacher.translation_uncached", "textonly-amad.translation"} <= set(
+        latency["results"]
+    )
+    assert all(entry["matches"] for entry in latency["decode_cache"].values()), latency["decode_cache"]
+    assert json.loads((repo / "metrics" / "serving.json").read_text())["skipped"]
     assert "Running stage" not in run(["dvc", "repro"], repo, env).stdout, "nothing changed: nothing runs"
