@@ -193,7 +193,7 @@ def generation_tables(latency: dict) -> str:
         cells += [f"{row['tokens_per_s']:.0f}", *(_fmt(row.get(key), 2) for key in baselines)]
         lines.append("| " + " | ".join(cells) + " |")
     text = (
-        "\n## Whole generations (greedy, every caption as long as the longest: the same work for every model)\n\n"
+        "\n## Whole generations (greedy, every output as long as the longest: the same work for every model)\n\n"
         + "\n".join(lines)
         + "\n\nFirst token: the first graph's call (it returns the first step's logits), per batch; per step: the"
         " rest of the batch's time over its later decoder steps; tokens/s: the batch's generated tokens (end tokens"
@@ -202,7 +202,7 @@ def generation_tables(latency: dict) -> str:
     cache = latency.get("decode_cache", {})
     if cache:
         lines = [
-            "| model | self-attention bytes per token (expected) | measured | cross-attention bytes per caption "
+            "| model | self-attention bytes per token (expected) | measured | cross-attention bytes per output "
             "(expected) | measured | match |",
             "|---|---|---|---|---|---|",
         ]
@@ -214,11 +214,12 @@ def generation_tables(latency: dict) -> str:
                 f"| {'yes' if entry['matches'] else '**no**'} |"
             )
         text += (
-            "\n### Key/value cache (fp32, per caption)\n\n"
+            "\n### Key/value cache (fp32, per output: a caption, a translation)\n\n"
             + "\n".join(lines)
-            + "\n\nExpected: 2 x layers x heads x head width x 4 bytes per token (self-attention, text tower and"
-            " decoder), 2 x decoder layers x image tokens x width x 4 once per image (cross-attention); measured: read"
-            " from the cache tensors a torch generation ended with.\n"
+            + "\n\nExpected (from the model config): 2 x self-attention layers x heads x head width x 4 bytes per"
+            " token; 2 x decoder layers x memory tokens x width x 4 once per input for the cross-attention (captioning:"
+            " the image tokens; translation: the source tokens, padding included, and the image tokens); measured:"
+            " read from the cache tensors a torch generation ended with.\n"
         )
     return text
 
