@@ -30,3 +30,17 @@ def link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
+
+
+def import_image(images: Path, name: str, out: Path, where: str) -> str:
+    """Check that ``images / name`` exists and decodes, hard-link (or copy) it to ``out/images/<name>``
+    once, and return that path relative to ``out`` (what the prepared records name);
+    DataError naming ``where`` and the file otherwise."""
+    source = images / name
+    if not source.is_file():
+        raise DataError(f"{where}: image not found: {source}")
+    relative = Path("images") / name
+    if not (out / relative).exists():
+        check_decodable(source, where)
+        link_or_copy(source, out / relative)
+    return relative.as_posix()

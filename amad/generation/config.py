@@ -41,3 +41,14 @@ class GenerationConfig:
         require(
             self.no_repeat_ngram >= 0, f"{key}.no_repeat_ngram", f"must be >= 0 (0: off), got {self.no_repeat_ngram}"
         )
+
+
+def greedy(max_length: int) -> GenerationConfig:
+    """Plain greedy decoding up to ``max_length`` tokens (validation during training, parity checks)."""
+    return GenerationConfig(beams=1, max_length=max_length, min_length=0, length_penalty=0.0, no_repeat_ngram=0)
+
+
+def fixed_length(length: int) -> GenerationConfig:
+    """Greedy decoding of exactly ``length`` tokens (the end token held back to the last step): what
+    the benchmark times, so that every model does the same work whatever it would write."""
+    return GenerationConfig(beams=1, max_length=length, min_length=length - 1, length_penalty=0.0, no_repeat_ngram=0)

@@ -115,3 +115,35 @@ class EncodedDecoderState:
 
 def _nbytes(value: Any) -> int:
     return int(value.nbytes) if isinstance(value, np.ndarray) else value.numel() * value.element_size()
+
+
+def generation_stats(generation: Any, state: EncodedDecoderState, limit: int) -> dict[str, float]:
+    """What the benchmark records of one whole generation (a task's ``GenerationCall``): tokens generated
+    (end tokens included), decoder steps, and the cache bytes read from the tensors the run ended with:
+    self-attention per generated token, cross-attention per output."""
+    sizes = state.cache_bytes()
+    return {
+        "tokens": generation.generated_tokens(limit),
+        "steps": generation.steps,
+        "self_attention_cache_bytes_per_token": sizes["self_attention"] / state.cached_positions(),
+        "cross_attention_cache_bytes": sizes["cross_attention"],
+    }
+
+
+def example_decoder_inputs(
+    first: dict[str, Any], decoder: Graph, memory: tuple[str, ...], cache: tuple[str, ...], new_tokens: int
+) -> tuple:
+    """Example inputs of a torch decoder graph (export tracing, parity): from the encoder graph's outputs
+    ``first``, two greedy steps, then ``new_tokens`` new tokens after a cache of 3 (the start token and
+    the two): sizes of 1 would be fixed in the traced graph."""
+    import torch
+
+    with torch.no_grad():
+        held = tuple(first[name] for name in memory)
+        past = tuple(first[name] for name in cache)
+        token = first["logits"].argmax(-1, keepdim=True)
+        for _ in range(2):
+            step = decoder(token, *held, *past)
+            past = tuple(step[PRESENT + name] for name in cache)
+            token = step["logits"].argmax(-1, keepdim=True)
+    return (torch.cat([token] * new_tokens, dim=1), *held, *past)

@@ -59,6 +59,18 @@ class Generation:
     steps: int
     step_logits: list[np.ndarray] = field(default_factory=list)
 
+    def padded(self, length: int, pad: int) -> np.ndarray:
+        """``[B, length]`` int64: each input's tokens, right-padded with ``pad``."""
+        out = np.full((len(self.tokens), length), pad, dtype=np.int64)
+        for row, ids in enumerate(self.tokens):
+            out[row, : len(ids)] = ids
+        return out
+
+    def generated_tokens(self, limit: int) -> int:
+        """Tokens generated over all inputs, each input's end token included (none where it stopped at
+        ``limit`` tokens)."""
+        return sum(len(ids) + (len(ids) < limit) for ids in self.tokens)
+
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax of ``[N, V]`` logits, in float64."""

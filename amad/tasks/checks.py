@@ -19,6 +19,14 @@ def check_heads(width: int, heads: int, key: str, width_key: str | None = None) 
     require(width % heads == 0, f"{key}.heads", f"{heads} heads do not divide the width {width} ({width_key})")
 
 
+def check_tower(config: Any, key: str, width: int, width_key: str) -> None:
+    """A transformer stack's config (``depth``, ``heads``, ``mlp_ratio``) at ``width``: heads divide
+    it, at least one layer, a positive MLP ratio; ConfigError naming the key."""
+    check_heads(width, config.heads, key, width_key)
+    require(config.depth >= 1, f"{key}.depth", f"must be >= 1, got {config.depth}")
+    require(config.mlp_ratio > 0, f"{key}.mlp_ratio", f"must be > 0, got {config.mlp_ratio}")
+
+
 def check_pretrained(config: Any, key: str) -> None:
     """``<key>.pretrained`` names an existing model folder or file (or is null)."""
     if config.pretrained is not None:

@@ -15,8 +15,7 @@ import numpy as np
 from amad.data.captions.config import SPLITS, CaptionDataConfig
 from amad.data.captions.scenes import count_name, scene_captions
 from amad.data.captions.sources import ImageRecord, read_coco, read_csv, read_karpathy
-from amad.data.images import check_decodable, link_or_copy
-from amad.errors import DataError
+from amad.data.images import import_image
 
 
 def generate_shapes(config: CaptionDataConfig, seed: int, out: Path) -> dict[str, list[ImageRecord]]:
@@ -77,15 +76,8 @@ def import_images(
         source_file = root / getattr(config.files, split)
         rewritten = []
         for record in split_records:
-            where = f"{source_file}: {split} image {record.id!r}"
-            source = images / record.image
-            if not source.is_file():
-                raise DataError(f"{where}: image not found: {source}")
-            relative = Path("images") / record.image
-            if not (out / relative).exists():
-                check_decodable(source, where)
-                link_or_copy(source, out / relative)
-            rewritten.append(ImageRecord(record.id, relative.as_posix(), record.captions, record.label))
+            imported_path = import_image(images, record.image, out, f"{source_file}: {split} image {record.id!r}")
+            rewritten.append(ImageRecord(record.id, imported_path, record.captions, record.label))
         imported[split] = rewritten
     return imported
 

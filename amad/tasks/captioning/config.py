@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from amad.config.typed import require, require_choice
 from amad.data.captions.config import CaptionDataConfig
 from amad.generation.config import GenerationConfig
-from amad.tasks.checks import check_heads
+from amad.tasks.checks import check_tower
 
 ATTENTION_GROUPS = ("vision_self", "text_self", "decoder_self", "decoder_cross")
 VOCABULARY_KINDS = ("learned", "open_clip")
@@ -58,12 +58,6 @@ class DataConfig(CaptionDataConfig):
         )
 
 
-def _check_tower(config, key: str, width: int, width_key: str) -> None:
-    check_heads(width, config.heads, key, width_key)
-    require(config.depth >= 1, f"{key}.depth", f"must be >= 1, got {config.depth}")
-    require(config.mlp_ratio > 0, f"{key}.mlp_ratio", f"must be > 0, got {config.mlp_ratio}")
-
-
 @dataclass(frozen=True)
 class VisionConfig:
     """open_clip ``VisionTransformer`` with CoCa's attentional pooler: ``pooler_queries`` learned
@@ -81,7 +75,7 @@ class VisionConfig:
     pooler_heads: int
 
     def validate(self, key: str) -> None:
-        _check_tower(self, key, self.width, f"{key}.width")
+        check_tower(self, key, self.width, f"{key}.width")
         require(
             self.patch_size >= 1 and self.image_size >= 1 and self.image_size % self.patch_size == 0,
             f"{key}.patch_size",
@@ -147,8 +141,8 @@ class ModelConfig:
 
     def validate(self, key: str) -> None:
         require(self.embed_dim >= 1, f"{key}.embed_dim", f"must be >= 1, got {self.embed_dim}")
-        _check_tower(self.text, f"{key}.text", self.embed_dim, f"{key}.embed_dim")
-        _check_tower(self.decoder, f"{key}.decoder", self.embed_dim, f"{key}.embed_dim")
+        check_tower(self.text, f"{key}.text", self.embed_dim, f"{key}.embed_dim")
+        check_tower(self.decoder, f"{key}.decoder", self.embed_dim, f"{key}.embed_dim")
         require(
             self.embed_dim % self.vision.pooler_heads == 0,
             f"{key}.vision.pooler_heads",

@@ -16,8 +16,8 @@ import numpy as np
 
 from amad.contracts.graph import Graph, Predictor
 from amad.errors import AmadError
-from amad.generation.config import GenerationConfig
-from amad.generation.decoder_state import EncodedDecoderState
+from amad.generation.config import GenerationConfig, fixed_length, greedy
+from amad.generation.decoder_state import EncodedDecoderState, generation_stats
 from amad.generation.search import Generation, SpecialTokens, generate
 
 CACHE_NAMES = ("text_keys", "text_values", "self_keys", "self_values")
@@ -29,11 +29,6 @@ SERVED_GRAPH = "caption"  # a served captioner's graph name (its amad.graph): am
 def decoding_metadata(start: int, end: int, pad: int, max_length: int) -> dict[str, str]:
     """The image graph's metadata entry that :class:`CaptionPredictor` decodes by."""
     return {DECODING_METADATA: json.dumps({"start": start, "end": end, "pad": pad, "max_length": max_length})}
-
-
-def greedy(max_length: int) -> GenerationConfig:
-    """Plain greedy decoding up to ``max_length`` tokens (validation during training, parity checks)."""
-    return GenerationConfig(beams=1, max_length=max_length, min_length=0, length_penalty=0.0, no_repeat_ngram=0)
 
 
 class CaptionDecoderState(EncodedDecoderState):
@@ -97,9 +92,7 @@ class CaptionPredictor(Predictor):
         pixels = batch["pixels"]
         generation, _ = self.generate(pixels)
         self.last = generation
-        tokens = np.full((len(pixels), self.generation.max_length), self.special.pad, dtype=np.int64)
-        for row, ids in enumerate(generation.tokens):
-            tokens[row, : len(ids)] = ids
+        tokens = generation.padded(self.generation.max_length, self.special.pad)
         if self.numpy_batch(pixels):
             return {"tokens": tokens}
         import torch
@@ -118,22 +111,11 @@ def timed_caption(graphs: dict[str, Graph], cached: bool) -> Any:
     every model does the same work whatever it would write for these images) -> tokens generated
     (end tokens included), decoder steps, and the self-attention cache bytes per generated token and
     cross-attention bytes per caption, read from the tensors the run ended with."""
-    longest = CaptionPredictor(graphs).max_length
-    fixed = GenerationConfig(beams=1, max_length=longest, min_length=longest - 1, length_penalty=0.0, no_repeat_ngram=0)
-    predictor = CaptionPredictor(graphs, fixed, cached=cached)
+    predictor = CaptionPredictor(graphs, fixed_length(CaptionPredictor(graphs).max_length), cached=cached)
 
     def run(pixels: Any) -> dict[str, float]:
         generation, state = predictor.generate(pixels)
-        limit = predictor.generation.max_length
-        tokens = sum(len(ids) + (len(ids) < limit) for ids in generation.tokens)
-        sizes = state.cache_bytes()
-        held = state.cached_positions()
-        return {
-            "tokens": tokens,
-            "steps": generation.steps,
-            "self_attention_cache_bytes_per_token": sizes["self_attention"] / held,
-            "cross_attention_cache_bytes": sizes["cross_attention"],
-        }
+        return generation_stats(generation, state, predictor.generation.max_length)
 
     return run
 

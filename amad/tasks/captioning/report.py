@@ -176,8 +176,8 @@ def cross_attention_figure(teacher: Any, student: Any, student_name: str, datase
 def report_pages(teacher: Any, students: dict[str, Any], attention_models: list[str], dataset: Any, out: Path) -> str:
     """Write ``captions.png`` and ``cross_attention/<model>.png`` under ``out``; the captions table
     (markdown). Captions are greedy, as validation decodes (the report does not depend on ``evaluate``)."""
+    from amad.generation.config import greedy
     from amad.report.figures import save
-    from amad.tasks.captioning.predictor import greedy
 
     rows = example_captions({"teacher": teacher, **students}, dataset, greedy(teacher.preprocess.context_length - 1))
     (out / "cross_attention").mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amad.errors import DataError
+from amad.tasks.generative import teacher_outputs
 
 
 def teacher_captions(predictor: Any, dataset: Any, generation: Any, device: Any) -> list[dict]:
@@ -22,19 +22,9 @@ def teacher_captions(predictor: Any, dataset: Any, generation: Any, device: Any)
 def with_teacher_captions(dataset: Any, rows: list[dict], targets: str, source: str) -> Any:
     """``dataset`` with the teacher's captions as its targets (``replace``: in place of each reference,
     ``add``: as one more). An image whose teacher caption is empty keeps its references alone."""
-    if len(rows) != len(dataset.records):
-        raise DataError(
-            f"{source}: {len(rows)} teacher captions for {len(dataset.records)} training images "
-            "(re-run the stage: dvc repro teacher_sequences)"
-        )
+    ids = [record.id for record in dataset.records]
     captions = []
-    for number, (row, record) in enumerate(zip(rows, dataset.records), start=1):
-        if not isinstance(row, dict) or row.get("id") != record.id or not isinstance(row.get("caption"), str):
-            raise DataError(
-                f"{source}:{number}: expected {{'id': {record.id!r}, 'caption': text}} (the training split's "
-                f"image {number}), got {row!r}; re-run the stage: dvc repro teacher_sequences"
-            )
-        caption = row["caption"].strip()
+    for caption, record in zip(teacher_outputs(rows, ids, "caption", source, "image"), dataset.records):
         if not caption:
             captions.append(record.captions)
         elif targets == "replace":

@@ -25,11 +25,11 @@ from amad.contracts.graph import Graph, Predictor
 from amad.contracts.task import TASKS, GroupShape, Task
 from amad.tasks.captioning.config import ATTENTION_GROUPS, DataConfig, EvaluateConfig, ModelConfig
 from amad.tasks.checks import check_open_clip_checkpoint, check_pretrained, read_summary
-from amad.tasks.token_outputs import TokenOutputDistillation
+from amad.tasks.generative import GenerativeTask, check_generation_lengths
 
 
 @TASKS.register("captioning")
-class CaptioningTask(TokenOutputDistillation, Task):
+class CaptioningTask(GenerativeTask, Task):
     data_config = DataConfig
     evaluate_config = EvaluateConfig
     model_config = ModelConfig
@@ -68,17 +68,7 @@ class CaptioningTask(TokenOutputDistillation, Task):
                 "data.vocabulary.kind",
                 f"{key}.checkpoint is an open_clip CoCa, whose token embedding is open_clip's vocabulary: set open_clip",
             )
-        sequence = params.distill.settings.get("sequence")
-        for key, generation in [
-            ("evaluate.generation", params.evaluate.generation),
-            *([("distill.sequence.generation", sequence.generation)] if sequence is not None else []),
-        ]:
-            require(
-                generation.max_length <= data.context_length - 1,
-                f"{key}.max_length",
-                f"{generation.max_length} is longer than the models' captions ({data.context_length - 1} tokens, "
-                "data.context_length - 1, the end token included)",
-            )
+        check_generation_lengths(params, "captions")
 
     def check_files(self, config: ModelConfig, key: str) -> None:
         check_pretrained(config, key)
@@ -252,7 +242,7 @@ class CaptioningTask(TokenOutputDistillation, Task):
         import torch
 
         from amad.contracts.graph import BATCH_AXIS, GraphSpec
-        from amad.generation.decoder_state import PRESENT
+        from amad.generation.decoder_state import PRESENT, example_decoder_inputs
         from amad.tasks.captioning.predictor import CACHE_NAMES, CROSS_NAMES
 
         if graphs is None:
@@ -272,18 +262,10 @@ class CaptioningTask(TokenOutputDistillation, Task):
             **dict.fromkeys(CACHE_NAMES, cache_axes),
         }
 
-        @torch.no_grad()
         def decoder_inputs(batch: dict, new_tokens: int = 1) -> tuple:
-            first = image(batch["pixels"])
-            cross = tuple(first[name] for name in CROSS_NAMES)
-            cache = tuple(first[name] for name in CACHE_NAMES)
-            token = first["logits"].argmax(-1, keepdim=True)
-            for _ in range(2):  # a cache of 3 tokens: start and two greedy ones
-                step = decoder(token, *cross, *cache)
-                cache = tuple(step[PRESENT + name] for name in CACHE_NAMES)
-                token = step["logits"].argmax(-1, keepdim=True)
-            tokens = torch.cat([token] * new_tokens, dim=1)
-            return (tokens, *cross, *cache)
+            with torch.no_grad():
+                first = image(batch["pixels"])
+            return example_decoder_inputs(first, decoder, CROSS_NAMES, CACHE_NAMES, new_tokens)
 
         pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
         pixels[1] = 1.0
@@ -348,11 +330,6 @@ class CaptioningTask(TokenOutputDistillation, Task):
         images = Subset(ImageDataset(dataset), range(min(count, len(dataset.records))))
         return dict.fromkeys(self.graph_names, images)
 
-    def agreement(self, reference: dict[str, Any], candidate: dict[str, Any]) -> float:
-        """Share of images whose caption tokens are identical."""
-        first, second = reference["image"]["tokens"], candidate["image"]["tokens"]
-        return float((first == second).all(1).float().mean())
-
     def report_pages(
         self,
         teacher_dir: Path,
@@ -380,6 +357,3 @@ class CaptioningTask(TokenOutputDistillation, Task):
         from amad.tasks.captioning import predict
 
         predict.predict(source, args)
-
-    def state_from_metadata(self, metadata: dict[str, str]) -> dict:
-        return json.loads(metadata["amad.state"]) if "amad.state" in metadata else {}

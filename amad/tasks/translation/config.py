@@ -13,7 +13,7 @@ from pathlib import Path
 from amad.config.typed import require, require_choice
 from amad.data.shapes_config import ShapesConfig
 from amad.generation.config import GenerationConfig
-from amad.tasks.checks import check_heads
+from amad.tasks.checks import check_tower
 
 ATTENTION_GROUPS = ("vision_self", "source_self", "decoder_self", "decoder_cross_text", "decoder_cross_image")
 IMAGE_GROUPS = ("vision_self", "decoder_cross_image")  # what a text-only model does not have
@@ -121,12 +121,6 @@ class DataConfig:
         require(len(set(names)) == len(names), f"{key}.splits", f"the three splits must differ, got {names}")
 
 
-def _check_tower(config, key: str, width: int, width_key: str) -> None:
-    check_heads(width, config.heads, key, width_key)
-    require(config.depth >= 1, f"{key}.depth", f"must be >= 1, got {config.depth}")
-    require(config.mlp_ratio > 0, f"{key}.mlp_ratio", f"must be > 0, got {config.mlp_ratio}")
-
-
 @dataclass(frozen=True)
 class VisionConfig:
     """open_clip ``VisionTransformer`` with CoCa's attentional pooler: ``pooler_queries`` learned
@@ -143,7 +137,7 @@ class VisionConfig:
     pooler_heads: int
 
     def validate(self, key: str) -> None:
-        _check_tower(self, key, self.width, f"{key}.width")
+        check_tower(self, key, self.width, f"{key}.width")
         require(self.patch_size >= 1, f"{key}.patch_size", f"must be >= 1, got {self.patch_size}")
         require(self.pooler_queries >= 2, f"{key}.pooler_queries", f"must be >= 2, got {self.pooler_queries}")
         require(self.pooler_heads >= 1, f"{key}.pooler_heads", f"must be >= 1, got {self.pooler_heads}")
@@ -179,8 +173,8 @@ class ModelConfig:
     def validate(self, key: str) -> None:
         require(self.embed_dim >= 1, f"{key}.embed_dim", f"must be >= 1, got {self.embed_dim}")
         require(self.context_length >= 4, f"{key}.context_length", f"must be >= 4, got {self.context_length}")
-        _check_tower(self.source, f"{key}.source", self.embed_dim, f"{key}.embed_dim")
-        _check_tower(self.decoder, f"{key}.decoder", self.embed_dim, f"{key}.embed_dim")
+        check_tower(self.source, f"{key}.source", self.embed_dim, f"{key}.embed_dim")
+        check_tower(self.decoder, f"{key}.decoder", self.embed_dim, f"{key}.embed_dim")
         require(self.image_size >= 1, f"{key}.image_size", f"must be >= 1, got {self.image_size}")
         if self.vision is not None:
             require(

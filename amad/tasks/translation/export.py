@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from amad.contracts.graph import BATCH_AXIS, Graph, GraphSpec
-from amad.generation.decoder_state import PRESENT
+from amad.generation.decoder_state import PRESENT, example_decoder_inputs
 from amad.tasks.translation.predictor import CACHE_NAMES, memory_axes
 
 SOURCE_AXIS = "source"
@@ -30,17 +30,10 @@ def export_specs(preprocess: Any, state: dict, graphs: dict[str, Graph]) -> dict
     def encoder_inputs(batch: dict) -> tuple:
         return (batch["pixels"], batch["source"]) if image else (batch["source"],)
 
-    @torch.no_grad()
     def decoder_inputs(batch: dict, new_tokens: int = 1) -> tuple:
-        first = encoder(*encoder_inputs(batch))
-        held = tuple(first[name] for name in memory)
-        cache = tuple(first[name] for name in CACHE_NAMES)
-        token = first["logits"].argmax(-1, keepdim=True)
-        for _ in range(2):  # a cache of 3 tokens: start and two greedy ones
-            step = decoder(token, *held, *cache)
-            cache = tuple(step[PRESENT + name] for name in CACHE_NAMES)
-            token = step["logits"].argmax(-1, keepdim=True)
-        return (torch.cat([token] * new_tokens, dim=1), *held, *cache)
+        with torch.no_grad():
+            first = encoder(*encoder_inputs(batch))
+        return example_decoder_inputs(first, decoder, tuple(memory), CACHE_NAMES, new_tokens)
 
     pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
     pixels[1] = 1.0

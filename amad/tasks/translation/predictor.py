@@ -16,8 +16,8 @@ import numpy as np
 
 from amad.contracts.graph import Graph, Predictor
 from amad.errors import AmadError
-from amad.generation.config import GenerationConfig
-from amad.generation.decoder_state import EncodedDecoderState
+from amad.generation.config import GenerationConfig, fixed_length, greedy
+from amad.generation.decoder_state import EncodedDecoderState, generation_stats
 from amad.generation.search import Generation, SpecialTokens, generate
 
 CACHE_NAMES = ("self_keys", "self_values")
@@ -38,11 +38,6 @@ def decoding_metadata(special: SpecialTokens, max_length: int, image: bool) -> d
     """The encoder graph's metadata entry that :class:`TranslationPredictor` decodes by."""
     values = {"start": special.start, "end": special.end, "pad": special.pad, "max_length": max_length, "image": image}
     return {DECODING_METADATA: json.dumps(values)}
-
-
-def greedy(max_length: int) -> GenerationConfig:
-    """Plain greedy decoding up to ``max_length`` tokens (validation during training, parity checks)."""
-    return GenerationConfig(beams=1, max_length=max_length, min_length=0, length_penalty=0.0, no_repeat_ngram=0)
 
 
 class TranslationPredictor(Predictor):
@@ -107,9 +102,7 @@ class TranslationPredictor(Predictor):
         source = batch["source"]
         generation, _ = self.generate(batch["pixels"], source)
         self.last = generation
-        tokens = np.full((len(source), self.generation.max_length), self.special.pad, dtype=np.int64)
-        for row, ids in enumerate(generation.tokens):
-            tokens[row, : len(ids)] = ids
+        tokens = generation.padded(self.generation.max_length, self.special.pad)
         if isinstance(source, np.ndarray):
             return {"tokens": tokens}
         import torch
@@ -121,21 +114,11 @@ def timed_translation(graphs: dict[str, Graph], cached: bool) -> Any:
     """The benchmark's call: greedy translations of a batch, each the model's longest translation long
     (the end token held back to the last step, so every model does the same work) -> tokens generated
     (end tokens included), decoder steps, and the cache bytes read from the tensors the run ended with."""
-    longest = TranslationPredictor(graphs).max_length
-    fixed = GenerationConfig(beams=1, max_length=longest, min_length=longest - 1, length_penalty=0.0, no_repeat_ngram=0)
-    predictor = TranslationPredictor(graphs, fixed, cached=cached)
+    predictor = TranslationPredictor(graphs, fixed_length(TranslationPredictor(graphs).max_length), cached=cached)
 
     def run(*inputs: Any) -> dict[str, float]:  # the encoder graph's inputs: (pixels, source), or (source,)
         pixels, source = inputs if predictor.image else (None, inputs[0])
         generation, state = predictor.generate(pixels, source)
-        limit = predictor.generation.max_length
-        tokens = sum(len(ids) + (len(ids) < limit) for ids in generation.tokens)
-        sizes = state.cache_bytes()
-        return {
-            "tokens": tokens,
-            "steps": generation.steps,
-            "self_attention_cache_bytes_per_token": sizes["self_attention"] / state.cached_positions(),
-            "cross_attention_cache_bytes": sizes["cross_attention"],
-        }
+        return generation_stats(generation, state, predictor.generation.max_length)
 
     return run

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from amad.atomic import atomic_dir
-from amad.data.images import check_decodable, link_or_copy
+from amad.data.images import import_image
 from amad.data.preprocess import PAD_TOKEN_ID, Preprocess
 from amad.errors import DataError
 from amad.tasks.translation.config import SPLITS, DataConfig
@@ -55,15 +55,8 @@ def import_images(
     for split, pairs in splits.items():
         rewritten = []
         for pair in pairs:
-            where = f"{origins[split]}: {split} pair {pair.id!r}"
-            source = images / pair.image
-            if not source.is_file():
-                raise DataError(f"{where}: image not found: {source}")
-            relative = Path("images") / pair.image
-            if not (out / relative).exists():
-                check_decodable(source, where)
-                link_or_copy(source, out / relative)
-            rewritten.append(SentencePair(pair.id, relative.as_posix(), pair.source, pair.target))
+            imported_path = import_image(images, pair.image, out, f"{origins[split]}: {split} pair {pair.id!r}")
+            rewritten.append(SentencePair(pair.id, imported_path, pair.source, pair.target))
         imported[split] = rewritten
     return imported
 

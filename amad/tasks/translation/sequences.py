@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from amad.errors import DataError
+from amad.tasks.generative import teacher_outputs
 
 
 def teacher_translations(predictor: Any, dataset: Any, generation: Any, device: Any) -> list[dict]:
@@ -21,19 +21,9 @@ def teacher_translations(predictor: Any, dataset: Any, generation: Any, device: 
 def with_teacher_translations(dataset: Any, rows: list[dict], targets: str, source: str) -> Any:
     """``dataset`` with the teacher's translations as targets (``replace``: in place of the reference,
     ``add``: as one more sample). A pair whose teacher translation is empty keeps its reference."""
-    if len(rows) != len(dataset.pairs):
-        raise DataError(
-            f"{source}: {len(rows)} teacher translations for {len(dataset.pairs)} training pairs "
-            "(re-run the stage: dvc repro teacher_sequences)"
-        )
+    ids = [pair.id for pair in dataset.pairs]
     chosen = []
-    for number, (row, pair) in enumerate(zip(rows, dataset.pairs), start=1):
-        if not isinstance(row, dict) or row.get("id") != pair.id or not isinstance(row.get("translation"), str):
-            raise DataError(
-                f"{source}:{number}: expected {{'id': {pair.id!r}, 'translation': text}} (the training split's "
-                f"pair {number}), got {row!r}; re-run the stage: dvc repro teacher_sequences"
-            )
-        text = row["translation"].strip()
+    for text, pair in zip(teacher_outputs(rows, ids, "translation", source, "pair"), dataset.pairs):
         if not text:
             chosen.append((pair.target,))
         elif targets == "replace":

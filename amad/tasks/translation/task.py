@@ -15,7 +15,6 @@ key/value cache), driven by amad's decode loop. State: the joint subword vocabul
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,12 @@ from amad.config.typed import require
 from amad.contracts.graph import Graph, Predictor
 from amad.contracts.task import TASKS, GroupShape, Task
 from amad.tasks.checks import check_pretrained, read_summary
-from amad.tasks.token_outputs import TokenOutputDistillation
+from amad.tasks.generative import GenerativeTask, check_generation_lengths
 from amad.tasks.translation.config import ATTENTION_GROUPS, DataConfig, EvaluateConfig, ModelConfig
 
 
 @TASKS.register("translation")
-class TranslationTask(TokenOutputDistillation, Task):
+class TranslationTask(GenerativeTask, Task):
     data_config = DataConfig
     evaluate_config = EvaluateConfig
     model_config = ModelConfig
@@ -66,17 +65,7 @@ class TranslationTask(TokenOutputDistillation, Task):
                 f"{key}.context_length",
                 f"must equal data.context_length ({data.context_length}): the prepared sentences' length",
             )
-        sequence = params.distill.settings.get("sequence")
-        for key, generation in [
-            ("evaluate.generation", params.evaluate.generation),
-            *([("distill.sequence.generation", sequence.generation)] if sequence is not None else []),
-        ]:
-            require(
-                generation.max_length <= data.context_length - 1,
-                f"{key}.max_length",
-                f"{generation.max_length} is longer than the models' sentences ({data.context_length - 1} tokens, "
-                "data.context_length - 1, the end token included)",
-            )
+        check_generation_lengths(params, "sentences")
         require(
             params.teacher.vision is not None,
             "teacher.vision",
@@ -280,11 +269,3 @@ class TranslationTask(TokenOutputDistillation, Task):
         from amad.tasks.translation.sequences import with_teacher_translations
 
         return with_teacher_translations(dataset, rows, targets, source)
-
-    def agreement(self, reference: dict[str, Any], candidate: dict[str, Any]) -> float:
-        """Share of sentences whose translation tokens are identical."""
-        first, second = reference["encoder"]["tokens"], candidate["encoder"]["tokens"]
-        return float((first == second).all(1).float().mean())
-
-    def state_from_metadata(self, metadata: dict[str, str]) -> dict:
-        return json.loads(metadata["amad.state"]) if "amad.state" in metadata else {}
