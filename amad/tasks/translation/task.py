@@ -269,3 +269,11 @@ class TranslationTask(GenerativeTask, Task):
         from amad.tasks.translation.sequences import with_teacher_translations
 
         return with_teacher_translations(dataset, rows, targets, source)
+
+    def predict(self, source: Any, args: Any) -> None:
+        from amad.errors import AmadError
+
+        raise AmadError(
+            f"amad predict does not translate yet ({source.origin}: a translation model); its test translations "
+            "are in metrics/breakdown.json (dvc repro evaluate)"
+        )
