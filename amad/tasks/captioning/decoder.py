@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from amad.generation.cached_attention import causal_step, cross_memory, cross_step, mlp
 from amad.generation.decoder_state import PRESENT
-from amad.tasks.captioning.predictor import CACHE_NAMES, decoding_metadata
+from amad.generation.predictor import decoding_metadata
+from amad.tasks.captioning.predictor import CACHE_NAMES
 
 
 def decode(
@@ -76,8 +77,7 @@ class ImageGraph(nn.Module):
         super().__init__()
         self.model = model
         self.start_token = model.special_tokens.start
-        special = model.special_tokens
-        self.metadata = decoding_metadata(special.start, special.end, special.pad, model.max_caption_tokens)
+        self.metadata = decoding_metadata(model.special_tokens, model.max_caption_tokens)
 
     def forward(self, pixels: Tensor) -> dict[str, Tensor]:
         _, image_tokens = self.model.encode_image_tokens(pixels)

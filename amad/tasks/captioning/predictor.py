@@ -9,26 +9,19 @@ the torch graph's attribute, the export's ONNX metadata, a served model's ``amad
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
 from amad.contracts.graph import Graph, Predictor
-from amad.errors import AmadError
-from amad.generation.config import GenerationConfig, fixed_length, greedy
+from amad.generation.config import fixed_length
 from amad.generation.decoder_state import EncodedDecoderState, generation_stats
-from amad.generation.search import Generation, SpecialTokens, generate
+from amad.generation.predictor import DecodingPredictor
+from amad.generation.search import Generation, generate
 
 CACHE_NAMES = ("text_keys", "text_values", "self_keys", "self_values")
 CROSS_NAMES = ("cross_keys", "cross_values")
-DECODING_METADATA = "amad.decoding"  # {"start", "end", "pad", "max_length"}
 SERVED_GRAPH = "caption"  # a served captioner's graph name (its amad.graph): amad.tasks.captioning.serving
-
-
-def decoding_metadata(start: int, end: int, pad: int, max_length: int) -> dict[str, str]:
-    """The image graph's metadata entry that :class:`CaptionPredictor` decodes by."""
-    return {DECODING_METADATA: json.dumps({"start": start, "end": end, "pad": pad, "max_length": max_length})}
 
 
 class CaptionDecoderState(EncodedDecoderState):
@@ -49,38 +42,13 @@ class CaptionDecoderState(EncodedDecoderState):
         )
 
 
-class CaptionPredictor(Predictor):
+class CaptionPredictor(DecodingPredictor):
     """``{"pixels"} -> {"tokens" [B, max_length]}``: each image's caption ids (no start or end token),
-    right-padded with the padding id.
+    right-padded with the padding id, over the ``image`` and ``decoder`` graphs (see
+    :class:`~amad.generation.predictor.DecodingPredictor` for the arguments)."""
 
-    Args:
-        graphs: the ``image`` and ``decoder`` graphs.
-        generation: greedy or beam settings; None: greedy up to the model's longest caption.
-        cached: step with the key/value cache (the default), or recompute the prefix every step.
-    """
-
-    def __init__(
-        self, graphs: dict[str, Graph], generation: GenerationConfig | None = None, cached: bool = True
-    ) -> None:
-        super().__init__(graphs)
-        metadata = getattr(graphs["image"], "metadata", {}) or {}
-        if DECODING_METADATA not in metadata:
-            raise AmadError(f"the image graph has no {DECODING_METADATA} metadata: re-export the model (amad export)")
-        decoding = json.loads(metadata[DECODING_METADATA])
-        self.special = SpecialTokens(decoding["start"], decoding["end"], decoding["pad"])
-        self.max_length = int(decoding["max_length"])
-        self.generation = generation or greedy(self.max_length)
-        if self.generation.max_length > self.max_length:
-            raise AmadError(
-                f"evaluate.generation.max_length: {self.generation.max_length} tokens is longer than the model's "
-                f"captions ({self.max_length}: data.context_length - 1); lower it"
-            )
-        self.cached = cached
-        self.last: Generation | None = None  # the last batch's generation (steps, scores, logits)
-
-    def with_settings(self, generation: GenerationConfig | None = None, cached: bool | None = None) -> CaptionPredictor:
-        """This predictor with other decoding settings (None: keep)."""
-        return CaptionPredictor(self.graphs, generation or self.generation, self.cached if cached is None else cached)
+    encoder_graph = "image"
+    outputs = "captions"
 
     def generate(self, pixels: Any, keep_logits: bool = False) -> tuple[Generation, CaptionDecoderState]:
         """The decode run of a batch of images, and the state it ended in."""
@@ -90,18 +58,7 @@ class CaptionPredictor(Predictor):
 
     def __call__(self, batch: dict) -> dict[str, Any]:
         pixels = batch["pixels"]
-        generation, _ = self.generate(pixels)
-        self.last = generation
-        tokens = generation.padded(self.generation.max_length, self.special.pad)
-        if self.numpy_batch(pixels):
-            return {"tokens": tokens}
-        import torch
-
-        return {"tokens": torch.from_numpy(tokens)}
-
-    @staticmethod
-    def numpy_batch(pixels: Any) -> bool:
-        return isinstance(pixels, np.ndarray)
+        return self.tokens_like(self.generate(pixels)[0], pixels)
 
 
 def timed_caption(graphs: dict[str, Graph], cached: bool) -> Any:

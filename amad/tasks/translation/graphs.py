@@ -21,12 +21,12 @@ from torch import Tensor, nn
 
 from amad.generation.cached_attention import causal_step, cross_memory, cross_step, mlp
 from amad.generation.decoder_state import PRESENT
+from amad.generation.predictor import decoding_metadata
 from amad.tasks.translation.predictor import (
     CACHE_NAMES,
     IMAGE_CROSS_NAMES,
     SOURCE_MASK,
     TEXT_CROSS_NAMES,
-    decoding_metadata,
 )
 
 
@@ -82,7 +82,7 @@ class EncoderGraph(nn.Module):
         super().__init__()
         self.model = model
         self.image = model.visual is not None
-        self.metadata = decoding_metadata(model.special_tokens, model.max_target_tokens, self.image)
+        self.metadata = decoding_metadata(model.special_tokens, model.max_target_tokens, image=self.image)
 
     def _encode(self, pixels: Tensor | None, source: Tensor) -> dict[str, Tensor]:
         decoder = self.model.decoder

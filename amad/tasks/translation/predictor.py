@@ -9,22 +9,20 @@ the encoder graph's ``metadata``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
-from amad.contracts.graph import Graph, Predictor
-from amad.errors import AmadError
-from amad.generation.config import GenerationConfig, fixed_length, greedy
+from amad.contracts.graph import Graph
+from amad.generation.config import GenerationConfig, fixed_length
 from amad.generation.decoder_state import EncodedDecoderState, generation_stats
-from amad.generation.search import Generation, SpecialTokens, generate
+from amad.generation.predictor import DecodingPredictor
+from amad.generation.search import Generation, generate
 
 CACHE_NAMES = ("self_keys", "self_values")
 TEXT_CROSS_NAMES = ("text_cross_keys", "text_cross_values")
 IMAGE_CROSS_NAMES = ("image_cross_keys", "image_cross_values")
 SOURCE_MASK = "source_real"
-DECODING_METADATA = "amad.decoding"  # {"start", "end", "pad", "max_length", "image"}
 
 
 def memory_axes(image: bool) -> dict[str, int]:
@@ -34,49 +32,20 @@ def memory_axes(image: bool) -> dict[str, int]:
     return {**names, **dict.fromkeys(IMAGE_CROSS_NAMES, 1)} if image else names
 
 
-def decoding_metadata(special: SpecialTokens, max_length: int, image: bool) -> dict[str, str]:
-    """The encoder graph's metadata entry that :class:`TranslationPredictor` decodes by."""
-    values = {"start": special.start, "end": special.end, "pad": special.pad, "max_length": max_length, "image": image}
-    return {DECODING_METADATA: json.dumps(values)}
-
-
-class TranslationPredictor(Predictor):
+class TranslationPredictor(DecodingPredictor):
     """``{"pixels", "source"} -> {"tokens" [B, max_length]}``: each sentence's translation ids (no start
-    or end token), right-padded with the padding id.
+    or end token), right-padded with the padding id, over the ``encoder`` and ``decoder`` graphs (see
+    :class:`~amad.generation.predictor.DecodingPredictor` for the arguments). ``image``: the model
+    reads the image (a text-only model's encoder takes the source alone)."""
 
-    Args:
-        graphs: the ``encoder`` and ``decoder`` graphs.
-        generation: greedy or beam settings; None: greedy up to the model's longest translation.
-        cached: step with the key/value cache (the default), or recompute the prefix every step.
-    """
+    encoder_graph = "encoder"
+    outputs = "sentences"
 
     def __init__(
         self, graphs: dict[str, Graph], generation: GenerationConfig | None = None, cached: bool = True
     ) -> None:
-        super().__init__(graphs)
-        metadata = getattr(graphs["encoder"], "metadata", {}) or {}
-        if DECODING_METADATA not in metadata:
-            raise AmadError(f"the encoder graph has no {DECODING_METADATA} metadata: re-export the model (amad export)")
-        decoding = json.loads(metadata[DECODING_METADATA])
-        self.special = SpecialTokens(decoding["start"], decoding["end"], decoding["pad"])
-        self.max_length = int(decoding["max_length"])
-        self.image = bool(decoding["image"])
-        self.generation = generation or greedy(self.max_length)
-        if self.generation.max_length > self.max_length:
-            raise AmadError(
-                f"evaluate.generation.max_length: {self.generation.max_length} tokens is longer than the model's "
-                f"sentences ({self.max_length}: data.context_length - 1); lower it"
-            )
-        self.cached = cached
-        self.last: Generation | None = None
-
-    def with_settings(
-        self, generation: GenerationConfig | None = None, cached: bool | None = None
-    ) -> TranslationPredictor:
-        """This predictor with other decoding settings (None: keep)."""
-        return TranslationPredictor(
-            self.graphs, generation or self.generation, self.cached if cached is None else cached
-        )
+        super().__init__(graphs, generation, cached)
+        self.image = bool(self.decoding["image"])
 
     def encoder_inputs(self, pixels: Any, source: Any) -> tuple:
         """The encoder graph's inputs (a text-only model reads the source alone)."""
@@ -100,14 +69,7 @@ class TranslationPredictor(Predictor):
 
     def __call__(self, batch: dict) -> dict[str, Any]:
         source = batch["source"]
-        generation, _ = self.generate(batch["pixels"], source)
-        self.last = generation
-        tokens = generation.padded(self.generation.max_length, self.special.pad)
-        if isinstance(source, np.ndarray):
-            return {"tokens": tokens}
-        import torch
-
-        return {"tokens": torch.from_numpy(tokens)}
+        return self.tokens_like(self.generate(batch["pixels"], source)[0], source)
 
 
 def timed_translation(graphs: dict[str, Graph], cached: bool) -> Any:
