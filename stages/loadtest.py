@@ -16,7 +16,7 @@ from amad.serving.server import pytriton_python
 
 def main(params: Params) -> None:
     serving = params.serving
-    if not paths.DEPLOYED_MODEL.exists():
+    if not any(paths.DEPLOYED_MODEL.glob("*.onnx")):  # deploy.model null: deployed/model says why
         write_json(paths.SERVING, {"skipped": "deploy.model is null: nothing is deployed"})
         return
     if pytriton_python() is None:

@@ -173,9 +173,9 @@ def test_every_profile_is_a_valid_params_file_for_the_pipeline(profile):
     raw = yaml.safe_load((ROOT / "profiles" / profile).read_text())
     raw["data"]["path"] = str(ROOT / raw["data"]["path"])
     for model in (raw["teacher"], *raw["students"].values()):  # relative to the repository, like data.path
-        if model["text"].get("hf_model"):
+        if model.get("text", {}).get("hf_model"):
             model["text"]["hf_model"] = str(ROOT / model["text"]["hf_model"])
-    if not all(Path(m["text"]["hf_model"]).exists() for m in (raw["teacher"],) if m["text"].get("hf_model")):
+    if not all(Path(m["text"]["hf_model"]).exists() for m in (raw["teacher"],) if m.get("text", {}).get("hf_model")):
         pytest.skip("the pretrained text tower is linked by make setup (pretrained/)")
     params = parse_params(raw)
     # the pipeline's stages declare these keys of every profile
