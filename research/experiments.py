@@ -60,7 +60,7 @@ def workspace_restored() -> Iterator[None]:
     original, staged, lock_staged = PARAMS.read_text(), _index_entry(PARAMS), _index_entry(LOCK)
     branch, commit = _git("symbolic-ref", "-q", "HEAD"), _git("rev-parse", "-q", "--verify", "HEAD")
     try:
-        with _sigterm_interrupts():
+        with _interrupts_raise():
             yield
     finally:
         restored = []
@@ -86,7 +86,7 @@ def workspace_restored() -> Iterator[None]:
 
 
 @contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
+def _interrupts_raise() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():  # only the main thread has handlers
         yield
         return
@@ -95,10 +95,14 @@ def _sigterm_interrupts() -> Iterator[None]:
         raise KeyboardInterrupt("SIGTERM")
 
     previous = signal.signal(signal.SIGTERM, interrupt)
+    # Ctrl-C raises KeyboardInterrupt here whatever handler a library left on SIGINT (one left it
+    # ignored in the test suite's process, so an interrupted tool ran its dvc to the end)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def run_experiment(overrides: list[str], target: str = "evaluate", *, grace_s: float = STOP_GRACE_S) -> None:
