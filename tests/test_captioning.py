@@ -312,7 +312,7 @@ def test_the_report_pages_show_every_models_caption_and_the_cross_attention_of_c
 
 
 def test_chosen_words_are_content_words_and_the_map_goes_through_the_pooler():
-    from amad.tasks.captioning.report import chosen_words
+    from amad.report.decoder_pages import chosen_words
 
     assert chosen_words(["<s>", "a", "red", "circle", "and", "two", "squares", "</s>"]) == [2, 3, 5]
     assert chosen_words(["<s>", "a", "of", "</s>"]) == [1, 2]

@@ -194,9 +194,32 @@ def test_tensorrt_is_skipped_cleanly_without_cuda(tmp_path):
             tmp_path / "a.onnx",
             tmp_path / "b.onnx",
             tmp_path / "c.plan",
-            input_shapes={"pixels": (3, 8, 8), "tokens": (4,)},
+            input_shapes={"pixels": ((1, 3, 8, 8), (8, 3, 8, 8), (32, 3, 8, 8))},
             profile=PARAMS.export.tensorrt,
         )
+
+
+def test_tensorrt_profiles_put_the_batch_where_each_input_has_it_and_bound_sequence_axes():
+    from amad.contracts.graph import GraphSpec
+    from amad.export.config import TensorRTConfig
+
+    profile = TensorRTConfig(enabled=True, min_batch=1, opt_batch=8, max_batch=32, workspace_mib=64)
+    spec = GraphSpec(
+        ("tokens", "keys", "mask"),
+        ("logits",),
+        (torch.zeros(2, 2), torch.zeros(3, 2, 4, 5, 8), torch.zeros(2, 6)),
+        {},
+        lambda batch: (),
+        {"tokens": {0: "batch", 1: "step"}, "keys": {1: "batch", 3: "past"}},
+        {"step": 35, "past": 35},
+    )
+    shapes = tensorrt.optimisation_shapes(spec, profile)
+    assert shapes["tokens"] == ((1, 1), (8, 2), (32, 35))
+    assert shapes["keys"] == ((3, 1, 4, 1, 8), (3, 8, 4, 5, 8), (3, 32, 4, 35, 8)), "batch on axis 1, past bounded"
+    assert shapes["mask"] == ((1, 6), (8, 6), (32, 6)), "no axes named: the batch on axis 0 alone"
+    unbounded = replace(spec, axis_limits={"step": 35})
+    with pytest.raises(ValueError, match=r"keys: dynamic axis 3 \(past\) has no axis limit"):
+        tensorrt.optimisation_shapes(unbounded, profile)
 
 
 def test_benchmark_schema(workspace, monkeypatch):

@@ -233,6 +233,7 @@ def test_dvc_repro_on_a_tiny_translation_profile(tmp_path):
     params["data"]["path"] = "data/source"
     params["distill"]["methods"] = ["logit", "sequence", "amad"]
     params["export"]["models"] = ["teacher", "h2-amad", "textonly-amad"]
+    params["deploy"]["model"] = "h2-amad"  # the one that reads the image (auto may pick the text-only one)
     params["benchmark"].update(batch_sizes=[1, 2], warmup=1, repeats=3)
     repo, env = repository(tmp_path, params)
     run(["dvc", "repro"], repo, env)
@@ -258,5 +259,14 @@ def test_dvc_repro_on_a_tiny_translation_profile(tmp_path):
         latency["results"]
     )
     assert all(entry["matches"] for entry in latency["decode_cache"].values()), latency["decode_cache"]
-    assert json.loads((repo / "metrics" / "serving.json").read_text())["skipped"]
+    config = (repo / "deployed" / "triton" / "amad_translation_decoder" / "config.pbtxt").read_text()
+    assert "max_batch_size: 0" in config, "the cache's batch is on axis 1: served unbatched"
+    serving = json.loads((repo / "metrics" / "serving.json").read_text())
+    if pytriton_python() is not None:  # the server ran the decode loop and answered every request
+        assert serving["models"] == ["amad_translation_translation"]
+        assert all(row["failed"] == 0 for levels in serving["modes"].values() for row in levels.values())
+    readme_inputs(repo)
+    (command,) = readme_commands("amad predict --model deployed/model --image scene.png --text")
+    printed = json.loads(run(shlex.split(command), repo, env).stdout)
+    assert printed["image"] == "scene.png" and isinstance(printed["translation"], str) and printed["tokens"]
     assert "Running stage" not in run(["dvc", "repro"], repo, env).stdout, "nothing changed: nothing runs"

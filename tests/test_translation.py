@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import re
 
 import numpy as np
 import pytest
@@ -220,3 +221,54 @@ def test_sequence_targets_replace_or_add_and_bad_rows_are_named(tmp_path):
     rows[3]["id"] = "other"
     with pytest.raises(DataError, match=r"train.jsonl:4: expected"):
         with_teacher_translations(dataset, rows, "replace", "train.jsonl")
+
+
+# -- amad predict ------------------------------------------------------------------------------
+def test_predict_translates_flags_and_manifests_and_names_bad_input(tmp_path, capsys):
+    from amad.cli import main
+    from amad.models import save_model
+
+    params = tiny_translation_params_dict()
+    config = from_dict(DataConfig, {**params["data"], "path": str(tmp_path)}, "data")
+    prepare(config, 0, tmp_path / "prepared")
+    state = TASK.read_state(tmp_path / "prepared")
+    parsed = parse_params(params)
+    for name, model_config in [("teacher", parsed.teacher), ("textonly", parsed.students["textonly"])]:
+        torch.manual_seed(0)
+        model = TASK.build_model(model_config, state)
+        save_model(tmp_path / name, TASK, model, state, TASK.preprocess(model_config, state))
+    pair = json.loads((tmp_path / "prepared" / "test.jsonl").read_text().splitlines()[0])
+    image = str(tmp_path / "prepared" / pair["image"])
+    main(["predict", "--model", str(tmp_path / "teacher"), "--image", image, "--text", pair["source"], "--beams", "2"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["source"] == pair["source"] and isinstance(printed["translation"], str) and printed["tokens"]
+    manifest = tmp_path / "prepared" / "requests.jsonl"  # a prepared manifest's lines are requests
+    manifest.write_text("".join(json.dumps({**pair, "id": f"r{i}"}) + "\n" for i in range(3)))
+    main(
+        [
+            "predict",
+            "--model",
+            str(tmp_path / "teacher"),
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(tmp_path / "o.jsonl"),
+        ]
+    )
+    written = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert len(written) == len(manifest.read_text().splitlines()) and {"id", "translation"} <= set(written[0])
+    capsys.readouterr()
+    main(["predict", "--model", str(tmp_path / "textonly"), "--image", image, "--text", pair["source"]])
+    assert "reads no image" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "a", "image": "nowhere.png", "source": "A shape"}) + "\n")
+    for argv, message in [
+        (["--text", "A red shape"], r"one --image per --text \(1 --text, 0 --image\)"),
+        (["--image", image, "--text", "word " * 60], r"--text 'word.*tokens long"),
+        (["--manifest", str(bad), "--out", str(tmp_path / "x.jsonl")], r"bad.jsonl:1: image nowhere.png not found"),
+        (["--image", image], r"give --text"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(["predict", "--model", str(tmp_path / "teacher"), *argv])
+        assert re.search(message, capsys.readouterr().err), (argv, message)
+    assert not (tmp_path / "x.jsonl").exists()

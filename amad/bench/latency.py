@@ -92,7 +92,7 @@ def make_runner(backend: str, model_dir: Path, export_dir: Path, graph: str, thr
         if not plan.exists():
             return f"{plan} not found (the export stage could not build it)"
         spec = model_specs(model_dir)[graph]
-        return tensorrt.TensorRTModel(plan, spec.input_names, spec.output_names)
+        return tensorrt.TensorRTModel(plan, spec.input_names, spec.output_names, spec.metadata)
     raise ValueError(f"unknown backend {backend!r}")
 
 

@@ -171,10 +171,12 @@ def _tensorrt(staging: Path, task: Any, specs: dict, config: ExportConfig, test_
             staging / f"{graph}.onnx",
             staging / f"{graph}.fp16.onnx",
             staging / f"{graph}.plan",
-            input_shapes={name: tuple(x.shape[1:]) for name, x in zip(spec.input_names, spec.example_inputs)},
+            input_shapes=tensorrt.optimisation_shapes(spec, config.tensorrt),
             profile=config.tensorrt,
         )
-        engines[graph] = tensorrt.TensorRTModel(staging / f"{graph}.plan", spec.input_names, spec.output_names)
+        engines[graph] = tensorrt.TensorRTModel(
+            staging / f"{graph}.plan", spec.input_names, spec.output_names, spec.metadata
+        )
     metric = task.primary_metric
     report["accuracy"]["tensorrt_fp16"] = task.evaluate(
         task.predictor(engines), test_set, device="cuda", batch_size=config.tensorrt.max_batch

@@ -9,11 +9,15 @@ otherwise :func:`unavailable_reason` says why and callers record ``{"skipped": r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from amad.config.typed import to_dict
+from amad.contracts.graph import BATCH_AXIS, GraphSpec
 from amad.export.config import TensorRTConfig
+
+Shape = tuple[int, ...]
 
 
 def unavailable_reason() -> str | None:
@@ -33,17 +37,47 @@ def tensorrt_major_version() -> int:
     return int(trt.__version__.split(".")[0])
 
 
+def optimisation_shapes(spec: GraphSpec, profile: TensorRTConfig) -> dict[str, tuple[Shape, Shape, Shape]]:
+    """``{input: (min, opt, max) shape}`` of a graph's optimisation profile. The batch axis, wherever
+    it is (a key/value cache has it on axis 1), runs over ``min_batch`` / ``opt_batch`` /
+    ``max_batch``; another dynamic axis (a sequence, the cache's past) over 1 / the example's size /
+    its ``axis_limits`` entry; a fixed axis keeps the example's size. ValueError for a dynamic axis
+    without a limit (TensorRT needs its largest size)."""
+    shapes = {}
+    for name, example in zip(spec.input_names, spec.example_inputs, strict=True):
+        axes = spec.axes_of(name)
+        low, opt, high = [], [], []
+        for axis, size in enumerate(example.shape):
+            axis_name = axes.get(axis)
+            if axis_name == BATCH_AXIS:
+                sizes = (profile.min_batch, profile.opt_batch, profile.max_batch)
+            elif axis_name is None:
+                sizes = (size, size, size)
+            elif axis_name in spec.axis_limits:
+                limit = spec.axis_limits[axis_name]
+                sizes = (1, min(max(size, 1), limit), limit)
+            else:
+                raise ValueError(
+                    f"{name}: dynamic axis {axis} ({axis_name}) has no axis limit; TensorRT needs its largest size"
+                )
+            for bounds, value in zip((low, opt, high), sizes):
+                bounds.append(value)
+        shapes[name] = (tuple(low), tuple(opt), tuple(high))
+    return shapes
+
+
 def build_engine(
     onnx_fp32: str | Path,
     onnx_fp16: str | Path,
     plan: str | Path,
     *,
-    input_shapes: dict[str, tuple[int, ...]],
+    input_shapes: dict[str, tuple[Shape, Shape, Shape]],
     profile: TensorRTConfig,
 ) -> dict:
     """Build and serialise an fp16 engine; returns what was built (version, precision source).
 
-    ``input_shapes``: each graph input's shape per sample (without the batch axis).
+    ``input_shapes``: each graph input's (min, opt, max) shape, batch axis included
+    (:func:`optimisation_shapes`).
     """
     reason = unavailable_reason()
     if reason is not None:
@@ -69,10 +103,8 @@ def build_engine(
     if major < 11:
         config.set_flag(trt.BuilderFlag.FP16)
     optimisation = builder.create_optimization_profile()
-    for name, shape in input_shapes.items():
-        optimisation.set_shape(
-            name, (profile.min_batch, *shape), (profile.opt_batch, *shape), (profile.max_batch, *shape)
-        )
+    for name, (low, opt, high) in input_shapes.items():
+        optimisation.set_shape(name, low, opt, high)
     config.add_optimization_profile(optimisation)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -88,12 +120,19 @@ class TensorRTModel:
         plan: the serialised engine.
         input_names: the graph's inputs, in call order.
         output_names: the graph's outputs (each is returned, in the engine's dtype).
+        metadata: the graph's ``amad.*`` metadata (what a predictor reads of it: a decoder's ids).
     """
 
-    def __init__(self, plan: str | Path, input_names: tuple[str, ...], output_names: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        plan: str | Path,
+        input_names: tuple[str, ...],
+        output_names: tuple[str, ...],
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
         import tensorrt as trt
 
-        self.input_names, self.output_names = input_names, output_names
+        self.input_names, self.output_names, self.metadata = input_names, output_names, metadata or {}
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = self.runtime.deserialize_cuda_engine(Path(plan).read_bytes())
         self.context = self.engine.create_execution_context()
@@ -108,8 +147,8 @@ class TensorRTModel:
         self.output_dtypes = {name: torch_dtypes[self.engine.get_tensor_dtype(name)] for name in output_names}
 
     def __call__(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        on_device = [(x.cuda().float() if x.is_floating_point() else x.cuda().long()).contiguous() for x in inputs]
-        for name, tensor in zip(self.input_names, on_device):
+        on_device = [_engine_input(torch.as_tensor(x)) for x in inputs]
+        for name, tensor in zip(self.input_names, on_device, strict=True):
             self.context.set_input_shape(name, tuple(tensor.shape))
             self.context.set_tensor_address(name, tensor.data_ptr())
         outputs = {}
@@ -120,3 +159,10 @@ class TensorRTModel:
         self.context.execute_async_v3(self.stream.cuda_stream)
         self.stream.synchronize()
         return outputs
+
+
+def _engine_input(tensor: torch.Tensor) -> torch.Tensor:
+    """A graph input on the GPU in the dtype the engine takes: float32, int64, or bool (a mask)."""
+    if tensor.is_floating_point():
+        return tensor.cuda().float().contiguous()
+    return tensor.cuda().contiguous() if tensor.dtype == torch.bool else tensor.cuda().long().contiguous()

@@ -32,10 +32,11 @@ def _http():
 
 class TritonGraph:
     """One served Triton model, called like an exported graph: ``graph(*inputs) -> {output: array}``
-    (numpy arrays for numpy inputs, torch tensors for tensors)."""
+    (numpy arrays for numpy inputs, torch tensors for tensors); ``metadata``: its ``amad.*`` entries,
+    as an exported graph's (what a predictor reads of it)."""
 
-    def __init__(self, client: Any, model: str, config: dict) -> None:
-        self.client, self.model = client, model
+    def __init__(self, client: Any, model: str, config: dict, metadata: dict[str, str] | None = None) -> None:
+        self.client, self.model, self.metadata = client, model, metadata or {}
         self.inputs = [(tensor["name"], tensor["data_type"].removeprefix("TYPE_")) for tensor in config["input"]]
         self.output_names = tuple(tensor["name"] for tensor in config["output"])
 
@@ -71,7 +72,8 @@ def server_source(
         for name, parameters in published.items():
             if name.endswith("_trt") == tensorrt and "amad.task" in parameters:
                 metadata = metadata or parameters
-                graphs[parameters.get("amad.graph", "model")] = TritonGraph(client, name, client.get_model_config(name))
+                graph = TritonGraph(client, name, client.get_model_config(name), parameters)
+                graphs[parameters.get("amad.graph", "model")] = graph
         return source_from_metadata(metadata, graphs, url)
     try:
         index = client.get_model_repository_index()
@@ -89,7 +91,7 @@ def server_source(
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         if "amad.task" in parameters:
             metadata = metadata or parameters
-            graphs[parameters.get("amad.graph", "model")] = TritonGraph(client, name, config)
+            graphs[parameters.get("amad.graph", "model")] = TritonGraph(client, name, config, parameters)
     if not graphs:
         raise AmadError(
             f"--server {url}: no served model publishes amad.* parameters (a PyTriton server does not): "
@@ -132,7 +134,8 @@ def _exported_on_server(client: Any, url: str, export_dir: Path, tensorrt: bool)
                 f"--server {url}: does not serve {name}, the graph {path} of --export {export_dir} "
                 f"({str(error).splitlines()[0][:200]})"
             ) from None
-        metadata = metadata or served_metadata(path)
+        graph_metadata = served_metadata(path)
+        metadata = metadata or graph_metadata
         graph = get_task(metadata["amad.task"]).served_graph if path.is_dir() else path.name.split(".")[0]
-        graphs[graph] = TritonGraph(client, name, config)
+        graphs[graph] = TritonGraph(client, name, config, graph_metadata)
     return source_from_metadata(metadata, graphs, url)

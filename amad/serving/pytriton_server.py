@@ -14,6 +14,7 @@ A generative export is served as one model whose decode loop runs here, ``NAME=F
 
     .triton-venv/bin/python amad/serving/pytriton_server.py amad_captioning_caption=exported/h2-amad \
         --loop amad_captioning_caption=amad.tasks.captioning.serving:Captioner [--generation '{"beams": 3, ...}']
+    (translation: amad_translation_translation=... --loop ...=amad.tasks.translation.serving:Translator)
 
 The loop class is amad's own numpy code: it is loaded from the amad package this file is part of
 (that package alone, not the environment it is installed in), and needs numpy, onnxruntime and
@@ -214,12 +215,12 @@ def _loop(target: str, folder: str, generation: dict | None):
 
 
 def _loop_function(loop, batch):
-    """A batched PyTriton inference function running ``loop`` on the request's first input."""
-    ((name, _, _),) = loop.inputs
+    """A batched PyTriton inference function running ``loop`` on the request's inputs, in its order."""
+    names = [name for name, _, _ in loop.inputs]
 
     @batch
     def infer(**tensors):
-        return loop(tensors[name])
+        return loop(*(tensors[name] for name in names))
 
     return infer
 

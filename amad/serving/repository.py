@@ -18,10 +18,11 @@ One Triton model per exported graph; inputs and outputs are read from the ONNX g
     exported/triton/                     captioning (graphs `image` and `decoder`)
       amad_captioning_image/, amad_captioning_decoder/    unbatched (max_batch_size 0, every axis in
                                          dims): their key/value caches have the batch on axis 1
+    (translation alike: amad_translation_encoder/, amad_translation_decoder/)
 
 A native Triton runs no Python decode loop here: the client steps the decoder (one request per
-token). ``amad serve`` (PyTriton) serves a captioning export as one model instead, the loop in the
-server with dynamic batching (:mod:`amad.tasks.captioning.serving`).
+token). ``amad serve`` (PyTriton) serves a captioning or translation export as one model instead, the
+loop in the server with dynamic batching (:mod:`amad.generation.serving`).
 
 Preprocessing and the task's procedure run in the client (``amad predict --server``,
 :mod:`amad.serving.client`): each config's ``parameters`` hold its graph's ``amad.*`` metadata
@@ -54,6 +55,7 @@ TRITON_TYPES = {
     onnx.TensorProto.FLOAT16: "TYPE_FP16",
     onnx.TensorProto.INT64: "TYPE_INT64",
     onnx.TensorProto.INT32: "TYPE_INT32",
+    onnx.TensorProto.BOOL: "TYPE_BOOL",  # masks (translation's source_real)
 }
 
 
@@ -83,6 +85,10 @@ def graph_tensors(
     def describe(value: onnx.ValueInfoProto) -> tuple[str, str, list[int]]:
         tensor = value.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim[first:]]
+        if tensor.elem_type not in TRITON_TYPES:
+            kind = onnx.TensorProto.DataType.Name(tensor.elem_type)
+            known = ", ".join(onnx.TensorProto.DataType.Name(known) for known in TRITON_TYPES)
+            raise AmadError(f"{path}: {value.name} is {kind}, which amad's Triton repositories do not map ({known})")
         return value.name, TRITON_TYPES[tensor.elem_type], dims
 
     return [describe(v) for v in graph.input], [describe(v) for v in graph.output]

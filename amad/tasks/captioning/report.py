@@ -17,45 +17,20 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-EXAMPLE_IMAGES = 6  # validation images in the captions page
-CHOSEN_WORDS = 3  # words whose cross-attention is drawn
-STOP_WORDS = frozenset(
-    ["a", "an", "and", "are", "at", "by", "for", "from", "in", "is", "its", "of", "on", "or", "the", "to", "with"]
-)
-POOLER = "visual.attn_pool.attn"
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters (an untrained model writes any byte) shown as ``·``."""
-    return "".join(c if c.isprintable() else "·" for c in text)
-
-
-def _spread(count: int, total: int) -> list[int]:
-    """``count`` indices spread evenly over ``range(total)`` (all of them when there are fewer)."""
-    if total <= count:
-        return list(range(total))
-    return sorted({round(i * (total - 1) / (count - 1)) for i in range(count)}) if count > 1 else [0]
+from amad.report.decoder_pages import EXAMPLES, chosen_words, printable, shown_image, spread, word_image_attention
 
 
 def _pixels(dataset: Any, images: list[int]) -> torch.Tensor:
     return torch.stack([dataset.pixels(image) for image in images])
 
 
-def _shown(dataset: Any, image: int) -> np.ndarray:
-    """The preprocessed image ``[H, W, 3]`` in [0, 1] (normalisation undone)."""
-    preprocess = dataset.preprocess
-    pixels = dataset.pixels(image).float().numpy().transpose(1, 2, 0)
-    return np.clip(pixels * np.asarray(preprocess.std) + np.asarray(preprocess.mean), 0, 1)
-
-
 @torch.no_grad()
-def example_captions(models: dict[str, Any], dataset: Any, generation: Any, count: int = EXAMPLE_IMAGES) -> list[dict]:
+def example_captions(models: dict[str, Any], dataset: Any, generation: Any, count: int = EXAMPLES) -> list[dict]:
     """``{"index", "id", "references", "captions": {model: caption}}`` for ``count`` validation images
     spread over the split, each model (a LoadedModel, teacher first) decoding with ``generation``."""
-    images = _spread(count, len(dataset.records))
+    images = spread(count, len(dataset.records))
     pixels = _pixels(dataset, images)
     rows = [
         {"index": image, "id": dataset.records[image].id, "references": list(dataset.records[image].captions)}
@@ -98,7 +73,7 @@ def captions_figure(rows: list[dict], dataset: Any):
         len(rows), 2, figsize=(9.5, height * len(rows) + 0.5), squeeze=False, width_ratios=(1, 4), layout="constrained"
     )
     for row, (image_ax, text_ax) in zip(rows, axes):
-        image_ax.imshow(_shown(dataset, row["index"]))
+        image_ax.imshow(shown_image(dataset, row["index"]))
         image_ax.set_axis_off()
         image_ax.set_title(str(row["id"])[:28], fontsize=7)
         lines = [(name, row["captions"][name] or "(empty)") for name in names]
@@ -115,33 +90,9 @@ def captions_figure(rows: list[dict], dataset: Any):
     return figure
 
 
-def chosen_words(pieces: list[str], count: int = CHOSEN_WORDS) -> list[int]:
-    """Token positions of the first ``count`` content words (letters only, 3 or more, not a stop
-    word); the first tokens of the caption where it has fewer."""
-    content = [
-        position
-        for position, piece in enumerate(pieces)
-        if piece.isalpha() and len(piece) >= 3 and piece.lower() not in STOP_WORDS
-    ]
-    fallback = [position for position, piece in enumerate(pieces) if piece not in ("<s>", "</s>")]
-    return (content or fallback)[:count]
-
-
-@torch.no_grad()
-def word_attention(loaded: Any, pixels: torch.Tensor, tokens: torch.Tensor, positions: list[int]) -> np.ndarray:
-    """``[words, heads, 1, keys]``: for the token at each position, the last decoder layer's cross-
-    attention of the step that writes it (query ``position - 1``) times the pooler's head-mean
-    attention over the vision tokens (class token first), per head."""
-    from amad.distill.capture import capture_attention
-
-    model = loaded.model.eval()
-    cross = loaded.task.module_groups(model)["decoder_cross"][-1]
-    with capture_attention(model, [cross, POOLER]) as capture:
-        model(pixels, tokens)
-    words = capture.probs(cross)[0].float()  # (H, L-1, image tokens)
-    pooler = capture.probs(POOLER)[0].float().mean(0)  # (pooler queries, vision tokens)
-    over_vision = torch.einsum("hqi,ik->hqk", words, pooler[1:])  # the decoder reads pooler outputs 1..
-    return torch.stack([over_vision[:, position - 1 : position] for position in positions]).numpy()
+def _last_cross(loaded: Any) -> str:
+    """The last decoder layer's cross-attention module of a loaded model."""
+    return loaded.task.module_groups(loaded.model)["decoder_cross"][-1]
 
 
 def cross_attention_figure(teacher: Any, student: Any, student_name: str, dataset: Any, caption: str, image: int = 0):
@@ -154,16 +105,18 @@ def cross_attention_figure(teacher: Any, student: Any, student_name: str, datase
     real = [i for i in tokens[0].tolist() if i != 0]
     pieces = teacher.preprocess.token_strings(real)
     positions = [p for p in chosen_words(pieces) if p >= 1]
-    teacher_maps = word_attention(teacher, pixels, tokens, positions)
-    student_maps = word_attention(student, pixels, tokens, positions)
-    shown = _shown(dataset, image)
+    teacher_maps, student_maps = (
+        word_image_attention(loaded.model.eval(), _last_cross(loaded), (pixels, tokens), positions)
+        for loaded in (teacher, student)
+    )
+    shown = shown_image(dataset, image)
     samples = [
         (f'"{printable(pieces[p])}"', shown, t, s) for p, t, s in zip(positions, teacher_maps, student_maps)
     ]  # fmt: skip
     return attention_figure(
         student_name,
-        teacher.task.module_groups(teacher.model)["decoder_cross"][-1],
-        student.task.module_groups(student.model)["decoder_cross"][-1],
+        _last_cross(teacher),
+        _last_cross(student),
         samples,
         vision=True,
         what=(

@@ -9,20 +9,23 @@ the encoder graph's ``metadata``.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 
-from amad.contracts.graph import Graph
+from amad.contracts.graph import Graph, Predictor
+from amad.errors import AmadError
 from amad.generation.config import GenerationConfig, fixed_length
 from amad.generation.decoder_state import EncodedDecoderState, generation_stats
-from amad.generation.predictor import DecodingPredictor
+from amad.generation.predictor import DECODING_METADATA, DecodingPredictor
 from amad.generation.search import Generation, generate
 
 CACHE_NAMES = ("self_keys", "self_values")
 TEXT_CROSS_NAMES = ("text_cross_keys", "text_cross_values")
 IMAGE_CROSS_NAMES = ("image_cross_keys", "image_cross_values")
 SOURCE_MASK = "source_real"
+SERVED_GRAPH = "translation"  # a served translator's graph name (its amad.graph): amad.tasks.translation.serving
 
 
 def memory_axes(image: bool) -> dict[str, int]:
@@ -68,8 +71,25 @@ class TranslationPredictor(DecodingPredictor):
         return generate(state, len(source), self.generation, self.special, keep_logits), state
 
     def __call__(self, batch: dict) -> dict[str, Any]:
-        source = batch["source"]
-        return self.tokens_like(self.generate(batch["pixels"], source)[0], source)
+        source = batch["source"]  # a text-only model's batch may have no pixels
+        return self.tokens_like(self.generate(batch.get("pixels"), source)[0], source)
+
+
+class ServedTranslationPredictor(Predictor):
+    """``{"pixels", "source"} -> {"tokens"}`` over a served :class:`~amad.tasks.translation.serving.Translator`
+    (graphs ``{"translation": ...}``): one call per batch, the loop and its settings in the server.
+    Whether the model reads the image is in the served model's ``amad.decoding`` metadata."""
+
+    def __init__(self, graphs: dict[str, Graph]) -> None:
+        super().__init__(graphs)
+        metadata = getattr(graphs[SERVED_GRAPH], "metadata", {}) or {}
+        if DECODING_METADATA not in metadata:
+            raise AmadError(f"the served {SERVED_GRAPH} model publishes no {DECODING_METADATA} metadata")
+        self.image = bool(json.loads(metadata[DECODING_METADATA])["image"])
+
+    def __call__(self, batch: dict) -> dict[str, Any]:
+        inputs = (batch["pixels"], batch["source"]) if self.image else (batch["source"],)
+        return {"tokens": self.graphs[SERVED_GRAPH](*inputs)["tokens"]}
 
 
 def timed_translation(graphs: dict[str, Graph], cached: bool) -> Any:

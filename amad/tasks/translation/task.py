@@ -37,6 +37,8 @@ class TranslationTask(GenerativeTask, Task):
     graph_names = ("encoder", "decoder")
     generative = True
     target_key = "target"
+    serving_loop = "amad.tasks.translation.serving:Translator"
+    served_graph = "translation"  # predictor.SERVED_GRAPH
 
     def group_shapes(self, config: ModelConfig, key: str) -> dict[str, GroupShape]:
         length = config.context_length
@@ -189,8 +191,10 @@ class TranslationTask(GenerativeTask, Task):
         return {"encoder": EncoderGraph(model), "decoder": DecoderGraph(model)}
 
     def predictor(self, graphs: dict[str, Graph]) -> Predictor:
-        from amad.tasks.translation.predictor import TranslationPredictor
+        from amad.tasks.translation.predictor import SERVED_GRAPH, ServedTranslationPredictor, TranslationPredictor
 
+        if set(graphs) == {SERVED_GRAPH}:
+            return ServedTranslationPredictor(graphs)
         return TranslationPredictor(graphs)
 
     def evaluate(
@@ -270,10 +274,30 @@ class TranslationTask(GenerativeTask, Task):
 
         return with_teacher_translations(dataset, rows, targets, source)
 
-    def predict(self, source: Any, args: Any) -> None:
-        from amad.errors import AmadError
+    def report_pages(
+        self,
+        teacher_dir: Path,
+        student_dirs: dict[str, Path],
+        attention_models: list[str],
+        data_dir: Path,
+        out: Path,
+    ) -> str:
+        """``translations.png`` (validation pairs with every model's greedy translation) and
+        ``cross_attention/<model>/source.png`` / ``image.png`` (teacher heads beside student heads)."""
+        from amad.models import load_model
+        from amad.tasks.translation.report import report_pages
 
-        raise AmadError(
-            f"amad predict does not translate yet ({source.origin}: a translation model); its test translations "
-            "are in metrics/breakdown.json (dvc repro evaluate)"
-        )
+        teacher = load_model(teacher_dir)
+        students = {name: load_model(folder) for name, folder in student_dirs.items()}
+        dataset = self.dataset(data_dir, "val", teacher.preprocess, teacher.state)
+        return report_pages(teacher, students, attention_models, dataset, out)
+
+    def predict_arguments(self, parser: Any) -> None:
+        from amad.tasks.translation import predict
+
+        predict.predict_arguments(parser)
+
+    def predict(self, source: Any, args: Any) -> None:
+        from amad.tasks.translation import predict
+
+        predict.predict(source, args)
