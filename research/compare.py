@@ -89,6 +89,12 @@ def settings_groups(choices: dict[str, dict[str, float]]) -> dict[tuple, list[st
     return groups
 
 
+def image_drop(breakdown: dict, model: str) -> float | None:
+    """The test metric's drop with the images shuffled across inputs (translation's adversarial
+    evaluation, in ``metrics/breakdown.json``); None where the task does not measure it."""
+    return breakdown.get(model, {}).get("shuffled_images", {}).get("image_drop")
+
+
 def summarise(values: list[float]) -> dict:
     return {
         "mean": statistics.fmean(values),
@@ -111,6 +117,7 @@ def student_latency(latency: dict, student: str) -> dict | None:
 
 def format_report(result: dict) -> str:
     metric, teacher = result["metric"], result["teacher"]
+    drops = result.get("image_drop")
     lines = [
         f"# Method comparison ({metric}; weights tuned on validation, test over {result['seeds']} seeds)",
         "",
@@ -118,9 +125,12 @@ def format_report(result: dict) -> str:
         f"{teacher['mean']:.4f} ± {teacher['std']:.4f}.",
         "",
         f"| student | method | chosen settings | val {metric} at choice | test {metric} (mean ± std) | gap to teacher "
-        "| training s | ORT b1 ms | speed-up |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"{'| image drop (shuffled images) ' if drops else ''}| training s | ORT b1 ms | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if drops else ""),
     ]
+    if drops:
+        teacher_drop = result["teacher_image_drop"]
+        lines[2] += f" Teacher's image drop: {teacher_drop['mean']:.4f} ± {teacher_drop['std']:.4f}."
     for student, rows in result["table"].items():
         speed = result["latency"].get(student)
         ms = f"{speed['ort_b1_ms']:.3f}" if speed else "n/a"
@@ -129,9 +139,11 @@ def format_report(result: dict) -> str:
             chosen = ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in result["choices"][method].items()) or "-"
             val = result["validation"].get(method)
             took = result.get("training_seconds", {}).get(student, {}).get(method)
+            drop = drops.get(student, {}).get(method) if drops else None
+            drop_cell = (f"{drop['mean']:.4f} ± {drop['std']:.4f} | " if drop else "n/a | ") if drops else ""
             lines.append(
                 f"| {student} | {method} | {chosen} | {'-' if val is None else f'{val:.4f}'} | "
-                f"{row['mean']:.4f} ± {row['std']:.4f} | {row['mean'] - teacher['mean']:+.4f} | "
+                f"{row['mean']:.4f} ± {row['std']:.4f} | {row['mean'] - teacher['mean']:+.4f} | {drop_cell}"
                 f"{'n/a' if took is None else f'{took:.0f}'} | {ms} | {ratio} |"
             )
     if "wall_seconds" in result:
@@ -195,19 +207,27 @@ def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = ru
 
     tests: dict[str, dict[str, list[float]]] = {s: {m: [] for m in methods} for s in students}
     seconds: dict[str, dict[str, list[float]]] = {s: {m: [] for m in methods} for s in students}
+    drops: dict[str, dict[str, list[float]]] = {s: {m: [] for m in methods} for s in students}
     teacher: list[float] = []
+    teacher_drops: list[float] = []
     for seed in range(args.seeds):
         for chosen, group in settings_groups(choices).items():
             overrides = [f"distill.seed={seed}", *quiet, *args.set, *(f"{k}={v}" for k, v in chosen), _listing(group)]
             run(overrides, "evaluate")
             metrics = read_json(paths.EVAL)
+            breakdown = read_json(paths.BREAKDOWN) if paths.BREAKDOWN.exists() else {}
             for student in students:
                 for method in group:
                     tests[student][method].append(metrics[f"{student}-{method}"][metric])
+                    drop = image_drop(breakdown, f"{student}-{method}")
+                    if drop is not None:
+                        drops[student][method].append(drop)
                     took = training_seconds(f"{student}-{method}")
                     if took is not None:
                         seconds[student][method].append(took)
         teacher.append(metrics["teacher"][metric])
+        if image_drop(breakdown, "teacher") is not None:
+            teacher_drops.append(image_drop(breakdown, "teacher"))
     return {
         "metric": metric,
         "seeds": args.seeds,
@@ -221,6 +241,14 @@ def compare(args: argparse.Namespace, run: Callable[[list[str], str], None] = ru
             s: {m: statistics.fmean(v) if v else None for m, v in rows.items()} for s, rows in seconds.items()
         },
         "latency": {s: student_latency(latency, s) for s in students},
+        **(
+            {
+                "image_drop": {s: {m: summarise(v) for m, v in rows.items() if v} for s, rows in drops.items()},
+                "teacher_image_drop": summarise(teacher_drops),
+            }
+            if teacher_drops
+            else {}
+        ),
     }
 
 

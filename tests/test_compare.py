@@ -158,3 +158,21 @@ def test_ties_go_to_the_smaller_setting_and_bad_grids_are_refused():
         compare._numbers("0.1,0")
     with pytest.raises(argparse.ArgumentTypeError, match="comma-separated"):
         compare._numbers("0.1;1")
+
+
+def test_a_task_that_shuffles_images_gets_an_image_drop_column(workspace):
+    inner = fake_run([])
+
+    def run(command: list[str], target: str) -> None:
+        inner(command, target)
+        if target == "evaluate":  # as translation's breakdown: BLEU lost with the images shuffled
+            models = json.loads(Path("metrics/eval.json").read_text())
+            drops = {model: {"shuffled_images": {"image_drop": 2.0 if model == "teacher" else 0.5}} for model in models}
+            Path("metrics/breakdown.json").write_text(json.dumps(drops))
+
+    args = argparse.Namespace(seeds=2, weights=[0.1, 1.0], temperatures=[], set=[])
+    result = compare.compare(args, run=run)
+    assert result["teacher_image_drop"]["mean"] == 2.0 and result["image_drop"]["h2"]["amad"]["runs"] == [0.5, 0.5]
+    report = compare.format_report(result)
+    assert "| image drop (shuffled images) |" in report and "Teacher's image drop: 2.0000 ± 0.0000." in report
+    assert "| -0.2950 | 0.5000 ± 0.0000 | 61 |" in report
