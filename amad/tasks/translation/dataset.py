@@ -43,7 +43,7 @@ class TranslationDataset(Dataset):
         self.pairs: list[SentencePair] = read_manifest(path)
         self.preprocess = preprocess
         self.target_language = target_language  # how the metrics tokenise the references
-        self.source = preprocess.tokenize([pair.source for pair in self.pairs])
+        self.source = preprocess.source.tokenize([pair.source for pair in self.pairs])
         self.target = preprocess.tokenize([pair.target for pair in self.pairs])
         self.images = [pair.image for pair in self.pairs]  # the split's images, one per pair of the file
         self.image_of = np.arange(len(self.pairs))  # the image each sample shows

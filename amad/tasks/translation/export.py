@@ -37,7 +37,7 @@ def export_specs(preprocess: Any, state: dict, graphs: dict[str, Graph]) -> dict
 
     pixels = torch.zeros(2, 3, preprocess.image_size, preprocess.image_size)
     pixels[1] = 1.0
-    source = preprocess.tokenize(["a b c d", "a"])
+    source = preprocess.source.tokenize(["a b c d", "a"])
     example = {"pixels": pixels, "source": source}
     memory_dynamic = {
         name: ({0: BATCH_AXIS, 1: SOURCE_AXIS} if axis == 0 else {1: BATCH_AXIS, 3: SOURCE_AXIS})

@@ -2,7 +2,9 @@
 built from open_clip's modules.
 
 * ``source``: open_clip ``TextTransformer`` without the causal mask, padding masked (every source
-  token reads the whole sentence).
+  token reads the whole sentence); or a Hugging Face BERT-style encoder from a local folder
+  (``source.hf_model``, :class:`~amad.models.hf_text.HFTextTower`), e.g. the pretrained MiniLM. Its
+  tokens are projected to ``embed_dim`` (``source_proj``) where its width differs.
 * ``visual``: open_clip ``VisionTransformer`` with CoCa's attentional pooler; its last
   ``pooler_queries - 1`` outputs are the image tokens. Absent (``vision: null``) in a text-only model.
 * ``decoder`` (:class:`TranslationDecoder`): per layer, causal self-attention, cross-attention over the
@@ -18,7 +20,8 @@ cross-attention's keys and values are computed once per image and its cache size
 pooler's tokens, as in captioning; a text-only baseline is the same model without that block.
 
 Attention modules by group: ``vision_self`` ``visual.transformer.resblocks.{i}.attn``;
-``source_self`` ``source.transformer.resblocks.{i}.attn``; ``decoder_self``
+``source_self`` ``source.transformer.resblocks.{i}.attn`` (a Hugging Face source:
+``source.model.encoder.layer.{i}.attention.self``); ``decoder_self``
 ``decoder.resblocks.{i}.attn``; ``decoder_cross_text`` ``decoder.text_cross.{i}.attn``;
 ``decoder_cross_image`` ``decoder.image_cross.{i}.attn``.
 
@@ -33,16 +36,25 @@ from open_clip.model import CLIPVisionCfg, _build_vision_tower
 from open_clip.transformer import LayerNorm, ResidualAttentionBlock, TextTransformer
 from torch import Tensor, nn
 
-from amad.data.preprocess import PAD_TOKEN_ID, Preprocess
+from amad.data.preprocess import PAD_TOKEN_ID
 from amad.generation.search import SpecialTokens
 from amad.tasks.translation.config import ModelConfig
+from amad.tasks.translation.preprocess import TranslationPreprocess
 
 
-def preprocess_of(config: ModelConfig, context_length: int, vocabulary: str) -> Preprocess:
-    """The preprocessing of a model built from ``config``: the joint vocabulary learned at ``prepare``,
-    the sentences' context, the image size (a text-only model still reads images: the data has them)."""
-    return Preprocess(
-        image_size=config.image_size, context_length=context_length, tokenizer="learned", vocabulary=vocabulary
+def preprocess_of(config: ModelConfig, context_length: int, vocabulary: str) -> TranslationPreprocess:
+    """The preprocessing of a model built from ``config``: the joint vocabulary learned at ``prepare``
+    (the source side too, unless a Hugging Face source encoder brings its own tokenizer), the
+    sentences' context, the image size (a text-only model still reads images: the data has them)."""
+    from amad.data.preprocess import hf_tokenizer_name
+
+    hf = config.source.hf_model
+    return TranslationPreprocess(
+        image_size=config.image_size,
+        context_length=context_length,
+        tokenizer="learned",
+        vocabulary=vocabulary,
+        source_tokenizer=None if hf is None else hf_tokenizer_name(hf),
     )
 
 
@@ -105,21 +117,29 @@ class TranslationModel(nn.Module):
     ) -> None:
         super().__init__()
         width = config.embed_dim
-        self.source = TextTransformer(
-            context_length=context_length,
-            vocab_size=vocab_size,
-            width=width,
-            heads=config.source.heads,
-            layers=config.source.depth,
-            mlp_ratio=config.source.mlp_ratio,
-            output_dim=None,
-            proj_type="none",
-            no_causal_mask=True,
-            use_pad_mask=True,
-            pad_id=PAD_TOKEN_ID,
-            pool_type="first",
-            output_tokens=True,
-        )
+        source = config.source
+        self.hf_source = source.hf_model is not None
+        if self.hf_source:
+            from amad.models.hf_text import HFTextTower
+
+            self.source = HFTextTower(source)
+        else:
+            self.source = TextTransformer(
+                context_length=context_length,
+                vocab_size=vocab_size,
+                width=source.width,
+                heads=source.heads,
+                layers=source.depth,
+                mlp_ratio=source.mlp_ratio,
+                output_dim=None,
+                proj_type="none",
+                no_causal_mask=True,
+                use_pad_mask=True,
+                pad_id=PAD_TOKEN_ID,
+                pool_type="first",
+                output_tokens=True,
+            )
+        self.source_proj = nn.Linear(source.width, width) if source.width != width else None
         vision = config.vision
         self.visual = None
         if vision is not None:
@@ -144,7 +164,9 @@ class TranslationModel(nn.Module):
 
     def encode_source(self, source: Tensor) -> tuple[Tensor, Tensor]:
         """``source [B, S]`` -> (source tokens ``[B, S, W]``, ``real [B, S]`` bool: not padding)."""
-        _, tokens = self.source(source)
+        tokens = self.source(source) if self.hf_source else self.source(source)[1]
+        if self.source_proj is not None:
+            tokens = self.source_proj(tokens)
         return tokens, source != PAD_TOKEN_ID
 
     def encode_image(self, pixels: Tensor) -> Tensor | None:
@@ -163,10 +185,12 @@ class TranslationModel(nn.Module):
         """Attention module paths per group, each list ordered by depth (a text-only model has no
         ``vision_self`` and ``decoder_cross_image``)."""
         depth = len(self.decoder.resblocks)
+        if self.hf_source:
+            source = [f"source.model.encoder.layer.{i}.attention.self" for i in range(self.config.source.depth)]
+        else:
+            source = [f"source.transformer.resblocks.{i}.attn" for i in range(len(self.source.transformer.resblocks))]
         groups = {
-            "source_self": [
-                f"source.transformer.resblocks.{i}.attn" for i in range(len(self.source.transformer.resblocks))
-            ],
+            "source_self": source,
             "decoder_self": [f"decoder.resblocks.{i}.attn" for i in range(depth)],
             "decoder_cross_text": [f"decoder.text_cross.{i}.attn" for i in range(depth)],
         }

@@ -50,7 +50,7 @@ def translate(source: ModelSource, predictor, rows: list[tuple[Path | None, str]
     results = []
     for start in range(0, len(rows), BATCH):
         chunk = rows[start : start + BATCH]
-        batch = {"source": source.preprocess.token_ids([text for _, text in chunk])}
+        batch = {"source": source.preprocess.source.token_ids([text for _, text in chunk])}
         if predictor.image:
             batch["pixels"] = np.stack([source.preprocess.image_array(image) for image, _ in chunk])
         for row in np.asarray(predictor(batch)["tokens"]):
@@ -81,12 +81,14 @@ def predict(source: ModelSource, args: argparse.Namespace) -> None:
     if args.manifest:
         records = read_request_manifest(args.manifest, {"id": str, "image": str, "source": str}, image=predictor.image)
         for record in records:  # every sentence fits the context, before anything is decoded or written
-            source.preprocess.check_text(record["source"], f"{args.manifest}: id {record['id']!r}", "source sentence")
+            source.preprocess.source.check_text(
+                record["source"], f"{args.manifest}: id {record['id']!r}", "source sentence"
+            )
         rows = [(record["image"], record["source"]) for record in records]
     else:
         rows = _flag_rows(args, predictor.image)
         for _, text in rows:
-            source.preprocess.check_text(text, "--text", "sentence")
+            source.preprocess.source.check_text(text, "--text", "sentence")
     results = translate(source, predictor, rows)
     if not args.manifest:
         for (image, text), result in zip(rows, results, strict=True):

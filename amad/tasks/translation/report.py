@@ -125,7 +125,7 @@ def cross_attention_figures(teacher: Any, student: Any, name: str, dataset: Any,
     target = teacher.preprocess.tokenize([translation])
     source_ids = [i for i in batch["source"][0].tolist() if i != 0]
     target_ids = [i for i in target[0].tolist() if i != 0]
-    source_pieces = teacher.preprocess.token_strings(source_ids)
+    source_pieces = teacher.preprocess.source.token_strings(source_ids)
     target_pieces = teacher.preprocess.token_strings(target_ids)
     # query t writes target token t + 1: label each query by the token it writes
     written = [printable(piece) for piece in target_pieces[1:]]

@@ -22,7 +22,7 @@ from typing import Any
 from amad.config.typed import require
 from amad.contracts.graph import Graph, Predictor
 from amad.contracts.task import TASKS, GroupShape, Task
-from amad.tasks.checks import check_pretrained, read_summary
+from amad.tasks.checks import check_hf_text_folder, check_pretrained, read_summary
 from amad.tasks.generative import GenerativeTask, check_generation_lengths
 from amad.tasks.translation.config import ATTENTION_GROUPS, DataConfig, EvaluateConfig, ModelConfig
 
@@ -44,7 +44,7 @@ class TranslationTask(GenerativeTask, Task):
         length = config.context_length
         width, source, decoder = config.embed_dim, config.source, config.decoder
         shapes = {
-            "source_self": GroupShape(source.depth, source.heads, width, length, length, f"{key}.source"),
+            "source_self": GroupShape(source.depth, source.heads, source.width, length, length, f"{key}.source"),
             "decoder_self": GroupShape(decoder.depth, decoder.heads, width, length - 1, length - 1, f"{key}.decoder"),
             "decoder_cross_text": GroupShape(decoder.depth, decoder.heads, width, length - 1, length, f"{key}.decoder"),
         }
@@ -76,8 +76,22 @@ class TranslationTask(GenerativeTask, Task):
 
     def check_files(self, config: ModelConfig, key: str) -> None:
         check_pretrained(config, key)
+        if config.source.hf_model is not None:
+            check_hf_text_folder(config.source, f"{key}.source", config.context_length)
+
+    def check_model(self, config: ModelConfig, key: str) -> None:
+        if config.source.hf_model is not None:
+            from amad.data.preprocess import check_hf_tokenizer
+
+            check_hf_tokenizer(config.source.hf_model, f"{key}.source.hf_model")
 
     def check_student(self, teacher: ModelConfig, student: ModelConfig, key: str) -> None:
+        require(
+            student.source.hf_model == teacher.source.hf_model,
+            f"{key}.source.hf_model",
+            f"must equal teacher.source.hf_model ({teacher.source.hf_model}): teacher and students read the same "
+            "source tokens (the attention maps over them are aligned)",
+        )
         require(
             student.image_size == teacher.image_size,
             f"{key}.image_size",
@@ -125,6 +139,18 @@ class TranslationTask(GenerativeTask, Task):
         return TranslationDataset(data_dir, split, preprocess, target_language=state["languages"]["target"])
 
     # -- models -----------------------------------------------------------------------------
+    def preprocess_from_dict(self, data: dict) -> Any:
+        from amad.tasks.translation.preprocess import TranslationPreprocess
+
+        return TranslationPreprocess.from_dict(data)
+
+    def preprocess_from_metadata(self, metadata: dict[str, str]) -> Any:
+        """The export's preprocessing; the source side's tokenizer from ``amad.source_tokenizer`` where
+        it has its own (the target side's is the joint vocabulary, in the preprocessing itself)."""
+        from amad.tasks.translation.preprocess import preprocess_from_metadata
+
+        return preprocess_from_metadata(metadata)
+
     def preprocess(self, config: ModelConfig, state: dict | None = None) -> Any:
         from amad.tasks.translation.model import preprocess_of
 
@@ -169,7 +195,7 @@ class TranslationTask(GenerativeTask, Task):
     def token_labels(self, group: str, batch: dict, preprocess: Any) -> tuple[list[str] | None, list[str] | None]:
         if group == "vision_self":
             return None, None
-        source = preprocess.token_strings(batch["source"][0].tolist())
+        source = preprocess.source.token_strings(batch["source"][0].tolist())
         target = preprocess.token_strings(batch["target"][0].tolist())[:-1]
         return {
             "source_self": (source, source),
@@ -222,8 +248,7 @@ class TranslationTask(GenerativeTask, Task):
         import torch
 
         pixels = torch.zeros(batch_size, 3, preprocess.image_size, preprocess.image_size)
-        tokens = preprocess.tokenize(["a"] * batch_size)
-        return pixels, tokens, tokens
+        return pixels, preprocess.source.tokenize(["a"] * batch_size), preprocess.tokenize(["a"] * batch_size)
 
     def export_specs(self, preprocess: Any, state: dict, graphs: dict[str, Graph] | None = None) -> dict[str, Any]:
         """``encoder`` (``pixels``, ``source`` -> first logits, memory, start cache) and ``decoder``
