@@ -304,6 +304,14 @@ def test_a_hugging_face_source_encoder_reads_its_own_wordpiece_and_exports_its_t
     with torch.no_grad():  # the cached decoder over the projected source tokens
         first = EncoderGraph(model)(batch["pixels"], batch["source"])
         torch.testing.assert_close(first["logits"], reference[:, 0], atol=1e-5, rtol=0)
+    from amad.tasks.translation.dataset import source_truncation
+    from amad.tasks.translation.model import preprocess_of
+
+    short = copy.copy(dataset)
+    short.preprocess = preprocess_of(model_config, 6, state["vocabulary"])  # 6 WordPiece tokens: most are cut
+    with pytest.raises(DataError, match=r"data.max_truncated: \d+ of \d+ val source sentences .* the longest"):
+        source_truncation(short, "val", 0.1)
+    assert source_truncation(short, "val", 1.0) > 0 and source_truncation(dataset, "val", 0.0) == 0
     metadata = preprocess.export_metadata()
     restored = TASK.preprocess_from_metadata(metadata)
     assert restored.source.saved_tokenizer is not None, "an export needs no Hugging Face folder"

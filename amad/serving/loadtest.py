@@ -17,7 +17,6 @@ latency of the successful ones (ms).
 from __future__ import annotations
 
 import functools
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -49,7 +48,7 @@ def validation_requests(export_dir: Path, data_dir: Path, count: int = 32) -> li
 
     metadata = served_metadata(next(iter(served_graphs(export_dir).values())))
     task = get_task(metadata["amad.task"], f"{export_dir}: amad.task")
-    preprocess = task.preprocess_from_dict(json.loads(metadata["amad.data.preprocess"]))
+    preprocess = task.preprocess_from_metadata(metadata)  # the export's own tokenizers
     dataset = task.dataset(Path(data_dir), "val", preprocess, task.read_state(Path(data_dir)))
     if len(dataset) == 0:
         raise AmadError(f"{data_dir}: the validation split is empty: the load test draws its requests from it")

@@ -141,11 +141,13 @@ output [
 
 def served_parameters(metadata: dict[str, str], origin: Path) -> dict[str, str]:
     """The ``amad.*`` metadata of an exported graph, which its Triton config publishes: all but the
-    saved tokenizer (megabytes of JSON; a client of a model repository tokenises with the training
-    tokenizer, which needs open_clip or transformers, or reads the export folder: ``--export``)."""
+    saved tokenizers (megabytes of JSON: ``amad.tokenizer``, translation's ``amad.source_tokenizer``; a
+    client of a model repository tokenises with the training tokenizer, which needs open_clip or
+    transformers, or reads the export folder: ``--export``)."""
     if "amad.task" not in metadata or "amad.data.preprocess" not in metadata:
         raise AmadError(f"{origin}: not an amad export (no amad.task / amad.data.preprocess metadata)")
-    return {key: value for key, value in metadata.items() if key.startswith("amad.") and key != "amad.tokenizer"}
+    saved = ("amad.tokenizer", "amad.source_tokenizer")
+    return {key: value for key, value in metadata.items() if key.startswith("amad.") and key not in saved}
 
 
 def write_model_repository(export_dir: Path, out: Path, *, max_batch: int, gpu: bool = False) -> list[str]:

@@ -57,13 +57,13 @@ def read_summary(data_dir: Path, name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def check_hf_text_folder(text: Any, key: str, context_length: int | None = None) -> None:
+def check_hf_text_folder(text: Any, key: str, context: tuple[int, str] | None = None) -> None:
     """The local Hugging Face folder of a text tower (``<key>.hf_model``) holds a BERT-style encoder with
-    enough positions for ``context_length`` (default ``text.context_length``) and, where its weights are
-    loaded, the configured shape (its tokenizer is checked with the models:
-    :func:`amad.data.preprocess.check_hf_tokenizer`)."""
+    enough positions for its context (``context``: the length and its key; default
+    ``text.context_length``) and, where its weights are loaded, the configured shape (its tokenizer is
+    checked with the models: :func:`amad.data.preprocess.check_hf_tokenizer`)."""
     folder = Path(text.hf_model)
-    context_length = text.context_length if context_length is None else context_length
+    context_length, context_key = context or (text.context_length, f"{key}.context_length")
     require(
         (folder / "config.json").is_file(), f"{key}.hf_model", f"no Hugging Face model folder (config.json) at {folder}"
     )
@@ -79,7 +79,7 @@ def check_hf_text_folder(text: Any, key: str, context_length: int | None = None)
     positions = hf.get("max_position_embeddings", context_length)
     require(
         context_length <= positions,
-        f"{key}.context_length",
+        context_key,
         f"{context_length} is longer than the model's {positions} positions",
     )
     if not text.hf_pretrained:

@@ -22,6 +22,30 @@ def derangement(count: int, seed: int) -> np.ndarray:
     return np.roll(order, 1)[np.argsort(order)]  # each position takes the image of the one before it in ``order``
 
 
+def source_truncation(dataset: TranslationDataset, split: str, limit: float) -> int:
+    """Source sentences of ``dataset`` longer than the context by its source tokenizer; DataError
+    above ``limit`` (a fraction), naming the split and the longest; a note on stderr otherwise."""
+    import sys
+
+    from amad.errors import DataError
+
+    side = dataset.preprocess.source
+    counts = [(side.token_count(pair.source), pair.source) for pair in dataset.pairs]
+    cut = sum(count > side.context_length for count, _ in counts)
+    if not cut:
+        return 0
+    longest = max(counts)
+    message = (
+        f"{cut} of {len(counts)} {split} source sentences ({cut / len(counts):.1%}) are longer than "
+        f"{side.context_length} tokens of the source encoder's tokenizer; the longest ({longest[0]} tokens): "
+        f"{longest[1][:80]!r}"
+    )
+    if cut / len(counts) > limit:
+        raise DataError(f"data.max_truncated: {message}, above the {limit:.1%} allowed. Raise data.context_length")
+    print(f"note: {message}: cut, keeping the end token", file=sys.stderr)
+    return cut
+
+
 class TranslationDataset(Dataset):
     """Samples ``{"pixels" [3,H,W], "source" [L], "target" [L], "index"}``, one per sentence pair of one
     split, in file order. Sentences are tokenised once up front; images are read lazily and, while the

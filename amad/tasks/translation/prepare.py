@@ -128,6 +128,7 @@ def prepare(
             "splits": {split: length_report(pairs, tokenizer) for split, pairs in splits.items()},
             "languages": {"source": config.languages.source, "target": config.languages.target},
             "context_length": config.context_length,
+            "max_truncated": config.max_truncated,  # a Hugging Face source tokenizer is counted by the dataset
             "vocabulary": {
                 "kind": "learned",
                 "size": tokenizer.vocab_size(),

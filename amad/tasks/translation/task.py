@@ -77,7 +77,7 @@ class TranslationTask(GenerativeTask, Task):
     def check_files(self, config: ModelConfig, key: str) -> None:
         check_pretrained(config, key)
         if config.source.hf_model is not None:
-            check_hf_text_folder(config.source, f"{key}.source", config.context_length)
+            check_hf_text_folder(config.source, f"{key}.source", (config.context_length, f"{key}.context_length"))
 
     def check_model(self, config: ModelConfig, key: str) -> None:
         if config.source.hf_model is not None:
@@ -134,9 +134,16 @@ class TranslationTask(GenerativeTask, Task):
         }
 
     def dataset(self, data_dir: Path, split: str, preprocess: Any, state: dict) -> Any:
-        from amad.tasks.translation.dataset import TranslationDataset
+        """The split's pairs; with a Hugging Face source encoder (its own tokenizer, which ``prepare``
+        does not count with), the source sentences longer than the context are counted here and refused
+        above the prepared data's ``data.max_truncated``, naming the split and the longest."""
+        from amad.tasks.translation.dataset import TranslationDataset, source_truncation
 
-        return TranslationDataset(data_dir, split, preprocess, target_language=state["languages"]["target"])
+        dataset = TranslationDataset(data_dir, split, preprocess, target_language=state["languages"]["target"])
+        if preprocess.source is not preprocess:
+            limit = self._summary(data_dir).get("max_truncated", 1.0)  # folders prepared before it was kept
+            source_truncation(dataset, split, limit)
+        return dataset
 
     # -- models -----------------------------------------------------------------------------
     def preprocess_from_dict(self, data: dict) -> Any:
