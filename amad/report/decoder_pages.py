@@ -27,6 +27,13 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else "·" for c in text)
 
 
+def markdown_table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    """A ``summary.md`` section: ``## title`` and a table, each cell made printable, ``|`` as ``/``."""
+    lines = ["", f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(printable(cell).replace("|", "/") for cell in cells) + " |" for cells in rows]
+    return "\n".join(lines) + "\n\n"
+
+
 def spread(count: int, total: int) -> list[int]:
     """``count`` indices spread evenly over ``range(total)`` (all of them when there are fewer)."""
     if total <= count:

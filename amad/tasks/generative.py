@@ -48,6 +48,15 @@ class GenerativeTask:
         first, second = reference[graph]["tokens"], candidate[graph]["tokens"]
         return float((first == second).all(1).float().mean())
 
+    def report_models(self, teacher_dir: Any, student_dirs: dict[str, Any], data_dir: Any) -> tuple[Any, dict, Any]:
+        """What the task's report pages draw from: the loaded teacher, the loaded students by name, and
+        the validation split in the teacher's preprocessing."""
+        from amad.models import load_model
+
+        teacher = load_model(teacher_dir)
+        students = {name: load_model(folder) for name, folder in student_dirs.items()}
+        return teacher, students, self.dataset(data_dir, "val", teacher.preprocess, teacher.state)
+
     def state_from_metadata(self, metadata: dict[str, str]) -> dict:
         """The state the export specs wrote (``amad.state``), or none (older exports)."""
         return json.loads(metadata["amad.state"]) if "amad.state" in metadata else {}

@@ -19,7 +19,15 @@ from typing import Any
 
 import torch
 
-from amad.report.decoder_pages import EXAMPLES, chosen_words, printable, shown_image, spread, word_image_attention
+from amad.report.decoder_pages import (
+    EXAMPLES,
+    chosen_words,
+    markdown_table,
+    printable,
+    shown_image,
+    spread,
+    word_image_attention,
+)
 
 
 def _pixels(dataset: Any, images: list[int]) -> torch.Tensor:
@@ -50,17 +58,10 @@ def example_captions(models: dict[str, Any], dataset: Any, generation: Any, coun
 def captions_table(rows: list[dict]) -> str:
     """Markdown: one line per image, one column per model, then the first reference."""
     names = list(rows[0]["captions"]) if rows else []
-    lines = [
-        "",
-        "## Captions of validation images",
-        "",
-        "| image | " + " | ".join(names) + " | first reference |",
-        "|---|" + "---|" * (len(names) + 1),
+    cells = [
+        [str(row["id"]), *(row["captions"][name] or "(empty)" for name in names), row["references"][0]] for row in rows
     ]
-    for row in rows:
-        cells = [row["captions"][name] or "(empty)" for name in names] + [row["references"][0]]
-        lines.append(f"| {row['id']} | " + " | ".join(printable(cell).replace("|", "/") for cell in cells) + " |")
-    return "\n".join(lines) + "\n\n"
+    return markdown_table("Captions of validation images", ["image", *names, "first reference"], cells)
 
 
 def captions_figure(rows: list[dict], dataset: Any):

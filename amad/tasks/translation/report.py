@@ -21,7 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from amad.report.decoder_pages import EXAMPLES, chosen_words, printable, shown_image, spread, word_image_attention
+from amad.report.decoder_pages import (
+    EXAMPLES,
+    chosen_words,
+    markdown_table,
+    printable,
+    shown_image,
+    spread,
+    word_image_attention,
+)
 
 
 def _batch(dataset: Any, indices: list[int]) -> dict[str, torch.Tensor]:
@@ -57,17 +65,11 @@ def example_translations(models: dict[str, Any], dataset: Any, generation: Any, 
 def translations_table(rows: list[dict]) -> str:
     """Markdown: one line per pair, its source, one column per model, then the reference."""
     names = list(rows[0]["translations"]) if rows else []
-    lines = [
-        "",
-        "## Translations of validation sentences",
-        "",
-        "| pair | source | " + " | ".join(names) + " | reference |",
-        "|---|---|" + "---|" * (len(names) + 1),
+    cells = [
+        [str(row["id"]), row["source"], *(row["translations"][name] or "(empty)" for name in names), row["reference"]]
+        for row in rows
     ]
-    for row in rows:
-        cells = [row["source"], *(row["translations"][name] or "(empty)" for name in names), row["reference"]]
-        lines.append(f"| {row['id']} | " + " | ".join(printable(cell).replace("|", "/") for cell in cells) + " |")
-    return "\n".join(lines) + "\n\n"
+    return markdown_table("Translations of validation sentences", ["pair", "source", *names, "reference"], cells)
 
 
 def _clipped(text: str, limit: int) -> str:

@@ -316,12 +316,9 @@ class TranslationTask(GenerativeTask, Task):
     ) -> str:
         """``translations.png`` (validation pairs with every model's greedy translation) and
         ``cross_attention/<model>/source.png`` / ``image.png`` (teacher heads beside student heads)."""
-        from amad.models import load_model
         from amad.tasks.translation.report import report_pages
 
-        teacher = load_model(teacher_dir)
-        students = {name: load_model(folder) for name, folder in student_dirs.items()}
-        dataset = self.dataset(data_dir, "val", teacher.preprocess, teacher.state)
+        teacher, students, dataset = self.report_models(teacher_dir, student_dirs, data_dir)
         return report_pages(teacher, students, attention_models, dataset, out)
 
     def predict_arguments(self, parser: Any) -> None:
